@@ -1,0 +1,271 @@
+//! The reconcile loop around [`plan_for`]: it keeps desired and actual state,
+//! the dirty set and the respawn timers, and hands each action to an
+//! [`Executor`]. Time is passed in (ms), so it runs the same under a test
+//! clock as under the real one.
+
+use crate::{
+    plan_for, Action, ActionKind, Actual, ActualVassal, BackoffPolicy, Conflict, Desired, Phase,
+    SourceId, VassalName, VassalSpec,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a start did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The config cannot be used as it is (parse error, unknown program):
+    /// retrying without a new version is pointless.
+    #[error("unusable config: {0}")]
+    Invalid(String),
+    /// The start failed for a reason that may pass (resources, a race).
+    #[error("start failed: {0}")]
+    Failed(String),
+}
+
+/// What became of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The running process took the new config.
+    Reloaded,
+    /// The process is being stopped; it is started again on the new config
+    /// once it has exited.
+    Restarting,
+    /// The new config is unusable; the old process keeps running.
+    Kept(String),
+}
+
+/// Performs actions on real processes. Implementations own all side effects.
+pub trait Executor {
+    /// Starts `spec` as generation `generation`.
+    fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError>;
+    /// Applies `spec` (a new version) to the running vassal `current`.
+    fn reload(&mut self, spec: &VassalSpec, current: &ActualVassal) -> ReloadOutcome;
+    /// Begins stopping `current`; returns `false` when nothing was running
+    /// (so it can be forgotten at once). Called for every planned stop,
+    /// also of vassals that are not running, so records can be dropped.
+    fn stop(&mut self, name: &VassalName, current: &ActualVassal) -> bool;
+}
+
+/// Desired + actual state, dirty set and timers; see the module docs.
+#[derive(Debug, Default)]
+pub struct Controller {
+    desired: Desired,
+    actual: Actual,
+    policy: BackoffPolicy,
+    dirty: BTreeSet<VassalName>,
+    timers: BTreeMap<u64, BTreeSet<VassalName>>,
+    next_generation: u64,
+}
+
+impl Controller {
+    /// A controller with no sources and nothing running.
+    pub fn new(policy: BackoffPolicy) -> Self {
+        Self { policy, next_generation: 1, ..Self::default() }
+    }
+
+    /// Starts from a recovered actual state; `next_generation` must exceed
+    /// every generation ever used.
+    pub fn with_actual(policy: BackoffPolicy, actual: Actual, next_generation: u64) -> Self {
+        let dirty = actual.keys().cloned().collect();
+        Self { policy, actual, dirty, next_generation: next_generation.max(1), ..Self::default() }
+    }
+
+    /// Registers a source; until it reports a complete snapshot it causes no stop.
+    pub fn add_source(&mut self, id: SourceId) {
+        self.desired.add_source(id);
+    }
+
+    /// Replaces a source's whole desired set. Names whose spec changed
+    /// become dirty; completing a source makes its vassals dirty too.
+    pub fn set_snapshot(&mut self, id: &SourceId, specs: BTreeMap<VassalName, VassalSpec>, complete: bool) {
+        let snap = self.desired.snapshot_mut(id);
+        let was_complete = snap.complete;
+        let old = std::mem::replace(&mut snap.specs, specs);
+        snap.complete = was_complete || complete;
+        let now_complete = snap.complete;
+        let snap_specs = &self.desired.snapshot(id).expect("registered").specs;
+        for (name, spec) in snap_specs {
+            if old.get(name) != Some(spec) {
+                self.dirty.insert(name.clone());
+            }
+        }
+        for name in old.keys().filter(|n| !snap_specs.contains_key(*n)) {
+            self.dirty.insert(name.clone());
+        }
+        if now_complete && !was_complete {
+            let mine = self.actual.iter().filter(|(_, a)| a.source == *id).map(|(n, _)| n.clone());
+            self.dirty.extend(mine.collect::<Vec<_>>());
+        }
+    }
+
+    /// Adds or replaces one vassal of a message source.
+    pub fn upsert(&mut self, spec: VassalSpec) {
+        let snap = self.desired.snapshot_mut(&spec.source);
+        snap.complete = true;
+        self.dirty.insert(spec.name.clone());
+        snap.specs.insert(spec.name.clone(), spec);
+    }
+
+    /// Removes one vassal of a message source.
+    pub fn remove(&mut self, source: &SourceId, name: &VassalName) {
+        let snap = self.desired.snapshot_mut(source);
+        snap.complete = true;
+        snap.specs.remove(name);
+        self.dirty.insert(name.clone());
+    }
+
+    /// Marks every known name dirty (full resync, SIGHUP-style sweeps).
+    pub fn mark_all_dirty(&mut self) {
+        let names: Vec<VassalName> = self.desired.names().chain(self.actual.keys()).cloned().collect();
+        self.dirty.extend(names);
+    }
+
+    /// Records that generation `generation` of `name` exited at `now`.
+    /// Exits of stale generations are ignored.
+    pub fn on_exit(&mut self, name: &VassalName, generation: u64, now: u64) {
+        let Some(have) = self.actual.get_mut(name) else { return };
+        if have.generation != generation {
+            return;
+        }
+        match have.phase {
+            Phase::Stopping => {
+                self.actual.remove(name);
+            }
+            Phase::Running { since } => {
+                let delay = have.backoff.on_exit(&self.policy, now.saturating_sub(since));
+                have.phase = Phase::Crashed { restart_at: now + delay };
+            }
+            Phase::Crashed { .. } | Phase::Held => {}
+        }
+        self.dirty.insert(name.clone());
+    }
+
+    /// Plans and applies everything due at `now`; returns the time of the
+    /// next pending respawn, if any.
+    pub fn reconcile(&mut self, now: u64, exec: &mut impl Executor) -> Option<u64> {
+        let mut names = std::mem::take(&mut self.dirty);
+        let due: Vec<u64> = self.timers.range(..=now).map(|(t, _)| *t).collect();
+        for t in due {
+            names.extend(self.timers.remove(&t).unwrap_or_default());
+        }
+        let plan = plan_for(&self.desired, &self.actual, &names, now);
+        for action in &plan.actions {
+            self.apply(action, now, exec);
+        }
+        for name in &names {
+            if let Some(ActualVassal { phase: Phase::Crashed { restart_at }, .. }) = self.actual.get(name) {
+                if *restart_at > now {
+                    self.timers.entry(*restart_at).or_default().insert(name.clone());
+                }
+            }
+        }
+        self.timers.keys().next().copied()
+    }
+
+    fn apply(&mut self, action: &Action, now: u64, exec: &mut impl Executor) {
+        let name = &action.name;
+        match action.kind {
+            ActionKind::Spawn | ActionKind::Respawn => {
+                let spec = self.desired.get(name).expect("planned from desired").clone();
+                self.start(spec, now, exec);
+            }
+            ActionKind::Reload => {
+                let spec = self.desired.get(name).expect("planned from desired").clone();
+                let have = self.actual.get_mut(name).expect("planned from actual");
+                match exec.reload(&spec, have) {
+                    ReloadOutcome::Reloaded | ReloadOutcome::Kept(_) => {}
+                    ReloadOutcome::Restarting => have.phase = Phase::Stopping,
+                }
+                have.version = spec.version;
+                have.source = spec.source;
+            }
+            ActionKind::Stop => {
+                let have = self.actual.get_mut(name).expect("planned from actual");
+                let running = exec.stop(name, have) && matches!(have.phase, Phase::Running { .. });
+                if running {
+                    have.phase = Phase::Stopping;
+                } else {
+                    self.actual.remove(name);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, spec: VassalSpec, now: u64, exec: &mut impl Executor) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let backoff = self.actual.get(&spec.name).map(|a| a.backoff).unwrap_or_default();
+        let mut record = ActualVassal {
+            source: spec.source.clone(),
+            version: spec.version.clone(),
+            phase: Phase::Running { since: now },
+            generation,
+            backoff,
+        };
+        match exec.start(&spec, generation) {
+            Ok(()) => {}
+            Err(StartError::Invalid(_)) => record.phase = Phase::Held,
+            Err(StartError::Failed(_)) => {
+                let delay = record.backoff.on_exit(&self.policy, 0);
+                record.phase = Phase::Crashed { restart_at: now + delay };
+                self.timers.entry(now + delay).or_default().insert(spec.name.clone());
+            }
+        }
+        self.actual.insert(spec.name, record);
+    }
+
+    /// Reloads every running vassal on its current spec and retries every
+    /// held one (the emperor's SIGHUP).
+    pub fn reload_all(&mut self, now: u64, exec: &mut impl Executor) {
+        let names: Vec<VassalName> = self.actual.keys().cloned().collect();
+        for name in names {
+            let Some(spec) = self.desired.get(&name).cloned() else { continue };
+            let have = self.actual.get_mut(&name).expect("listed from actual");
+            match have.phase {
+                Phase::Running { .. } => {
+                    if exec.reload(&spec, have) == ReloadOutcome::Restarting {
+                        have.phase = Phase::Stopping;
+                    }
+                    have.version = spec.version;
+                    have.source = spec.source;
+                }
+                Phase::Held => {
+                    have.phase = Phase::Crashed { restart_at: now };
+                    self.dirty.insert(name);
+                }
+                Phase::Stopping | Phase::Crashed { .. } => {}
+            }
+        }
+    }
+
+    /// The desired state.
+    pub fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// The actual state.
+    pub fn actual(&self) -> &Actual {
+        &self.actual
+    }
+
+    /// Names offered by several sources (see [`Desired::conflicts`]).
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        self.desired.conflicts()
+    }
+
+    /// Whether any action may be pending without a timer (dirty names).
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The next generation number that will be used.
+    pub fn next_generation(&self) -> u64 {
+        self.next_generation
+    }
+
+    /// Forgets every failure of `name` (operator restart).
+    pub fn reset_backoff(&mut self, name: &VassalName) {
+        if let Some(a) = self.actual.get_mut(name) {
+            a.backoff.reset();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Desired-state reconciliation for emperor.
+//!
+//! Sources describe what should run ([`Desired`]); the supervisor reports what
+//! does ([`Actual`]); [`plan`] compares the two without any I/O and returns the
+//! [`Action`]s that converge them. [`Controller`] wraps the plan with a dirty
+//! set and respawn timers and applies actions through an [`Executor`].
+
+mod backoff;
+mod controller;
+mod model;
+mod name;
+mod plan;
+mod spec;
+
+pub use backoff::{Backoff, BackoffPolicy};
+pub use controller::{Controller, Executor, ReloadOutcome, StartError};
+pub use model::{Actual, ActualVassal, Conflict, Desired, Phase, Snapshot};
+pub use name::{extension_of, NameError, VassalName, EXTENSIONS, MAX_NAME_LEN};
+pub use plan::{plan, plan_for, Action, ActionKind, Plan, Reason};
+pub use spec::{ConfigRef, SourceId, VassalSpec};

@@ -1,0 +1,124 @@
+//! The two sides the plan compares: what the sources want ([`Desired`]) and
+//! what runs ([`Actual`]).
+
+use crate::{Backoff, SourceId, VassalName, VassalSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One source's current wishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `false` until the source has finished its first full listing; an
+    /// incomplete source never causes a stop.
+    pub complete: bool,
+    /// The vassals it wants, by name.
+    pub specs: BTreeMap<VassalName, VassalSpec>,
+}
+
+/// The same name offered by two sources; the first registered source wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The contested name.
+    pub name: VassalName,
+    /// The source whose spec is used.
+    pub winner: SourceId,
+    /// The source whose spec is ignored.
+    pub loser: SourceId,
+}
+
+/// The union of every source's snapshot, in registration order.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    sources: Vec<(SourceId, Snapshot)>,
+}
+
+impl Desired {
+    /// Registers a source (incomplete, empty); order decides name conflicts.
+    pub fn add_source(&mut self, id: SourceId) {
+        if !self.sources.iter().any(|(s, _)| *s == id) {
+            self.sources.push((id, Snapshot::default()));
+        }
+    }
+
+    /// The snapshot of a source, created (and registered) on first use.
+    pub fn snapshot_mut(&mut self, id: &SourceId) -> &mut Snapshot {
+        self.add_source(id.clone());
+        let at = self.sources.iter().position(|(s, _)| s == id).expect("just added");
+        &mut self.sources[at].1
+    }
+
+    /// The snapshot of a source, if registered.
+    pub fn snapshot(&self, id: &SourceId) -> Option<&Snapshot> {
+        self.sources.iter().find(|(s, _)| s == id).map(|(_, snap)| snap)
+    }
+
+    /// The spec in force for `name`: the first source offering it.
+    pub fn get(&self, name: &VassalName) -> Option<&VassalSpec> {
+        self.sources.iter().find_map(|(_, snap)| snap.specs.get(name))
+    }
+
+    /// Whether `source` has finished its first listing (unknown sources have not).
+    pub fn is_complete(&self, source: &SourceId) -> bool {
+        self.snapshot(source).is_some_and(|s| s.complete)
+    }
+
+    /// Every name some source wants.
+    pub fn names(&self) -> impl Iterator<Item = &VassalName> {
+        self.sources.iter().flat_map(|(_, snap)| snap.specs.keys())
+    }
+
+    /// Names offered by more than one source, with who wins.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (i, (winner, snap)) in self.sources.iter().enumerate() {
+            for name in snap.specs.keys() {
+                if self.sources[..i].iter().any(|(_, s)| s.specs.contains_key(name)) {
+                    continue;
+                }
+                for (loser, later) in &self.sources[i + 1..] {
+                    if later.specs.contains_key(name) {
+                        out.push(Conflict { name: name.clone(), winner: winner.clone(), loser: loser.clone() });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where a known vassal is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// A process runs (or is starting); `since` is when it was started (ms).
+    Running {
+        /// Start time, in ms of the controller's clock.
+        since: u64,
+    },
+    /// We asked it to stop and wait for its exit; it is then forgotten.
+    Stopping,
+    /// It exited on its own and waits for its respawn at `restart_at` (ms).
+    Crashed {
+        /// When the respawn is due.
+        restart_at: u64,
+    },
+    /// Its config at the recorded version cannot be used; it waits for a new version.
+    Held,
+}
+
+/// What the emperor knows of one vassal it manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualVassal {
+    /// The source whose spec it runs.
+    pub source: SourceId,
+    /// The config version it was (re)started with.
+    pub version: String,
+    /// Its phase.
+    pub phase: Phase,
+    /// How many times it has been started; unique per start.
+    pub generation: u64,
+    /// Its respawn throttling.
+    pub backoff: Backoff,
+}
+
+/// Every vassal the emperor manages, by name.
+pub type Actual = BTreeMap<VassalName, ActualVassal>;

@@ -1,0 +1,123 @@
+//! Vassal names: the key of everything the emperor manages.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest name accepted, in bytes (the upstream limit).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Config file extensions a vassal name may end in.
+pub const EXTENSIONS: &[&str] = &[".ini", ".xml", ".yml", ".yaml", ".json", ".toml"];
+
+/// Why a text was refused as a vassal name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("vassal name is empty")]
+    Empty,
+    /// The name is longer than the limit.
+    #[error("vassal name {0:?} is longer than {MAX_NAME_LEN} bytes")]
+    TooLong(String),
+    /// The name holds a path separator, a `..` or a NUL byte.
+    #[error("vassal name {0:?} contains a path separator, '..' or a NUL byte")]
+    Unsafe(String),
+    /// The name does not end in a known config extension.
+    #[error("vassal name {0:?} does not end in one of .ini .xml .yml .yaml .json .toml")]
+    BadExtension(String),
+}
+
+/// A validated vassal name.
+///
+/// Names that arrive over the network are untrusted, so [`VassalName::parse`]
+/// refuses separators, `..`, NUL and overlong names. Names of glob-matched
+/// files are local paths and go through [`VassalName::parse_path`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VassalName(String);
+
+impl VassalName {
+    /// Validates an untrusted bare name such as `app.ini`.
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        if text.contains('/') || text.contains('\\') || text == "." || text.starts_with("..") {
+            return Err(NameError::Unsafe(text.to_owned()));
+        }
+        Self::parse_path(text)
+    }
+
+    /// Validates a name that is a local path (glob sources); `/` is allowed
+    /// but `..` components and NUL are not.
+    pub fn parse_path(text: &str) -> Result<Self, NameError> {
+        if text.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if text.len() > MAX_NAME_LEN && !text.contains('/') || text.len() > 4096 {
+            return Err(NameError::TooLong(text.chars().take(64).collect()));
+        }
+        if text.contains('\0') || text.split('/').any(|part| part == "..") {
+            return Err(NameError::Unsafe(text.to_owned()));
+        }
+        if extension_of(text).is_none() {
+            return Err(NameError::BadExtension(text.to_owned()));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The config extension the name ends in, with its dot (`.ini`).
+    pub fn extension(&self) -> &'static str {
+        extension_of(&self.0).expect("validated at construction")
+    }
+}
+
+/// The known extension `text` ends in, if any.
+pub fn extension_of(text: &str) -> Option<&'static str> {
+    EXTENSIONS.iter().copied().find(|ext| text.len() > ext.len() && text.ends_with(ext))
+}
+
+impl fmt::Display for VassalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for VassalName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_names() {
+        for ok in ["app.ini", "a.xml", "b.yml", "c.yaml", "d.json", "e.toml", "my app.ini", "x..y.ini"] {
+            assert!(VassalName::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_hostile_names() {
+        assert_eq!(VassalName::parse(""), Err(NameError::Empty));
+        assert!(matches!(VassalName::parse("../evil.ini"), Err(NameError::Unsafe(_))));
+        assert!(matches!(VassalName::parse("a/b.ini"), Err(NameError::Unsafe(_))));
+        assert!(matches!(VassalName::parse("..ini"), Err(NameError::Unsafe(_))));
+        assert!(matches!(VassalName::parse("a\0.ini"), Err(NameError::Unsafe(_))));
+        assert!(matches!(VassalName::parse("app.sh"), Err(NameError::BadExtension(_))));
+        assert!(matches!(VassalName::parse(".ini"), Err(NameError::BadExtension(_))));
+        let long = format!("{}.ini", "a".repeat(300));
+        assert!(matches!(VassalName::parse(&long), Err(NameError::TooLong(_))));
+    }
+
+    #[test]
+    fn paths_allow_separators_but_not_parent_components() {
+        assert!(VassalName::parse_path("/opt/apps/a/uwsgi.ini").is_ok());
+        assert!(VassalName::parse_path("/opt/../etc/x.ini").is_err());
+        assert_eq!(VassalName::parse_path("/x/a.yaml").unwrap().extension(), ".yaml");
+    }
+}

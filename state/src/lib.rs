@@ -1,0 +1,262 @@
+//! The sled-backed state store of emperor.
+//!
+//! It keeps, per state directory: an emperor id generated once, the next
+//! generation number, one [`VassalRecord`] per managed vassal, and the last
+//! complete snapshot of each source. Writes are buffered by sled and made
+//! durable by [`Store::flush`], which the reconciler calls once per round.
+
+mod record;
+
+pub use record::{Intent, Mode, VassalRecord};
+
+use reconciler::{SourceId, VassalName, VassalSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The schema this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why the state store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another emperor holds the state directory.
+    #[error("state dir {0} is in use by another emperor")]
+    Locked(PathBuf),
+    /// The database cannot be opened or read.
+    #[error("state dir {dir} is unreadable: {source}")]
+    Open {
+        /// The state directory.
+        dir: PathBuf,
+        /// What sled said.
+        #[source]
+        source: sled::Error,
+    },
+    /// The state dir was written by an incompatible version.
+    #[error("state dir {dir} has schema version {found}, this emperor reads {SCHEMA_VERSION}")]
+    Schema {
+        /// The state directory.
+        dir: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A read or write failed.
+    #[error("state store: {0}")]
+    Io(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("state store: corrupt record {key}: {message}")]
+    Corrupt {
+        /// The key of the record.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// A source's last complete desired set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSnapshot {
+    /// Whether the source had finished a full listing.
+    pub complete: bool,
+    /// The vassals it wanted.
+    pub specs: Vec<VassalSpec>,
+}
+
+/// The open state store of one state directory.
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    vassals: sled::Tree,
+    snapshots: sled::Tree,
+    emperor_id: String,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let path = dir.join("state.sled");
+        let db = sled::Config::new().path(&path).mode(sled::Mode::LowSpace).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StateError::Locked(dir.to_owned())
+            }
+            sled::Error::Io(ref io) if io.to_string().contains("lock") => StateError::Locked(dir.to_owned()),
+            other => StateError::Open { dir: dir.to_owned(), source: other },
+        })?;
+        let meta = db.open_tree("meta")?;
+        let found = match meta.get("schema")? {
+            Some(v) => decode::<u32>("schema", &v)?,
+            None => {
+                meta.insert("schema", encode(&SCHEMA_VERSION))?;
+                SCHEMA_VERSION
+            }
+        };
+        if found != SCHEMA_VERSION {
+            return Err(StateError::Schema { dir: dir.to_owned(), found });
+        }
+        let emperor_id = match meta.get("emperor_id")? {
+            Some(v) => decode::<String>("emperor_id", &v)?,
+            None => {
+                let id = new_id();
+                meta.insert("emperor_id", encode(&id))?;
+                id
+            }
+        };
+        let store = Self {
+            vassals: db.open_tree("vassals")?,
+            snapshots: db.open_tree("snapshots")?,
+            meta,
+            db,
+            emperor_id,
+        };
+        store.flush()?;
+        Ok(store)
+    }
+
+    /// The id generated once for this state directory.
+    pub fn emperor_id(&self) -> &str {
+        &self.emperor_id
+    }
+
+    /// The next unused generation number (1 for a new store).
+    pub fn next_generation(&self) -> Result<u64, StateError> {
+        match self.meta.get("next_generation")? {
+            Some(v) => decode("next_generation", &v),
+            None => Ok(1),
+        }
+    }
+
+    /// Records the next unused generation number.
+    pub fn set_next_generation(&self, next: u64) -> Result<(), StateError> {
+        self.meta.insert("next_generation", encode(&next))?;
+        Ok(())
+    }
+
+    /// Writes (or replaces) a vassal's record.
+    pub fn put_vassal(&self, record: &VassalRecord) -> Result<(), StateError> {
+        self.vassals.insert(record.name.as_str(), encode(record))?;
+        Ok(())
+    }
+
+    /// A vassal's record.
+    pub fn vassal(&self, name: &VassalName) -> Result<Option<VassalRecord>, StateError> {
+        self.vassals.get(name.as_str())?.map(|v| decode(name.as_str(), &v)).transpose()
+    }
+
+    /// Deletes a vassal's record.
+    pub fn remove_vassal(&self, name: &VassalName) -> Result<(), StateError> {
+        self.vassals.remove(name.as_str())?;
+        Ok(())
+    }
+
+    /// Every vassal record.
+    pub fn vassals(&self) -> Result<Vec<VassalRecord>, StateError> {
+        self.vassals
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    /// Writes a source's snapshot.
+    pub fn put_snapshot(&self, source: &SourceId, snapshot: &SourceSnapshot) -> Result<(), StateError> {
+        self.snapshots.insert(source.0.as_str(), encode(snapshot))?;
+        Ok(())
+    }
+
+    /// A source's last snapshot.
+    pub fn snapshot(&self, source: &SourceId) -> Result<Option<SourceSnapshot>, StateError> {
+        self.snapshots.get(source.0.as_str())?.map(|v| decode(&source.0, &v)).transpose()
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("state records always serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt { key: key.to_owned(), message: e.to_string() })
+}
+
+/// A random 128-bit id in hex, from the kernel's random source.
+fn new_id() -> String {
+    let mut buf = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    if read.is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        buf[..16].copy_from_slice(&(t.as_nanos() ^ u128::from(std::process::id())).to_le_bytes());
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, generation: u64) -> VassalRecord {
+        VassalRecord {
+            name: VassalName::parse(name).unwrap(),
+            source: SourceId("dir:///x".into()),
+            version: "v1".into(),
+            generation,
+            mode: Mode::Uwsgi,
+            pid: Some(42),
+            start_time: Some(1234),
+            intent: Intent::Run,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_vassal(&record("a.ini", 1)).unwrap();
+            store.put_vassal(&record("b.ini", 2)).unwrap();
+            store.remove_vassal(&VassalName::parse("a.ini").unwrap()).unwrap();
+            store.set_next_generation(3).unwrap();
+            store.flush().unwrap();
+            store.emperor_id().to_owned()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.emperor_id(), id);
+        assert_eq!(id.len(), 32);
+        assert_eq!(store.vassals().unwrap(), vec![record("b.ini", 2)]);
+        assert_eq!(store.next_generation().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StateError::Locked(_))));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.meta.insert("schema", encode(&99u32)).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StateError::Schema { found: 99, .. })));
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let src = SourceId("zmq://tcp://127.0.0.1:1".into());
+        assert_eq!(store.snapshot(&src).unwrap(), None);
+        let snap = SourceSnapshot { complete: true, specs: vec![] };
+        store.put_snapshot(&src, &snap).unwrap();
+        assert_eq!(store.snapshot(&src).unwrap(), Some(snap));
+    }
+}
