@@ -1,0 +1,113 @@
+//! The command line of the `emperor` binary.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  emperor /etc/emperor/vassals                 watch a directory (same as dir://...)
+  emperor 'glob:///opt/apps/*/uwsgi.ini'       one config per application directory
+  emperor --vassal-binary /usr/bin/uwsgi dir:///etc/uwsgi/vassals
+  emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
+
+Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal.";
+
+/// Keeps vassals running from one or more config sources.
+#[derive(Debug, Parser)]
+#[command(name = "emperor", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Config sources: dir://PATH, glob://PATTERN, or a bare path (an existing
+    /// directory is dir://, anything else glob://).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Program run for uWSGI-style vassals (upstream's --emperor-wrapper).
+    #[arg(long, value_name = "PATH", default_value = "uwsgi")]
+    pub vassal_binary: String,
+
+    /// State directory (sled database, runtime files). Default:
+    /// $EMPEROR_STATE_DIR, else /var/lib/emperor for root, else
+    /// $XDG_STATE_HOME/emperor or ~/.local/state/emperor.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Directory of per-vassal log files (default <state-dir>/logs).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Seconds a vassal gets to stop before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub stop_timeout: Duration,
+
+    /// Seconds between full rescans of every source (a safety net; changes
+    /// are event-driven).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub resync: Duration,
+
+    /// Seconds of silence after which a vassal that sends heartbeats is killed and respawned.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub heartbeat_timeout: Duration,
+
+    /// Respawn delay after the second quick crash in a row (the first respawns at once); doubles per crash.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    pub backoff_min: Duration,
+
+    /// Longest respawn delay.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub backoff_max: Duration,
+
+    /// A vassal that ran this long is healthy again: its crash count is forgotten.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub backoff_reset: Duration,
+
+    /// Log filter (tracing syntax; RUST_LOG overrides).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Cli {
+    /// The state directory, from the flag or the defaults described in `--help`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
+            return dir.into();
+        }
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return "/var/lib/emperor".into();
+        }
+        let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
+        });
+        base.join("emperor")
+    }
+}
+
+/// Parses a non-negative number of seconds (`30`, `0.25`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fractional_seconds() {
+        assert_eq!(seconds("0.25").unwrap(), Duration::from_millis(250));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("x").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::parse_from(["emperor", "--stop-timeout", "2", "--state-dir", "/tmp/s", "dir:///a", "/b"]);
+        assert_eq!(cli.sources, ["dir:///a", "/b"]);
+        assert_eq!(cli.stop_timeout, Duration::from_secs(2));
+        assert_eq!(cli.state_dir(), PathBuf::from("/tmp/s"));
+    }
+}

@@ -1,0 +1,191 @@
+//! The emperor's main loop: wires sources, reconciler and supervisor, and
+//! handles the emperor's own signals.
+//!
+//! Every wake-up (a source event, a process event, a timer, a signal)
+//! drains all pending events, then reconciles what they made dirty and
+//! flushes the state store once.
+
+use crate::cli::Cli;
+use crate::source::{self, SourceContext, SourceEvent};
+use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
+use anyhow::Context;
+use reconciler::{BackoffPolicy, Controller, SourceId, VassalName};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// Runs the emperor until a stop signal.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let state_dir = cli.state_dir();
+    let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
+    for dir in [&state_dir, &log_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = state::Store::open(&state_dir)?;
+    let policy = BackoffPolicy {
+        min_ms: cli.backoff_min.as_millis() as u64,
+        max_ms: cli.backoff_max.as_millis() as u64,
+        reset_after_ms: cli.backoff_reset.as_millis() as u64,
+    };
+    let mut controller = Controller::with_actual(policy, Default::default(), store.next_generation()?);
+    let settings = Settings {
+        vassal_binary: cli.vassal_binary.clone(),
+        log_dir,
+        stop_timeout: cli.stop_timeout,
+        heartbeat_timeout: cli.heartbeat_timeout,
+    };
+    let (proc_tx, proc_rx) = unbounded_channel();
+    let supervisor = Supervisor::new(settings, store, proc_tx);
+    let (src_tx, src_rx) = unbounded_channel();
+    for source in sources {
+        let id = source.id();
+        controller.add_source(id.clone());
+        source.start(SourceContext { id, events: src_tx.clone(), resync: cli.resync })?;
+    }
+    tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
+    Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new() }.serve(src_rx, proc_rx).await
+}
+
+struct Emperor {
+    controller: Controller,
+    supervisor: Supervisor,
+    clock: Instant,
+    conflicts: HashSet<(VassalName, SourceId)>,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+impl Emperor {
+    async fn serve(
+        mut self,
+        mut sources: UnboundedReceiver<SourceEvent>,
+        mut procs: UnboundedReceiver<ProcEvent>,
+    ) -> anyhow::Result<()> {
+        let mut signals = Signals::new().context("installing signal handlers")?;
+        let mut wake: Option<u64> = None;
+        let mut shutting_down = false;
+        loop {
+            let deadline = self.deadline(wake);
+            tokio::select! {
+                Some(event) = sources.recv() => {
+                    self.on_source(event);
+                    while let Ok(more) = sources.try_recv() {
+                        self.on_source(more);
+                    }
+                }
+                Some(event) = procs.recv() => {
+                    self.on_proc(event);
+                    while let Ok(more) = procs.try_recv() {
+                        self.on_proc(more);
+                    }
+                }
+                // A respawn backoff, a stop timeout or a heartbeat is due.
+                _ = sleep_until(deadline) => {}
+                _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
+                _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
+                _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
+                _ = signals.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading every vassal");
+                    let now = self.now();
+                    self.controller.reload_all(now, &mut self.supervisor);
+                }
+            }
+            self.supervisor.tick(Instant::now());
+            if shutting_down {
+                if self.supervisor.is_idle() {
+                    tracing::info!("every vassal stopped; bye");
+                    return Ok(());
+                }
+                continue;
+            }
+            self.report_conflicts();
+            let now = self.now();
+            wake = self.controller.reconcile(now, &mut self.supervisor);
+            self.persist();
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn deadline(&self, wake: Option<u64>) -> Option<Instant> {
+        let respawn = wake.map(|ms| self.clock + std::time::Duration::from_millis(ms));
+        [respawn, self.supervisor.next_deadline()].into_iter().flatten().min()
+    }
+
+    fn shutdown(&mut self, signal: &str) -> bool {
+        tracing::info!(signal, "stopping every vassal");
+        self.supervisor.stop_all();
+        true
+    }
+
+    fn on_source(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Snapshot { source, specs } => {
+                let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+                self.controller.set_snapshot(&source, specs, true);
+            }
+            SourceEvent::Upsert(spec) => self.controller.upsert(spec),
+            SourceEvent::Remove { source, name } => self.controller.remove(&source, &name),
+        }
+    }
+
+    fn on_proc(&mut self, event: ProcEvent) {
+        let ProcEvent { name, generation, kind } = event;
+        match kind {
+            ProcEventKind::Exited => {
+                if self.supervisor.reap(&name, generation) {
+                    let now = self.now();
+                    self.controller.on_exit(&name, generation, now);
+                    if !self.controller.actual().contains_key(&name) {
+                        self.supervisor.forget(&name);
+                    }
+                }
+            }
+            ProcEventKind::Message(byte) => self.supervisor.on_message(&name, generation, byte),
+            ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
+        }
+    }
+
+    fn report_conflicts(&mut self) {
+        for c in self.controller.conflicts() {
+            if self.conflicts.insert((c.name.clone(), c.loser.clone())) {
+                tracing::warn!(vassal = %c.name, used = %c.winner, ignored = %c.loser, "the same vassal name comes from two sources; using the first");
+            }
+        }
+    }
+
+    fn persist(&mut self) {
+        let store = self.supervisor.store();
+        let result = store.set_next_generation(self.controller.next_generation()).and_then(|()| store.flush());
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot write the state store");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,181 @@
+//! What dir:// and glob:// share: a set of config files with versions, kept
+//! current by restating single files on inotify events and by full rescans.
+
+use reconciler::{ConfigRef, SourceId, VassalName, VassalSpec};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Identity and content of one config file as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    hash: u64,
+    version: String,
+}
+
+/// A change to the set, to be forwarded to the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A file appeared or got a new version.
+    Upsert(VassalSpec),
+    /// A file is gone (or is no longer a regular file).
+    Remove(VassalName),
+}
+
+/// The config files one source currently offers.
+#[derive(Debug)]
+pub struct FileSet {
+    source: SourceId,
+    files: BTreeMap<VassalName, (PathBuf, Stamp)>,
+}
+
+impl FileSet {
+    /// An empty set for `source`.
+    pub fn new(source: SourceId) -> Self {
+        Self { source, files: BTreeMap::new() }
+    }
+
+    /// Every spec in the set.
+    pub fn specs(&self) -> Vec<VassalSpec> {
+        self.files.iter().map(|(name, (path, stamp))| self.spec(name, path, &stamp.version)).collect()
+    }
+
+    /// Re-reads one file; returns the change it makes, if any.
+    pub fn restat(&mut self, name: VassalName, path: PathBuf) -> Option<Change> {
+        match read_stamp(&path) {
+            Ok(Some((dev, ino, mtime_ns, hash))) => {
+                let version = match self.files.get(&name) {
+                    Some((_, old)) if old.hash == hash && (old.dev, old.ino, old.mtime_ns) == (dev, ino, mtime_ns) => {
+                        return None
+                    }
+                    // Same content in a new file (an atomic rename, a new checkout): no reload.
+                    Some((_, old)) if old.hash == hash && (old.dev, old.ino) != (dev, ino) => old.version.clone(),
+                    _ => format!("{hash:016x}@{mtime_ns}"),
+                };
+                let unchanged = self.files.get(&name).is_some_and(|(p, old)| old.version == version && *p == path);
+                let spec = self.spec(&name, &path, &version);
+                self.files.insert(name, (path, Stamp { dev, ino, mtime_ns, hash, version }));
+                (!unchanged).then_some(Change::Upsert(spec))
+            }
+            Ok(None) => self.files.remove(&name).map(|_| Change::Remove(name)),
+            Err(e) => {
+                tracing::warn!(vassal = %name, path = %path.display(), error = %e, "cannot read config file; keeping the last version seen");
+                None
+            }
+        }
+    }
+
+    /// Replaces the set by a fresh listing; returns the changes.
+    pub fn rescan(&mut self, listing: Vec<(VassalName, PathBuf)>) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let listed: std::collections::BTreeSet<&VassalName> = listing.iter().map(|(n, _)| n).collect();
+        let gone: Vec<VassalName> = self.files.keys().filter(|n| !listed.contains(n)).cloned().collect();
+        for name in gone {
+            self.files.remove(&name);
+            changes.push(Change::Remove(name));
+        }
+        for (name, path) in listing {
+            changes.extend(self.restat(name, path));
+        }
+        changes
+    }
+
+    fn spec(&self, name: &VassalName, path: &Path, version: &str) -> VassalSpec {
+        VassalSpec {
+            name: name.clone(),
+            source: self.source.clone(),
+            config: ConfigRef::File(path.to_owned()),
+            version: version.to_owned(),
+            owner: None,
+            socket: None,
+        }
+    }
+}
+
+/// `(dev, ino, mtime in ns, content hash)` of a regular file (following
+/// symlinks), `None` when there is no such regular file.
+fn read_stamp(path: &Path) -> std::io::Result<Option<(u64, u64, i128, u64)>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Ok(None),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Ok(Some((meta.dev(), meta.ino(), mtime_ns, fnv1a(&bytes))))
+}
+
+/// FNV-1a, 64 bit: a stable content hash (the same across runs and builds).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn name(s: &str) -> VassalName {
+        VassalName::parse(s).unwrap()
+    }
+
+    fn set_mtime(path: &Path, secs: u64) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
+    }
+
+    #[test]
+    fn new_touched_changed_and_removed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(&p, "[uwsgi]\n").unwrap();
+        set_mtime(&p, 1_000);
+        let mut set = FileSet::new(SourceId("dir://x".into()));
+        let Some(Change::Upsert(first)) = set.restat(name("a.ini"), p.clone()) else { panic!("new file") };
+        assert_eq!(set.restat(name("a.ini"), p.clone()), None, "nothing changed");
+        set_mtime(&p, 2_000);
+        let Some(Change::Upsert(touched)) = set.restat(name("a.ini"), p.clone()) else { panic!("touch") };
+        assert_ne!(first.version, touched.version);
+        std::fs::write(&p, "[uwsgi]\nx=1\n").unwrap();
+        set_mtime(&p, 2_000);
+        let Some(Change::Upsert(edited)) = set.restat(name("a.ini"), p.clone()) else { panic!("same-mtime edit") };
+        assert_ne!(edited.version, touched.version);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(set.restat(name("a.ini"), p), Some(Change::Remove(name("a.ini"))));
+    }
+
+    #[test]
+    fn identical_content_in_a_new_file_keeps_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(&p, "[uwsgi]\n").unwrap();
+        let mut set = FileSet::new(SourceId("dir://x".into()));
+        set.restat(name("a.ini"), p.clone());
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, "[uwsgi]\n").unwrap();
+        set_mtime(&tmp, 5);
+        std::fs::rename(&tmp, &p).unwrap();
+        assert_eq!(set.restat(name("a.ini"), p), None);
+    }
+
+    #[test]
+    fn rescan_reports_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(&p, "x").unwrap();
+        let mut set = FileSet::new(SourceId("dir://x".into()));
+        assert_eq!(set.rescan(vec![(name("a.ini"), p)]).len(), 1);
+        assert_eq!(set.rescan(vec![]), vec![Change::Remove(name("a.ini"))]);
+        assert!(set.specs().is_empty());
+    }
+}

@@ -1,0 +1,132 @@
+//! Config sources ("imperial monitors"): each turns one URI into a stream of
+//! desired-state events for the reconciler.
+//!
+//! Adding a source means one new file implementing [`Source`] plus one line
+//! in [`SCHEMES`].
+
+mod dir;
+mod files;
+mod glob;
+mod watch;
+
+use reconciler::{SourceId, VassalName, VassalSpec};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a source tells the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// The complete desired set of a source (replaces the previous one).
+    Snapshot {
+        /// The source.
+        source: SourceId,
+        /// Everything it wants.
+        specs: Vec<VassalSpec>,
+    },
+    /// One vassal added or changed.
+    Upsert(VassalSpec),
+    /// One vassal no longer wanted.
+    Remove {
+        /// The source.
+        source: SourceId,
+        /// The vassal.
+        name: VassalName,
+    },
+}
+
+/// What a running source gets from the emperor.
+#[derive(Clone)]
+pub struct SourceContext {
+    /// The source's id (its URI).
+    pub id: SourceId,
+    /// Where to send its events.
+    pub events: UnboundedSender<SourceEvent>,
+    /// Interval of the safety-net full rescan.
+    pub resync: Duration,
+}
+
+impl SourceContext {
+    /// Sends an event; `false` once the emperor is shutting down.
+    pub fn send(&self, event: SourceEvent) -> bool {
+        self.events.send(event).is_ok()
+    }
+}
+
+/// Why a source URI cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The scheme is not one emperor knows.
+    #[error("source {uri:?}: unknown scheme {scheme:?} (known: {known})")]
+    UnknownScheme {
+        /// The URI as given.
+        uri: String,
+        /// Its scheme.
+        scheme: String,
+        /// The schemes this build knows.
+        known: String,
+    },
+    /// The URI is malformed for its scheme.
+    #[error("source {uri:?}: {message}")]
+    Invalid {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The source could not be started.
+    #[error("source {uri:?}: cannot start: {message}")]
+    Start {
+        /// The URI as given.
+        uri: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A config source: started once, it runs until the emperor stops.
+pub trait Source: Send {
+    /// The source's id (its URI, normalised).
+    fn id(&self) -> SourceId;
+    /// Starts the source in the background (a thread or a task); it sends
+    /// a [`SourceEvent::Snapshot`] once its first full listing is done.
+    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError>;
+}
+
+/// Builds a source from the rest of its URI (after `scheme://`).
+type Constructor = fn(&str) -> Result<Box<dyn Source>, SourceError>;
+
+/// Every known scheme and its constructor.
+const SCHEMES: &[(&str, Constructor)] = &[("dir", dir::DirSource::from_uri), ("glob", glob::GlobSource::from_uri)];
+
+/// Parses a source argument: `scheme://rest`, or a bare path (an existing
+/// directory is `dir://`, anything else `glob://`).
+pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
+    match arg.split_once("://") {
+        Some((scheme, rest)) => match SCHEMES.iter().find(|(s, _)| *s == scheme) {
+            Some((_, build)) => build(rest),
+            None => Err(SourceError::UnknownScheme {
+                uri: arg.to_owned(),
+                scheme: scheme.to_owned(),
+                known: SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect::<Vec<_>>().join(" "),
+            }),
+        },
+        None if std::path::Path::new(arg).is_dir() => dir::DirSource::from_uri(arg),
+        None => glob::GlobSource::from_uri(arg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_and_bare_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        assert!(parse(d).unwrap().id().0.starts_with("dir://"));
+        assert!(parse(&format!("{d}/*.ini")).unwrap().id().0.starts_with("glob://"));
+        assert!(parse(&format!("dir://{d}/missing")).unwrap().id().0.starts_with("dir://"));
+        let err = parse("ftp://x").err().unwrap().to_string();
+        assert!(err.contains("ftp://x") && err.contains("unknown scheme"), "{err}");
+    }
+}

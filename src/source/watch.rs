@@ -1,0 +1,218 @@
+//! The inotify loop shared by file sources. A [`Layout`] says what to watch
+//! and which paths are configs; this loop turns completed writes, renames,
+//! attribute changes and deletions into [`SourceEvent`]s.
+
+use super::files::{Change, FileSet};
+use super::{SourceContext, SourceEvent};
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::{RecursiveMode, Watcher};
+use reconciler::VassalName;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
+/// What an event path means to a layout.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Classified {
+    /// A config file of this source: restat just this one.
+    File(VassalName, PathBuf),
+    /// Something that may change the listing (a symlink, a directory): rescan.
+    Rescan,
+    /// A watched root or one of its ancestors changed: watch again and rescan.
+    Resetup,
+    /// Not ours.
+    Ignore,
+}
+
+/// The shape of a file source.
+pub trait Layout: Send + 'static {
+    /// Directories to watch, and whether recursively.
+    fn roots(&self) -> Vec<(PathBuf, RecursiveMode)>;
+    /// Every config file of the source now; `Err` when the root is missing.
+    fn list(&self) -> std::io::Result<Vec<(VassalName, PathBuf)>>;
+    /// What a changed path means.
+    fn classify(&self, path: &Path) -> Classified;
+}
+
+/// Runs the watch loop on its own thread.
+pub fn spawn<L: Layout>(layout: L, ctx: SourceContext) -> std::io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = notify::recommended_watcher(move |res| {
+        let _ = tx.send(res);
+    })
+    .map_err(std::io::Error::other)?;
+    let name = format!("source {}", ctx.id);
+    std::thread::Builder::new().name(name).spawn(move || Loop::new(layout, ctx, watcher).run(rx))?;
+    Ok(())
+}
+
+/// What a batch of events asks for.
+#[derive(Default)]
+struct Todo {
+    resetup: bool,
+    rescan: bool,
+    files: Vec<(VassalName, PathBuf)>,
+}
+
+struct Loop<L> {
+    layout: L,
+    ctx: SourceContext,
+    watcher: notify::RecommendedWatcher,
+    watched: Vec<PathBuf>,
+    set: FileSet,
+    listed: bool,
+    missing_reported: bool,
+}
+
+impl<L: Layout> Loop<L> {
+    fn new(layout: L, ctx: SourceContext, watcher: notify::RecommendedWatcher) -> Self {
+        let set = FileSet::new(ctx.id.clone());
+        Self { layout, ctx, watcher, watched: Vec::new(), set, listed: false, missing_reported: false }
+    }
+
+    fn run(mut self, rx: Receiver<notify::Result<notify::Event>>) {
+        self.setup();
+        if !self.rescan() {
+            return;
+        }
+        loop {
+            let mut todo = Todo::default();
+            match rx.recv_timeout(self.ctx.resync) {
+                Ok(first) => {
+                    self.note(first, &mut todo);
+                    while let Ok(more) = rx.try_recv() {
+                        self.note(more, &mut todo);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => todo.rescan = true,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if !self.apply(todo) {
+                return;
+            }
+        }
+    }
+
+    fn note(&self, event: notify::Result<notify::Event>, todo: &mut Todo) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(source = %self.ctx.id, error = %e, "watch error; rescanning");
+                todo.rescan = true;
+                return;
+            }
+        };
+        if !is_completed_change(&event.kind) {
+            return;
+        }
+        let is_create = matches!(event.kind, EventKind::Create(_));
+        for path in &event.paths {
+            if is_create && is_plain_file(path) {
+                continue; // wait for its close-write
+            }
+            match self.layout.classify(path) {
+                Classified::File(name, path) => todo.files.push((name, path)),
+                Classified::Rescan => todo.rescan = true,
+                Classified::Resetup => todo.resetup = true,
+                Classified::Ignore => {}
+            }
+        }
+        if matches!(event.kind, EventKind::Other) || event.need_rescan() {
+            todo.rescan = true;
+        }
+    }
+
+    /// Applies a batch; `false` once the emperor has gone away.
+    fn apply(&mut self, todo: Todo) -> bool {
+        if todo.resetup {
+            self.setup();
+        }
+        if todo.resetup || todo.rescan || !self.listed {
+            return self.rescan();
+        }
+        for (name, path) in todo.files {
+            if let Some(change) = self.set.restat(name, path) {
+                if !self.forward(change) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// (Re)places the watches: each root, or while it is missing its nearest
+    /// existing ancestor, plus the root's parent to notice symlink swaps.
+    fn setup(&mut self) {
+        for path in std::mem::take(&mut self.watched) {
+            let _ = self.watcher.unwatch(&path);
+        }
+        for (root, mode) in self.layout.roots() {
+            if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
+                self.add_watch(parent.to_owned(), RecursiveMode::NonRecursive);
+            }
+            if root.is_dir() {
+                self.add_watch(root, mode);
+            } else if let Some(ancestor) = root.ancestors().skip(2).find(|a| a.is_dir()) {
+                self.add_watch(ancestor.to_owned(), RecursiveMode::NonRecursive);
+            }
+        }
+    }
+
+    fn add_watch(&mut self, path: PathBuf, mode: RecursiveMode) {
+        if self.watched.contains(&path) {
+            return;
+        }
+        match self.watcher.watch(&path, mode) {
+            Ok(()) => self.watched.push(path),
+            Err(e) => tracing::warn!(source = %self.ctx.id, path = %path.display(), error = %e, "cannot watch"),
+        }
+    }
+
+    /// Lists everything again; the first success sends the full snapshot.
+    fn rescan(&mut self) -> bool {
+        match self.layout.list() {
+            Ok(listing) => {
+                self.missing_reported = false;
+                let changes = self.set.rescan(listing);
+                if !self.listed {
+                    self.listed = true;
+                    let specs = self.set.specs();
+                    tracing::info!(source = %self.ctx.id, vassals = specs.len(), "source listed");
+                    return self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs });
+                }
+                changes.into_iter().all(|c| self.forward(c))
+            }
+            Err(e) => {
+                if !self.missing_reported {
+                    self.missing_reported = true;
+                    tracing::warn!(source = %self.ctx.id, error = %e, "cannot list the source yet; watching for it to appear");
+                }
+                true
+            }
+        }
+    }
+
+    fn forward(&self, change: Change) -> bool {
+        let event = match change {
+            Change::Upsert(spec) => SourceEvent::Upsert(spec),
+            Change::Remove(name) => SourceEvent::Remove { source: self.ctx.id.clone(), name },
+        };
+        self.ctx.send(event)
+    }
+}
+
+/// Events that mark a finished change: close-after-write, rename, attribute
+/// change, deletion, creation (of links and directories). Opens and partial
+/// writes are skipped.
+fn is_completed_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Data(_)) => false,
+        EventKind::Create(CreateKind::File) | EventKind::Create(_) => true,
+        _ => true,
+    }
+}
+
+fn is_plain_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}

@@ -1,0 +1,178 @@
+//! From a [`VassalSpec`] to what to execute: reads and parses the config,
+//! then builds the argv, working directory and environment of either run
+//! mode.
+
+use crate::vassal::{self, Format, NativeSpec, VassalConfig};
+use reconciler::{ConfigRef, VassalSpec};
+use std::path::{Path, PathBuf};
+
+/// A parsed, runnable vassal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// Run the vassal binary with `flag TARGET`; `inline` is the config blob
+    /// to pass over the config channel, if the config is not a file.
+    Uwsgi {
+        /// `--ini`, `--xml`, `--yaml` or `--json`.
+        flag: &'static str,
+        /// Inline config text.
+        inline: Option<String>,
+    },
+    /// Run a program directly.
+    Native(NativeSpec),
+}
+
+/// Why a spec cannot be launched.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The config file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config is not valid.
+    #[error("{origin}: {source}")]
+    Config {
+        /// The file (or "inline config").
+        origin: String,
+        /// What is wrong.
+        #[source]
+        source: vassal::ConfigError,
+    },
+}
+
+/// Reads and parses the config of `spec`.
+pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
+    let format = Format::from_extension(spec.name.extension()).expect("vassal names carry a known extension");
+    let (text, origin, inline) = match &spec.config {
+        ConfigRef::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| LaunchError::Read { path: path.clone(), source })?;
+            (text, path.display().to_string(), false)
+        }
+        ConfigRef::Inline(text) => (text.clone(), format!("inline config of {}", spec.name), true),
+    };
+    match vassal::parse(format, &text) {
+        Ok(VassalConfig::Uwsgi { flag }) => Ok(Launch::Uwsgi { flag, inline: inline.then_some(text) }),
+        Ok(VassalConfig::Native(native)) => Ok(Launch::Native(native)),
+        Err(source) => Err(LaunchError::Config { origin, source }),
+    }
+}
+
+/// The parts of a command line for `launch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its working directory.
+    pub cwd: Option<PathBuf>,
+    /// Variables it gets on top of the emperor's environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Builds the command line of `spec` run as `launch`, with the vassal
+/// binary `vassal_binary` for uWSGI-style configs.
+pub fn command_line(spec: &VassalSpec, launch: &Launch, vassal_binary: &str) -> CommandLine {
+    let config_dir = match &spec.config {
+        ConfigRef::File(path) => path.parent().map(Path::to_owned),
+        ConfigRef::Inline(_) => None,
+    };
+    match launch {
+        Launch::Uwsgi { flag, .. } => {
+            let target = match &spec.config {
+                ConfigRef::File(path) => path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                ConfigRef::Inline(_) => format!("emperor://{}", spec.name),
+            };
+            CommandLine {
+                program: vassal_binary.to_owned(),
+                args: vec![(*flag).to_owned(), target],
+                cwd: config_dir,
+                env: Vec::new(),
+            }
+        }
+        Launch::Native(native) => CommandLine {
+            program: native.exec[0].clone(),
+            args: native.exec[1..].to_vec(),
+            cwd: match (&native.chdir, config_dir) {
+                (Some(dir), Some(base)) => Some(base.join(dir)),
+                (Some(dir), None) => Some(dir.clone()),
+                (None, base) => base,
+            },
+            env: native.env.clone(),
+        },
+    }
+}
+
+/// `UWSGI_VASSAL_xxx` variables of the emperor, renamed `UWSGI_xxx` for vassals.
+pub fn vassal_env_mapping(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter_map(|(k, v)| k.strip_prefix("UWSGI_VASSAL_").filter(|r| !r.is_empty()).map(|r| (format!("UWSGI_{r}"), v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconciler::{SourceId, VassalName};
+
+    fn spec(name: &str, config: ConfigRef) -> VassalSpec {
+        VassalSpec {
+            name: VassalName::parse(name).unwrap(),
+            source: SourceId("dir:///srv".into()),
+            config,
+            version: "1".into(),
+            owner: None,
+            socket: None,
+        }
+    }
+
+    #[test]
+    fn uwsgi_file_configs_run_in_their_directory() {
+        let s = spec("app.ini", ConfigRef::File("/srv/vassals/app.ini".into()));
+        let cl = command_line(&s, &Launch::Uwsgi { flag: "--ini", inline: None }, "uwsgi");
+        assert_eq!(cl.program, "uwsgi");
+        assert_eq!(cl.args, ["--ini", "app.ini"]);
+        assert_eq!(cl.cwd, Some(PathBuf::from("/srv/vassals")));
+    }
+
+    #[test]
+    fn inline_configs_use_the_emperor_target() {
+        let s = spec("app.yaml", ConfigRef::Inline("uwsgi:\n".into()));
+        let cl = command_line(&s, &Launch::Uwsgi { flag: "--yaml", inline: Some("uwsgi:\n".into()) }, "/usr/bin/uwsgi");
+        assert_eq!(cl.args, ["--yaml", "emperor://app.yaml"]);
+        assert_eq!(cl.cwd, None);
+    }
+
+    #[test]
+    fn native_chdir_is_relative_to_the_config() {
+        let s = spec("web.toml", ConfigRef::File("/srv/vassals/web.toml".into()));
+        let native = NativeSpec {
+            exec: vec!["python3".into(), "-m".into(), "http.server".into()],
+            chdir: Some("www".into()),
+            env: vec![("A".into(), "1".into())],
+            uid: None,
+            gid: None,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: None,
+            reload: vassal::ReloadMode::Restart,
+        };
+        let cl = command_line(&s, &Launch::Native(native), "uwsgi");
+        assert_eq!(cl.program, "python3");
+        assert_eq!(cl.args, ["-m", "http.server"]);
+        assert_eq!(cl.cwd, Some(PathBuf::from("/srv/vassals/www")));
+        assert_eq!(cl.env, [("A".to_owned(), "1".to_owned())]);
+    }
+
+    #[test]
+    fn uwsgi_vassal_variables_are_renamed() {
+        let vars = [("UWSGI_VASSAL_SOCKET", ":3031"), ("UWSGI_VASSAL_", "x"), ("PATH", "/bin")];
+        let mapped = vassal_env_mapping(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        assert_eq!(mapped, [("UWSGI_SOCKET".to_owned(), ":3031".to_owned())]);
+    }
+}

@@ -1,0 +1,451 @@
+//! The supervisor: owns the vassal processes and carries out the
+//! reconciler's actions on them (it is the reconciler's [`Executor`]).
+
+mod channel;
+mod launch;
+mod logs;
+mod process;
+mod spawn;
+mod user;
+
+use channel::{Pair, VassalMessage};
+use launch::{CommandLine, Launch};
+use process::{Exit, Pidfd};
+use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
+use state::{Intent, Mode, Store, VassalRecord};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+
+/// The supervisor's settings, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Program run for uWSGI-style vassals.
+    pub vassal_binary: String,
+    /// Directory of per-vassal log files.
+    pub log_dir: PathBuf,
+    /// Grace period between a stop request and SIGKILL.
+    pub stop_timeout: Duration,
+    /// Longest silence allowed from a vassal that has sent a heartbeat.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Something a vassal process did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcEvent {
+    /// The vassal.
+    pub name: VassalName,
+    /// Its generation.
+    pub generation: u64,
+    /// What happened.
+    pub kind: ProcEventKind,
+}
+
+/// The kinds of [`ProcEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcEventKind {
+    /// The process exited (not reaped yet).
+    Exited,
+    /// A byte arrived on the control channel.
+    Message(u8),
+    /// The control channel closed.
+    Eof,
+}
+
+/// One running vassal process.
+struct Proc {
+    generation: u64,
+    pid: i32,
+    pidfd: Arc<AsyncFd<Pidfd>>,
+    spec: VassalSpec,
+    launch: Launch,
+    control: Option<UnixStream>,
+    config: Option<(UnixStream, Vec<u8>)>,
+    stop_deadline: Option<Instant>,
+    last_heartbeat: Option<Instant>,
+    stopping: bool,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Owns every vassal process; see the module docs.
+pub struct Supervisor {
+    settings: Settings,
+    store: Store,
+    procs: HashMap<VassalName, Proc>,
+    events: UnboundedSender<ProcEvent>,
+    base_env: Vec<(String, String)>,
+}
+
+impl Supervisor {
+    /// A supervisor with no process yet.
+    pub fn new(settings: Settings, store: Store, events: UnboundedSender<ProcEvent>) -> Self {
+        let mut base_env = launch::vassal_env_mapping(std::env::vars());
+        base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
+        Self { settings, store, procs: HashMap::new(), events, base_env }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether no process is left.
+    pub fn is_idle(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// Reaps an exited process; `false` if it was not ours (a stale generation).
+    pub fn reap(&mut self, name: &VassalName, generation: u64) -> bool {
+        if self.procs.get(name).is_none_or(|p| p.generation != generation) {
+            return false;
+        }
+        let proc = self.procs.remove(name).expect("checked above");
+        // The leader is an unreaped zombie, so its group id cannot have been reused.
+        let _ = process::signal_group(proc.pid, libc::SIGKILL);
+        let exit = proc.pidfd.get_ref().try_reap();
+        let status = match &exit {
+            Ok(Some(exit)) => exit.to_string(),
+            Ok(None) => "still running?".to_owned(),
+            Err(e) => format!("unknown status ({e})"),
+        };
+        if proc.stopping {
+            tracing::info!(vassal = %name, pid = proc.pid, generation, %status, "vassal stopped");
+        } else {
+            let clean = matches!(exit, Ok(Some(Exit::Code(0))));
+            let log = logs::path(&self.settings.log_dir, name);
+            if clean {
+                tracing::warn!(vassal = %name, pid = proc.pid, generation, %status, log = %log.display(), "vassal exited on its own");
+            } else {
+                tracing::warn!(vassal = %name, pid = proc.pid, generation, %status, log = %log.display(), "vassal died");
+            }
+        }
+        true
+    }
+
+    /// Handles a byte from a vassal's control channel.
+    pub fn on_message(&mut self, name: &VassalName, generation: u64, byte: u8) {
+        let Some(proc) = self.procs.get_mut(name).filter(|p| p.generation == generation) else { return };
+        match VassalMessage::from(byte) {
+            VassalMessage::ConfigRequest => {
+                if let Some((stream, framed)) = &proc.config {
+                    if let Err(e) = channel::send_all(stream, framed) {
+                        tracing::warn!(vassal = %name, error = %e, "cannot resend the config");
+                    }
+                }
+            }
+            VassalMessage::Heartbeat => proc.last_heartbeat = Some(Instant::now()),
+            VassalMessage::WantsStop => {
+                tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
+                begin_stop(proc, &self.settings);
+            }
+            VassalMessage::Reinforcements => {
+                tracing::debug!(vassal = %name, "reinforcements requested; not supported")
+            }
+            other => tracing::debug!(vassal = %name, message = ?other, "vassal message"),
+        }
+    }
+
+    /// Enforces stop timeouts and heartbeats; call after every wake-up.
+    pub fn tick(&mut self, now: Instant) {
+        for (name, proc) in &mut self.procs {
+            if proc.stop_deadline.is_some_and(|d| d <= now) {
+                tracing::warn!(vassal = %name, pid = proc.pid, "vassal did not stop in time; sending SIGKILL to its process group");
+                let _ = process::signal_group(proc.pid, libc::SIGKILL);
+                proc.stop_deadline = None;
+            }
+            if proc.last_heartbeat.is_some_and(|h| h + self.settings.heartbeat_timeout <= now) {
+                tracing::warn!(vassal = %name, pid = proc.pid, "vassal missed its heartbeat; killing it for a respawn");
+                let _ = process::signal_group(proc.pid, libc::SIGKILL);
+                proc.last_heartbeat = None;
+            }
+        }
+    }
+
+    /// The next time [`Supervisor::tick`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let hb = self.settings.heartbeat_timeout;
+        self.procs.values().flat_map(|p| [p.stop_deadline, p.last_heartbeat.map(|h| h + hb)]).flatten().min()
+    }
+
+    /// Asks every vassal to stop (emperor shutdown).
+    pub fn stop_all(&mut self) {
+        for proc in self.procs.values_mut().filter(|p| !p.stopping) {
+            begin_stop(proc, &self.settings);
+        }
+    }
+
+    fn spawn_proc(&self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
+        let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
+        let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
+        let log = logs::open(&self.settings.log_dir, &spec.name).map_err(|e| failed("cannot open the log file", &e))?;
+        let mut vars = self.base_env.clone();
+        vars.extend(env);
+        vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
+        let mut remove = Vec::new();
+        let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
+        let mut user = None;
+        match launch {
+            Launch::Uwsgi { inline, .. } => {
+                let pair = Pair::new().map_err(|e| failed("socketpair", &e))?;
+                vars.push(("UWSGI_EMPEROR_FD".into(), pair.their_fd().to_string()));
+                keep_fds.push(pair.their_fd());
+                if let Some(text) = inline {
+                    let framed = channel::frame_config(text.as_bytes()).map_err(|e| StartError::Invalid(e.to_string()))?;
+                    let cfg = Pair::new().map_err(|e| failed("socketpair", &e))?;
+                    vars.push(("UWSGI_EMPEROR_FD_CONFIG".into(), cfg.their_fd().to_string()));
+                    keep_fds.push(cfg.their_fd());
+                    config = Some((cfg, framed));
+                }
+                control = Some(pair);
+                remove.extend(["NOTIFY_SOCKET".to_owned(), "UWSGI_RELOADS".to_owned()]);
+            }
+            Launch::Native(native) => {
+                user = user::resolve(native.uid.as_deref(), native.gid.as_deref())
+                    .map_err(|e| StartError::Invalid(e.to_string()))?;
+            }
+        }
+        let request = spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user };
+        let pid = spawn::spawn(request).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                StartError::Invalid(format!("cannot execute: {e}"))
+            }
+            _ => failed("spawn", &e),
+        })?;
+        let config = config.map(|(pair, framed)| (pair.ours, framed));
+        if let Some((stream, framed)) = &config {
+            if let Err(e) = channel::send_all(stream, framed) {
+                tracing::warn!(vassal = %spec.name, error = %e, "cannot send the inline config");
+            }
+        }
+        let pidfd = Pidfd::open(pid).map_err(|e| {
+            let _ = process::signal_group(pid, libc::SIGKILL);
+            failed("pidfd_open", &e)
+        })?;
+        // SAFETY: Pidfd owns its fd and always reports that same fd.
+        let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(|e| failed("watch pidfd", &e))?;
+        let pidfd = Arc::new(pidfd);
+        let control = control.map(|pair| pair.ours);
+        let reader = match &control {
+            Some(c) => Some(reader_of(c).map_err(|e| failed("control channel", &e))?),
+            None => None,
+        };
+        let task = tokio::spawn(watch(spec.name.clone(), generation, pidfd.clone(), reader, self.events.clone()));
+        Ok(Proc {
+            generation,
+            pid,
+            pidfd,
+            spec: spec.clone(),
+            launch: launch.clone(),
+            control,
+            config,
+            stop_deadline: None,
+            last_heartbeat: None,
+            stopping: false,
+            task,
+        })
+    }
+
+    fn record(&self, spec: &VassalSpec, generation: u64, mode: Mode, pid: Option<i32>, intent: Intent) {
+        let record = VassalRecord {
+            name: spec.name.clone(),
+            source: spec.source.clone(),
+            version: spec.version.clone(),
+            generation,
+            mode,
+            pid,
+            start_time: pid.and_then(process::start_time),
+            intent,
+        };
+        if let Err(e) = self.store.put_vassal(&record) {
+            tracing::error!(vassal = %spec.name, error = %e, "cannot record the vassal in the state store");
+        }
+    }
+
+    /// Forgets the record of a vassal the reconciler no longer tracks.
+    pub fn forget(&mut self, name: &VassalName) {
+        if let Err(e) = self.store.remove_vassal(name) {
+            tracing::error!(vassal = %name, error = %e, "cannot update the state store");
+        }
+    }
+}
+
+impl Executor for Supervisor {
+    fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
+        let launch = launch::load(spec).map_err(|e| {
+            tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
+            StartError::Invalid(e.to_string())
+        })?;
+        let mode = mode_of(&launch);
+        self.record(spec, generation, mode, None, Intent::Run);
+        match self.spawn_proc(spec, &launch, generation) {
+            Ok(proc) => {
+                tracing::info!(vassal = %spec.name, pid = proc.pid, generation, "vassal spawned");
+                self.record(spec, generation, mode, Some(proc.pid), Intent::Run);
+                self.procs.insert(spec.name.clone(), proc);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal");
+                Err(e)
+            }
+        }
+    }
+
+    fn reload(&mut self, spec: &VassalSpec, _current: &ActualVassal) -> ReloadOutcome {
+        let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
+        let launch = match launch::load(spec) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(vassal = %spec.name, error = %e, "new config is unusable; the running vassal keeps its previous config");
+                return ReloadOutcome::Kept(e.to_string());
+            }
+        };
+        let outcome = reload_proc(proc, &launch, &self.settings);
+        if !matches!(outcome, ReloadOutcome::Kept(_)) {
+            proc.spec = spec.clone();
+            proc.launch = launch;
+        }
+        let (generation, pid, mode) = (proc.generation, proc.pid, mode_of(&proc.launch));
+        tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
+        self.record(spec, generation, mode, Some(pid), Intent::Run);
+        outcome
+    }
+
+    fn stop(&mut self, name: &VassalName, _current: &ActualVassal) -> bool {
+        let Some(proc) = self.procs.get_mut(name) else {
+            self.forget(name);
+            return false;
+        };
+        if !proc.stopping {
+            begin_stop(proc, &self.settings);
+        }
+        let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid, mode_of(&proc.launch));
+        tracing::info!(vassal = %name, pid, "stopping vassal");
+        self.record(&spec, generation, mode, Some(pid), Intent::Stop);
+        true
+    }
+}
+
+fn mode_of(launch: &Launch) -> Mode {
+    match launch {
+        Launch::Uwsgi { .. } => Mode::Uwsgi,
+        Launch::Native(_) => Mode::Native,
+    }
+}
+
+/// Applies a new launch to a running process.
+fn reload_proc(proc: &mut Proc, launch: &Launch, settings: &Settings) -> ReloadOutcome {
+    match (&proc.launch, launch) {
+        (Launch::Uwsgi { .. }, Launch::Uwsgi { inline, .. }) => {
+            if let Some(text) = inline {
+                match channel::frame_config(text.as_bytes()) {
+                    Ok(framed) => {
+                        if let Some((_, old)) = &mut proc.config {
+                            *old = framed;
+                        }
+                    }
+                    Err(e) => return ReloadOutcome::Kept(e.to_string()),
+                }
+            }
+            match proc.control.as_ref().map(|c| write_byte(c, channel::RELOAD)) {
+                Some(Ok(())) => ReloadOutcome::Reloaded,
+                _ => restart(proc, settings),
+            }
+        }
+        (Launch::Native(old), Launch::Native(new)) => {
+            if !spawn::resolvable(&new.exec[0]) {
+                return ReloadOutcome::Kept(format!("program {:?} not found", new.exec[0]));
+            }
+            match new.reload {
+                crate::vassal::ReloadMode::Signal(sig) if old == new => match proc.pidfd.get_ref().signal(sig) {
+                    Ok(()) => ReloadOutcome::Reloaded,
+                    Err(_) => restart(proc, settings),
+                },
+                _ => restart(proc, settings),
+            }
+        }
+        _ => restart(proc, settings),
+    }
+}
+
+fn restart(proc: &mut Proc, settings: &Settings) -> ReloadOutcome {
+    begin_stop(proc, settings);
+    ReloadOutcome::Restarting
+}
+
+/// Sends the stop request of the vassal's mode and arms the SIGKILL deadline.
+fn begin_stop(proc: &mut Proc, settings: &Settings) {
+    let timeout = match &proc.launch {
+        Launch::Uwsgi { .. } => {
+            let sent = proc.control.as_ref().is_some_and(|c| write_byte(c, channel::STOP).is_ok());
+            if !sent {
+                let _ = process::signal_group(proc.pid, libc::SIGTERM);
+            }
+            settings.stop_timeout
+        }
+        Launch::Native(native) => {
+            let _ = process::signal_group(proc.pid, native.stop_signal);
+            native.stop_timeout.unwrap_or(settings.stop_timeout)
+        }
+    };
+    proc.stopping = true;
+    proc.last_heartbeat = None;
+    proc.stop_deadline = Some(Instant::now() + timeout);
+}
+
+fn write_byte(stream: &UnixStream, byte: u8) -> std::io::Result<()> {
+    let mut s = stream;
+    s.write_all(&[byte])
+}
+
+fn reader_of(control: &UnixStream) -> std::io::Result<tokio::net::UnixStream> {
+    control.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(control.try_clone()?)
+}
+
+/// Watches one process: its exit (pidfd readable) and its control channel.
+async fn watch(
+    name: VassalName,
+    generation: u64,
+    pidfd: Arc<AsyncFd<Pidfd>>,
+    mut control: Option<tokio::net::UnixStream>,
+    events: UnboundedSender<ProcEvent>,
+) {
+    let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
+    let mut buf = [0u8; 64];
+    loop {
+        tokio::select! {
+            // Readable pidfd = the process has exited.
+            _ = pidfd.readable() => {
+                send(ProcEventKind::Exited);
+                return;
+            }
+            read = async { control.as_mut().expect("guarded").read(&mut buf).await }, if control.is_some() => {
+                match read {
+                    Ok(n) if n > 0 => {
+                        if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
+                            return;
+                        }
+                    }
+                    _ => {
+                        control = None;
+                        send(ProcEventKind::Eof);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! A vassal process seen through a pidfd: exit notification without polling,
+//! signals that cannot hit a reused pid, and the start time that pairs with
+//! the pid in the state store.
+
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// An open pidfd.
+#[derive(Debug)]
+pub struct Pidfd(OwnedFd);
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => write!(f, "killed by signal {s} ({})", signal_name(*s)),
+        }
+    }
+}
+
+impl Pidfd {
+    /// Opens a pidfd for `pid` (close-on-exec; works on an unreaped zombie too).
+    pub fn open(pid: i32) -> std::io::Result<Self> {
+        // SAFETY: plain syscall with integer arguments; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Sends `signal` to exactly this process (never to a reused pid).
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        // SAFETY: plain syscall on an fd we own; a null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<u8>(), 0)
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reaps the process if it has exited (our child only); `None` while it runs.
+    pub fn try_reap(&self) -> std::io::Result<Option<Exit>> {
+        // SAFETY: siginfo_t is plain data; waitid fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG;
+        // SAFETY: valid pointer to a zeroed siginfo_t; P_PIDFD with an fd we own.
+        let r = unsafe { libc::waitid(libc::P_PIDFD, self.0.as_raw_fd() as libc::id_t, &mut info, flags) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: waitid filled `info` (si_pid is 0 when nothing was reaped).
+        let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        Ok(Some(match code {
+            libc::CLD_EXITED => Exit::Code(status),
+            _ => Exit::Signal(status),
+        }))
+    }
+
+    /// The raw fd, for registering with the event loop.
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
+    }
+
+    /// Wraps an fd that is known to be a pidfd.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self(fd)
+    }
+}
+
+impl AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Sends `signal` to the process group `pgid`. Only safe while the group
+/// leader is our unreaped child (then the id cannot have been reused).
+pub fn signal_group(pgid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    if unsafe { libc::killpg(pgid, signal) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The start time of `pid` in clock ticks since boot (`/proc/PID/stat` field 22).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A signal's conventional name (`SIGTERM`), or its number.
+pub fn signal_name(signal: i32) -> String {
+    let known = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+    ];
+    known.iter().find(|(n, _)| *n == signal).map_or_else(|| signal.to_string(), |(_, s)| (*s).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pidfd_signals_and_reaps_a_child() {
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let fd = Pidfd::open(pid).unwrap();
+        assert!(start_time(pid).is_some());
+        assert_eq!(fd.try_reap().unwrap(), None);
+        fd.signal(libc::SIGTERM).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let exit = loop {
+            if let Some(exit) = fd.try_reap().unwrap() {
+                break exit;
+            }
+            assert!(std::time::Instant::now() < deadline, "child did not exit");
+            std::thread::yield_now();
+        };
+        assert_eq!(exit, Exit::Signal(libc::SIGTERM));
+        assert_eq!(exit.to_string(), "killed by signal 15 (SIGTERM)");
+        assert!(start_time(pid).is_none() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok());
+    }
+
+    #[test]
+    fn start_time_of_self_parses() {
+        assert!(start_time(std::process::id() as i32).unwrap() > 0);
+    }
+}
