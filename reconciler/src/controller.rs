@@ -4,8 +4,8 @@
 //! clock as under the real one.
 
 use crate::{
-    plan_for, Action, ActionKind, Actual, ActualVassal, BackoffPolicy, Conflict, Desired, Phase,
-    SourceId, VassalName, VassalSpec,
+    plan_for, Action, ActionKind, Actual, ActualVassal, BackoffPolicy, Conflict, Desired, Phase, SourceId, VassalName,
+    VassalSpec,
 };
 use std::collections::{BTreeMap, BTreeSet};
 

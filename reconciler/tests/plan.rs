@@ -41,21 +41,43 @@ fn kinds(p: &Plan) -> Vec<(String, ActionKind, Reason)> {
     p.actions.iter().map(|a| (a.name.to_string(), a.kind, a.reason)).collect()
 }
 
+/// One row: what it checks, the desired version, the actual (version, phase),
+/// whether the source is complete, and the expected action.
+type Case = (&'static str, Option<&'static str>, Option<(&'static str, Phase)>, bool, Option<(ActionKind, Reason)>);
+
 #[test]
 fn every_case_of_the_table() {
     use ActionKind::*;
     let running = Phase::Running { since: 0 };
-    let cases: Vec<(&str, Option<&str>, Option<(&str, Phase)>, bool, Option<(ActionKind, Reason)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("new vassal spawns", Some("v1"), None, true, Some((Spawn, Reason::New))),
         ("same version is left alone", Some("v1"), Some(("v1", running)), true, None),
         ("new version reloads", Some("v2"), Some(("v1", running)), true, Some((Reload, Reason::ConfigChanged))),
         ("stopping waits for the exit", Some("v2"), Some(("v1", Phase::Stopping)), true, None),
-        ("due crash respawns", Some("v1"), Some(("v1", Phase::Crashed { restart_at: 10 })), true, Some((Respawn, Reason::Crashed))),
+        (
+            "due crash respawns",
+            Some("v1"),
+            Some(("v1", Phase::Crashed { restart_at: 10 })),
+            true,
+            Some((Respawn, Reason::Crashed)),
+        ),
         ("pending crash waits", Some("v1"), Some(("v1", Phase::Crashed { restart_at: 11 })), true, None),
         ("held stays held", Some("v1"), Some(("v1", Phase::Held)), true, None),
-        ("held with a new version retries", Some("v2"), Some(("v1", Phase::Held)), true, Some((Respawn, Reason::NewVersion))),
+        (
+            "held with a new version retries",
+            Some("v2"),
+            Some(("v1", Phase::Held)),
+            true,
+            Some((Respawn, Reason::NewVersion)),
+        ),
         ("removed vassal stops", None, Some(("v1", running)), true, Some((Stop, Reason::Removed))),
-        ("removed crashed vassal is forgotten", None, Some(("v1", Phase::Crashed { restart_at: 99 })), true, Some((Stop, Reason::Removed))),
+        (
+            "removed crashed vassal is forgotten",
+            None,
+            Some(("v1", Phase::Crashed { restart_at: 99 })),
+            true,
+            Some((Stop, Reason::Removed)),
+        ),
         ("removed held vassal is forgotten", None, Some(("v1", Phase::Held)), true, Some((Stop, Reason::Removed))),
         ("removed stopping vassal waits", None, Some(("v1", Phase::Stopping)), true, None),
         ("incomplete source never stops", None, Some(("v1", running)), false, None),
@@ -206,7 +228,8 @@ fn stale_exits_are_ignored() {
 #[test]
 fn failed_starts_retry_and_invalid_configs_hold() {
     let mut c = Controller::new(POLICY);
-    let mut ex = Recorder { invalid: ["bad".to_owned()].into(), fail_start: ["f.ini".to_owned()].into(), ..Default::default() };
+    let mut ex =
+        Recorder { invalid: ["bad".to_owned()].into(), fail_start: ["f.ini".to_owned()].into(), ..Default::default() };
     c.set_snapshot(&src("a"), snapshot(&[spec("x.ini", "a", "bad"), spec("f.ini", "a", "v1")]), true);
     c.reconcile(0, &mut ex);
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Held);
@@ -274,10 +297,8 @@ fn arb_phase() -> impl Strategy<Value = Phase> {
 /// Up to 8 names, each maybe desired (with a version, from source a or b)
 /// and maybe actual (with a version and a phase); sources maybe complete.
 fn arb_world() -> impl Strategy<Value = (Desired, Actual)> {
-    let entry = (
-        proptest::option::of((0u8..3, prop::bool::ANY)),
-        proptest::option::of((0u8..3, prop::bool::ANY, arb_phase())),
-    );
+    let entry =
+        (proptest::option::of((0u8..3, prop::bool::ANY)), proptest::option::of((0u8..3, prop::bool::ANY, arb_phase())));
     (proptest::collection::vec(entry, 0..8), prop::bool::ANY, prop::bool::ANY).prop_map(|(entries, ca, cb)| {
         let mut d = Desired::default();
         d.snapshot_mut(&src("a")).complete = ca;

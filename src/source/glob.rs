@@ -29,7 +29,8 @@ impl GlobSource {
             .components()
             .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
             .collect();
-        let base = if base.as_os_str() == text.as_str() { base.parent().map(Path::to_owned).unwrap_or(base) } else { base };
+        let base =
+            if base.as_os_str() == text.as_str() { base.parent().map(Path::to_owned).unwrap_or(base) } else { base };
         Ok(Box::new(Self { pattern, base }))
     }
 
@@ -104,7 +105,10 @@ mod tests {
         };
         assert_eq!(g.roots(), vec![(PathBuf::from("/opt/apps"), RecursiveMode::Recursive)]);
         let name = VassalName::parse_path("/opt/apps/a/uwsgi.ini").unwrap();
-        assert_eq!(g.classify(Path::new("/opt/apps/a/uwsgi.ini")), Classified::File(name, "/opt/apps/a/uwsgi.ini".into()));
+        assert_eq!(
+            g.classify(Path::new("/opt/apps/a/uwsgi.ini")),
+            Classified::File(name, "/opt/apps/a/uwsgi.ini".into())
+        );
         assert_eq!(g.classify(Path::new("/opt")), Classified::Resetup);
         assert_eq!(g.classify(Path::new("/etc/x.ini")), Classified::Ignore);
     }

@@ -4,11 +4,17 @@
 
 use super::files::{Change, FileSet};
 use super::{SourceContext, SourceEvent};
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use reconciler::VassalName;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long a file that was modified without being closed (a writer that
+/// keeps it open, or an mtime-only change) may stay quiet before it is read.
+const QUIET: Duration = Duration::from_millis(100);
 
 /// What an event path means to a layout.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +57,7 @@ struct Todo {
     resetup: bool,
     rescan: bool,
     files: Vec<(VassalName, PathBuf)>,
+    modified: Vec<(VassalName, PathBuf)>,
 }
 
 struct Loop<L> {
@@ -61,12 +68,23 @@ struct Loop<L> {
     set: FileSet,
     listed: bool,
     missing_reported: bool,
+    /// Files modified but not closed yet, with the time to read them anyway.
+    pending: BTreeMap<PathBuf, (VassalName, Instant)>,
 }
 
 impl<L: Layout> Loop<L> {
     fn new(layout: L, ctx: SourceContext, watcher: notify::RecommendedWatcher) -> Self {
         let set = FileSet::new(ctx.id.clone());
-        Self { layout, ctx, watcher, watched: Vec::new(), set, listed: false, missing_reported: false }
+        Self {
+            layout,
+            ctx,
+            watcher,
+            watched: Vec::new(),
+            set,
+            listed: false,
+            missing_reported: false,
+            pending: BTreeMap::new(),
+        }
     }
 
     fn run(mut self, rx: Receiver<notify::Result<notify::Event>>) {
@@ -76,14 +94,16 @@ impl<L: Layout> Loop<L> {
         }
         loop {
             let mut todo = Todo::default();
-            match rx.recv_timeout(self.ctx.resync) {
+            let wait = self.pending.values().map(|(_, at)| at.saturating_duration_since(Instant::now())).min();
+            match rx.recv_timeout(wait.map_or(self.ctx.resync, |w| w.min(self.ctx.resync))) {
                 Ok(first) => {
                     self.note(first, &mut todo);
                     while let Ok(more) = rx.try_recv() {
                         self.note(more, &mut todo);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => todo.rescan = true,
+                Err(RecvTimeoutError::Timeout) if self.pending.is_empty() => todo.rescan = true,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if !self.apply(todo) {
@@ -101,6 +121,14 @@ impl<L: Layout> Loop<L> {
                 return;
             }
         };
+        if matches!(event.kind, EventKind::Modify(ModifyKind::Data(_))) {
+            for path in &event.paths {
+                if let Classified::File(name, path) = self.layout.classify(path) {
+                    todo.modified.push((name, path));
+                }
+            }
+            return;
+        }
         if !is_completed_change(&event.kind) {
             return;
         }
@@ -122,7 +150,19 @@ impl<L: Layout> Loop<L> {
     }
 
     /// Applies a batch; `false` once the emperor has gone away.
-    fn apply(&mut self, todo: Todo) -> bool {
+    fn apply(&mut self, mut todo: Todo) -> bool {
+        let now = Instant::now();
+        for (name, path) in todo.modified {
+            self.pending.entry(path).or_insert((name, now + QUIET));
+        }
+        for (_, path) in &todo.files {
+            self.pending.remove(path);
+        }
+        let due: Vec<PathBuf> = self.pending.iter().filter(|(_, (_, at))| *at <= now).map(|(p, _)| p.clone()).collect();
+        for path in due {
+            let (name, _) = self.pending.remove(&path).expect("listed above");
+            todo.files.push((name, path));
+        }
         if todo.resetup {
             self.setup();
         }
@@ -201,14 +241,12 @@ impl<L: Layout> Loop<L> {
 }
 
 /// Events that mark a finished change: close-after-write, rename, attribute
-/// change, deletion, creation (of links and directories). Opens and partial
-/// writes are skipped.
+/// change, deletion, creation (of links and directories). Opens and reads
+/// are skipped; plain modifications are handled apart (see [`QUIET`]).
 fn is_completed_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Data(_)) => false,
-        EventKind::Create(CreateKind::File) | EventKind::Create(_) => true,
         _ => true,
     }
 }

@@ -47,9 +47,6 @@ impl From<u8> for VassalMessage {
     }
 }
 
-/// Largest config the 16-bit frame can carry.
-pub const MAX_CONFIG: usize = u16::MAX as usize;
-
 /// Why an inline config cannot be sent.
 #[derive(Debug, thiserror::Error)]
 #[error("inline config is {0} bytes; the uWSGI config channel carries at most 65535")]
@@ -57,6 +54,7 @@ pub struct ConfigTooLarge(pub usize);
 
 /// Frames a config blob: modifier1 = 115, size as u16 little-endian, modifier2 = 0, body.
 pub fn frame_config(config: &[u8]) -> Result<Vec<u8>, ConfigTooLarge> {
+    // The frame's size field is 16 bits: anything larger would wrap.
     let size = u16::try_from(config.len()).map_err(|_| ConfigTooLarge(config.len()))?;
     let mut out = Vec::with_capacity(4 + config.len());
     out.push(115);
@@ -98,6 +96,8 @@ pub fn send_all(stream: &UnixStream, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    const MAX_CONFIG: usize = u16::MAX as usize;
 
     #[test]
     fn frames_have_the_uwsgi_header() {

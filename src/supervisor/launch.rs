@@ -49,7 +49,8 @@ pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
     let format = Format::from_extension(spec.name.extension()).expect("vassal names carry a known extension");
     let (text, origin, inline) = match &spec.config {
         ConfigRef::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| LaunchError::Read { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| LaunchError::Read { path: path.clone(), source })?;
             (text, path.display().to_string(), false)
         }
         ConfigRef::Inline(text) => (text.clone(), format!("inline config of {}", spec.name), true),
@@ -84,10 +85,9 @@ pub fn command_line(spec: &VassalSpec, launch: &Launch, vassal_binary: &str) -> 
     match launch {
         Launch::Uwsgi { flag, .. } => {
             let target = match &spec.config {
-                ConfigRef::File(path) => path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                ),
+                ConfigRef::File(path) => {
+                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+                }
                 ConfigRef::Inline(_) => format!("emperor://{}", spec.name),
             };
             CommandLine {
@@ -112,8 +112,10 @@ pub fn command_line(spec: &VassalSpec, launch: &Launch, vassal_binary: &str) -> 
 
 /// `UWSGI_VASSAL_xxx` variables of the emperor, renamed `UWSGI_xxx` for vassals.
 pub fn vassal_env_mapping(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    vars.filter_map(|(k, v)| k.strip_prefix("UWSGI_VASSAL_").filter(|r| !r.is_empty()).map(|r| (format!("UWSGI_{r}"), v)))
-        .collect()
+    vars.filter_map(|(k, v)| {
+        k.strip_prefix("UWSGI_VASSAL_").filter(|r| !r.is_empty()).map(|r| (format!("UWSGI_{r}"), v))
+    })
+    .collect()
 }
 
 #[cfg(test)]

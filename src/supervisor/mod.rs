@@ -23,7 +23,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedSender;
 
-
 /// The supervisor's settings, from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -203,7 +202,8 @@ impl Supervisor {
                 vars.push(("UWSGI_EMPEROR_FD".into(), pair.their_fd().to_string()));
                 keep_fds.push(pair.their_fd());
                 if let Some(text) = inline {
-                    let framed = channel::frame_config(text.as_bytes()).map_err(|e| StartError::Invalid(e.to_string()))?;
+                    let framed =
+                        channel::frame_config(text.as_bytes()).map_err(|e| StartError::Invalid(e.to_string()))?;
                     let cfg = Pair::new().map_err(|e| failed("socketpair", &e))?;
                     vars.push(("UWSGI_EMPEROR_FD_CONFIG".into(), cfg.their_fd().to_string()));
                     keep_fds.push(cfg.their_fd());

@@ -71,16 +71,6 @@ impl Pidfd {
             _ => Exit::Signal(status),
         }))
     }
-
-    /// The raw fd, for registering with the event loop.
-    pub fn into_fd(self) -> OwnedFd {
-        self.0
-    }
-
-    /// Wraps an fd that is known to be a pidfd.
-    pub fn from_fd(fd: OwnedFd) -> Self {
-        Self(fd)
-    }
 }
 
 impl AsRawFd for Pidfd {
@@ -129,6 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::zombie_processes)] // reaped through the pidfd, not Child::wait
     fn pidfd_signals_and_reaps_a_child() {
         let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;

@@ -74,7 +74,8 @@ pub fn spawn(req: SpawnRequest) -> std::io::Result<i32> {
 /// executable file, or a name found in PATH).
 pub fn resolvable(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable =
+        |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
         return executable(std::path::Path::new(program));
     }

@@ -38,16 +38,9 @@ fn section_name(line: &str) -> Option<&str> {
 
 /// Adds one `key = value` line of the `[vassal]` section.
 fn add_line(builder: &mut SpecBuilder, line: &str, number: usize) -> Result<(), ConfigError> {
-    let syntax = |message: String| ConfigError::Syntax {
-        format: Format::Ini,
-        line: Some(number),
-        message,
-    };
-    let (key, value) = line.split_once('=').ok_or_else(|| {
-        syntax(format!(
-            "expected `key = value` in [vassal], found `{line}`"
-        ))
-    })?;
+    let syntax = |message: String| ConfigError::Syntax { format: Format::Ini, line: Some(number), message };
+    let (key, value) =
+        line.split_once('=').ok_or_else(|| syntax(format!("expected `key = value` in [vassal], found `{line}`")))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(syntax(format!("missing key before `=` in `{line}`")));
@@ -98,10 +91,7 @@ mod tests {
                     "a b".into()
                 ],
                 chdir: Some("/srv/app".into()),
-                env: vec![
-                    ("PORT".into(), "8000".into()),
-                    ("GREETING".into(), "hello = world".into())
-                ],
+                env: vec![("PORT".into(), "8000".into()), ("GREETING".into(), "hello = world".into())],
                 uid: Some("www-data".into()),
                 gid: Some("33".into()),
                 stop_signal: libc::SIGINT,
@@ -124,22 +114,13 @@ mod tests {
     #[test]
     fn uwsgi_config() {
         let text = "[uwsgi]\nhttp = :8000\nmaster\n; comment\n# also\nmodule = app:app\n";
-        assert_eq!(
-            parse(Format::Ini, text).unwrap(),
-            VassalConfig::Uwsgi { flag: "--ini" }
-        );
-        assert_eq!(
-            parse(Format::Ini, "").unwrap(),
-            VassalConfig::Uwsgi { flag: "--ini" }
-        );
+        assert_eq!(parse(Format::Ini, text).unwrap(), VassalConfig::Uwsgi { flag: "--ini" });
+        assert_eq!(parse(Format::Ini, "").unwrap(), VassalConfig::Uwsgi { flag: "--ini" });
     }
 
     #[test]
     fn missing_and_empty_exec() {
-        assert!(matches!(
-            error("[vassal]\nchdir = /tmp\n"),
-            ConfigError::MissingExec
-        ));
+        assert!(matches!(error("[vassal]\nchdir = /tmp\n"), ConfigError::MissingExec));
         assert!(matches!(error("[vassal]\n"), ConfigError::MissingExec));
         let err = error("[vassal]\nexec =\n");
         assert!(err.to_string().contains("`exec` (line 2)"), "{err}");
@@ -148,28 +129,19 @@ mod tests {
     #[test]
     fn unknown_key_is_named() {
         let err = error("[vassal]\nexec = true\nstop_signal = TERM\n");
-        assert!(
-            matches!(&err, ConfigError::UnknownKey { key, line: Some(3) } if key == "stop_signal"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::UnknownKey { key, line: Some(3) } if key == "stop_signal"), "{err}");
     }
 
     #[test]
     fn repeated_key_is_an_error() {
         let err = error("[vassal]\nexec = true\nuid = a\nuid = b\n");
-        assert!(
-            matches!(&err, ConfigError::DuplicateKey { key, line: Some(4) } if key == "uid"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::DuplicateKey { key, line: Some(4) } if key == "uid"), "{err}");
     }
 
     #[test]
     fn bad_signal() {
         let err = error("[vassal]\nexec = true\nstop-signal = SIGFOO\n");
-        assert!(
-            matches!(&err, ConfigError::BadSignal { value, line: Some(3), .. } if value == "SIGFOO"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadSignal { value, line: Some(3), .. } if value == "SIGFOO"), "{err}");
         let err = error("[vassal]\nexec = true\nreload = SIGBAR\n");
         assert!(err.to_string().contains("`reload` (line 3)"), "{err}");
     }
@@ -178,32 +150,16 @@ mod tests {
     fn bad_stop_timeout() {
         for value in ["-1", "soon", "1e3", "inf", "10s", "1.2.3"] {
             let err = error(&format!("[vassal]\nexec = true\nstop-timeout = {value}\n"));
-            assert!(
-                matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"),
-                "{value}: {err}"
-            );
+            assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{value}: {err}");
         }
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
         let err = error("[vassal]\nexec = true\njust words\n");
-        assert!(
-            matches!(
-                err,
-                ConfigError::Syntax {
-                    format: Format::Ini,
-                    line: Some(3),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { format: Format::Ini, line: Some(3), .. }), "{err}");
         let err = error("[vassal]\n= value\n");
-        assert!(
-            matches!(err, ConfigError::Syntax { line: Some(2), .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { line: Some(2), .. }), "{err}");
         let err = error("[vassal]\nexec = python3 'unclosed\n");
         assert!(err.to_string().contains("`exec` (line 2)"), "{err}");
     }

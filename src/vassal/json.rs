@@ -21,16 +21,11 @@ pub(super) fn parse(text: &str) -> Result<Option<NativeSpec>, ConfigError> {
         return Ok(None);
     };
     match section {
-        Node::Map(entries) => {
-            native::build(entries.into_iter().map(|(k, v)| (k, None, v))).map(Some)
-        }
+        Node::Map(entries) => native::build(entries.into_iter().map(|(k, v)| (k, None, v))).map(Some),
         other => Err(ConfigError::BadValue {
             key: "vassal".into(),
             line: None,
-            message: format!(
-                "must be an object of native keys (exec, env, ...), found {}",
-                other.kind()
-            ),
+            message: format!("must be an object of native keys (exec, env, ...), found {}", other.kind()),
         }),
     }
 }
@@ -137,10 +132,7 @@ mod tests {
             NativeSpec {
                 exec: vec!["node".into(), "server.js".into()],
                 chdir: Some("/srv/app".into()),
-                env: vec![
-                    ("ZED".into(), "last-alpha-first".into()),
-                    ("PORT".into(), "3000".into())
-                ],
+                env: vec![("ZED".into(), "last-alpha-first".into()), ("PORT".into(), "3000".into())],
                 uid: Some("1000".into()),
                 gid: Some("1000".into()),
                 stop_signal: libc::SIGINT,
@@ -152,8 +144,7 @@ mod tests {
 
     #[test]
     fn string_exec_and_env_list() {
-        let spec =
-            native(r#"{"vassal": {"exec": "sh -c 'echo hi'", "env": ["A=1"], "reload": "hup"}}"#);
+        let spec = native(r#"{"vassal": {"exec": "sh -c 'echo hi'", "env": ["A=1"], "reload": "hup"}}"#);
         assert_eq!(spec.exec, ["sh", "-c", "echo hi"]);
         assert_eq!(spec.env, [("A".into(), "1".into())]);
         assert_eq!(spec.reload, ReloadMode::Signal(libc::SIGHUP));
@@ -162,67 +153,33 @@ mod tests {
     #[test]
     fn uwsgi_config() {
         let flag = VassalConfig::Uwsgi { flag: "--json" };
-        assert_eq!(
-            parse(Format::Json, r#"{"uwsgi": {"http": ":8000"}}"#).unwrap(),
-            flag
-        );
+        assert_eq!(parse(Format::Json, r#"{"uwsgi": {"http": ":8000"}}"#).unwrap(), flag);
         assert_eq!(parse(Format::Json, "[1, 2]").unwrap(), flag);
     }
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            error(r#"{"vassal": {}}"#),
-            ConfigError::MissingExec
-        ));
+        assert!(matches!(error(r#"{"vassal": {}}"#), ConfigError::MissingExec));
         let err = error(r#"{"vassal": {"exec": "x", "exec_": 1}}"#);
-        assert!(
-            matches!(&err, ConfigError::UnknownKey { key, line: None } if key == "exec_"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::UnknownKey { key, line: None } if key == "exec_"), "{err}");
         let err = error(r#"{"vassal": {"exec": "x", "exec": "y"}}"#);
-        assert!(
-            matches!(&err, ConfigError::DuplicateKey { key, .. } if key == "exec"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::DuplicateKey { key, .. } if key == "exec"), "{err}");
         let err = error(r#"{"vassal": {"exec": "x", "stop-signal": 0}}"#);
-        assert!(
-            matches!(&err, ConfigError::BadSignal { value, .. } if value == "0"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "0"), "{err}");
         let err = error(r#"{"vassal": {"exec": "x", "stop-timeout": -1}}"#);
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
         let err = error(r#"{"vassal": {"exec": "x", "uid": -5}}"#);
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "uid"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "uid"), "{err}");
         let err = error(r#"{"vassal": {"exec": "x", "env": {"A": null}}}"#);
         assert!(err.to_string().contains("`A`"), "{err}");
         let err = error(r#"{"vassal": ["x"]}"#);
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
         let err = error("{\n  \"vassal\": {\n    \"exec\": \"x\",\n  }\n}");
-        assert!(
-            matches!(
-                err,
-                ConfigError::Syntax {
-                    format: Format::Json,
-                    line: Some(4),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { format: Format::Json, line: Some(4), .. }), "{err}");
         assert!(matches!(error(""), ConfigError::Syntax { .. }));
     }
 }

@@ -134,7 +134,9 @@ pub enum ConfigError {
         message: String,
     },
     /// A TOML config without a `[vassal]` table: uWSGI cannot run it.
-    #[error("TOML config has no [vassal] table; uWSGI cannot read TOML, so a TOML config must describe a native vassal")]
+    #[error(
+        "TOML config has no [vassal] table; uWSGI cannot read TOML, so a TOML config must describe a native vassal"
+    )]
     NoUwsgiForToml,
     /// The native section does not say what to run.
     #[error("the vassal section has no `exec` key; it must name the program to run")]
@@ -185,11 +187,7 @@ fn at_line(line: &Option<usize>) -> String {
 /// The 1-based line holding byte `offset` of `text`.
 fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 /// Parses `text` written in `format` into how the vassal must run.
@@ -253,20 +251,13 @@ mod tests {
 
     #[test]
     fn error_messages_name_key_and_line() {
-        let err = ConfigError::UnknownKey {
-            key: "exce".into(),
-            line: Some(3),
-        };
+        let err = ConfigError::UnknownKey { key: "exce".into(), line: Some(3) };
         assert_eq!(
             err.to_string(),
             "unknown key `exce` (line 3) in the vassal section; known keys are: \
              exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload"
         );
-        let err = ConfigError::Syntax {
-            format: Format::Json,
-            line: None,
-            message: "eof".into(),
-        };
+        let err = ConfigError::Syntax { format: Format::Json, line: None, message: "eof".into() };
         assert_eq!(err.to_string(), "invalid JSON: eof");
     }
 }

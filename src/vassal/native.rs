@@ -7,22 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::value::{
-    env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, Ctx,
-};
+use super::value::{env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, Ctx};
 use super::{ConfigError, NativeSpec, ReloadMode};
 
 /// The keys a native section may hold, in the order we list them to operators.
-pub(super) const KEYS: &[&str] = &[
-    "exec",
-    "chdir",
-    "env",
-    "uid",
-    "gid",
-    "stop-signal",
-    "stop-timeout",
-    "reload",
-];
+pub(super) const KEYS: &[&str] = &["exec", "chdir", "env", "uid", "gid", "stop-signal", "stop-timeout", "reload"];
 
 /// A syntax-neutral value: what YAML, JSON and TOML values (and INI/XML text) map to.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,23 +76,12 @@ impl SpecBuilder {
     }
 
     /// Checks and records one entry; `line` is where the key is, when known.
-    pub(super) fn set(
-        &mut self,
-        key: &str,
-        line: Option<usize>,
-        value: Node,
-    ) -> Result<(), ConfigError> {
+    pub(super) fn set(&mut self, key: &str, line: Option<usize>, value: Node) -> Result<(), ConfigError> {
         let Some(&name) = KEYS.iter().find(|k| **k == key) else {
-            return Err(ConfigError::UnknownKey {
-                key: key.to_string(),
-                line,
-            });
+            return Err(ConfigError::UnknownKey { key: key.to_string(), line });
         };
         if name != "env" && self.seen.contains(&name) {
-            return Err(ConfigError::DuplicateKey {
-                key: name.to_string(),
-                line,
-            });
+            return Err(ConfigError::DuplicateKey { key: name.to_string(), line });
         }
         self.seen.push(name);
         let ctx = Ctx { key: name, line };

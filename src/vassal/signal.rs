@@ -56,10 +56,7 @@ pub fn parse_signal(text: &str) -> Option<i32> {
     }
     let upper = text.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, num)| *num)
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, num)| *num)
 }
 
 #[cfg(test)]
@@ -87,17 +84,7 @@ mod tests {
 
     #[test]
     fn bad_signals_are_rejected() {
-        for text in [
-            "",
-            "SIG",
-            "SIGFOO",
-            "0",
-            "-1",
-            "1000",
-            "99999999999",
-            "TERM2",
-            "+15",
-        ] {
+        for text in ["", "SIG", "SIGFOO", "0", "-1", "1000", "99999999999", "TERM2", "+15"] {
             assert_eq!(parse_signal(text), None, "{text}");
         }
     }

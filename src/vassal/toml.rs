@@ -30,18 +30,13 @@ pub(super) fn parse(text: &str) -> Result<Option<NativeSpec>, ConfigError> {
             message: "must be a table ([vassal]) of native keys".into(),
         });
     };
-    let entries = ordered(table)
-        .into_iter()
-        .map(|(key, span, value)| (key, Some(line_at(text, span.start)), value));
+    let entries = ordered(table).into_iter().map(|(key, span, value)| (key, Some(line_at(text, span.start)), value));
     native::build(entries).map(Some)
 }
 
 /// A table's entries in file order, with each key's span.
 fn ordered(table: &DeTable) -> Vec<(String, Range<usize>, Node)> {
-    let mut entries: Vec<_> = table
-        .iter()
-        .map(|(k, v)| (k.get_ref().to_string(), k.span(), to_node(v)))
-        .collect();
+    let mut entries: Vec<_> = table.iter().map(|(k, v)| (k.get_ref().to_string(), k.span(), to_node(v))).collect();
     entries.sort_by_key(|(_, span, _)| span.start);
     entries
 }
@@ -50,18 +45,14 @@ fn ordered(table: &DeTable) -> Vec<(String, Range<usize>, Node)> {
 fn to_node(value: &Spanned<DeValue>) -> Node {
     match value.get_ref() {
         DeValue::String(s) => Node::Str(Cow::to_string(s)),
-        DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
-            .map_or(Node::Other("an out-of-range integer"), Node::Int),
-        DeValue::Float(f) => f
-            .as_str()
-            .parse()
-            .map_or(Node::Other("a malformed float"), Node::Float),
+        DeValue::Integer(n) => {
+            i64::from_str_radix(n.as_str(), n.radix()).map_or(Node::Other("an out-of-range integer"), Node::Int)
+        }
+        DeValue::Float(f) => f.as_str().parse().map_or(Node::Other("a malformed float"), Node::Float),
         DeValue::Boolean(b) => Node::Bool(*b),
         DeValue::Datetime(_) => Node::Other("a date-time"),
         DeValue::Array(items) => Node::List(items.iter().map(to_node).collect()),
-        DeValue::Table(table) => {
-            Node::Map(ordered(table).into_iter().map(|(k, _, v)| (k, v)).collect())
-        }
+        DeValue::Table(table) => Node::Map(ordered(table).into_iter().map(|(k, _, v)| (k, v)).collect()),
     }
 }
 
@@ -91,12 +82,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
-                exec: vec![
-                    "gunicorn".into(),
-                    "-b".into(),
-                    ":8000".into(),
-                    "app:app".into()
-                ],
+                exec: vec!["gunicorn".into(), "-b".into(), ":8000".into(), "app:app".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![("Z".into(), "1".into()), ("A".into(), "2".into())],
                 uid: Some("33".into()),
@@ -118,62 +104,28 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            error("[vassal]\nchdir = \"/\"\n"),
-            ConfigError::MissingExec
-        ));
-        assert!(matches!(
-            error("title = \"x\"\n"),
-            ConfigError::NoUwsgiForToml
-        ));
+        assert!(matches!(error("[vassal]\nchdir = \"/\"\n"), ConfigError::MissingExec));
+        assert!(matches!(error("title = \"x\"\n"), ConfigError::NoUwsgiForToml));
         assert!(matches!(error(""), ConfigError::NoUwsgiForToml));
         let err = error("[vassal]\nexec = \"x\"\n\nstopsignal = \"TERM\"\n");
-        assert!(
-            matches!(&err, ConfigError::UnknownKey { key, line: Some(4) } if key == "stopsignal"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::UnknownKey { key, line: Some(4) } if key == "stopsignal"), "{err}");
         let err = error("[vassal]\nexec = \"x\"\nstop-signal = \"SIGNOPE\"\n");
-        assert!(
-            matches!(&err, ConfigError::BadSignal { line: Some(3), .. }),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadSignal { line: Some(3), .. }), "{err}");
         let err = error("[vassal]\nexec = \"x\"\nstop-timeout = -0.5\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
         let err = error("[vassal]\nexec = \"x\"\nstop-timeout = inf\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
         let err = error("[vassal]\nexec = \"x\"\nchdir = 1979-05-27\n");
         assert!(err.to_string().contains("a date-time"), "{err}");
         let err = error("vassal = 3\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, line: Some(1), .. } if key == "vassal"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, line: Some(1), .. } if key == "vassal"), "{err}");
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
         let err = error("[vassal]\nexec = \"x\"\nuid = \n");
-        assert!(
-            matches!(
-                err,
-                ConfigError::Syntax {
-                    format: Format::Toml,
-                    line: Some(3),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { format: Format::Toml, line: Some(3), .. }), "{err}");
         let err = error("[vassal]\nexec = \"x\"\nexec = \"y\"\n");
-        assert!(
-            matches!(err, ConfigError::Syntax { line: Some(3), .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { line: Some(3), .. }), "{err}");
     }
 }

@@ -14,11 +14,7 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn bad(self, message: impl Into<String>) -> ConfigError {
-        ConfigError::BadValue {
-            key: self.key.to_string(),
-            line: self.line,
-            message: message.into(),
-        }
+        ConfigError::BadValue { key: self.key.to_string(), line: self.line, message: message.into() }
     }
 }
 
@@ -33,33 +29,24 @@ fn no_nul(ctx: Ctx, text: String) -> Result<String, ConfigError> {
 /// `exec`: a string split with shell rules, or a list of strings.
 pub(super) fn exec_value(ctx: Ctx, value: Node) -> Result<Vec<String>, ConfigError> {
     let argv = match value {
-        Node::Str(s) => shell_words::split(&s)
-            .map_err(|e| ctx.bad(format!("cannot split `{s}` into arguments: {e}")))?,
+        Node::Str(s) => {
+            shell_words::split(&s).map_err(|e| ctx.bad(format!("cannot split `{s}` into arguments: {e}")))?
+        }
         Node::List(items) => items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                item.scalar_text().ok_or_else(|| {
-                    ctx.bad(format!(
-                        "item {} is {}, expected a string",
-                        i + 1,
-                        item.kind()
-                    ))
-                })
+                item.scalar_text()
+                    .ok_or_else(|| ctx.bad(format!("item {} is {}, expected a string", i + 1, item.kind())))
             })
             .collect::<Result<_, _>>()?,
         other => {
-            return Err(ctx.bad(format!(
-                "expected a command line string or a list of strings, found {}",
-                other.kind()
-            )))
+            return Err(ctx.bad(format!("expected a command line string or a list of strings, found {}", other.kind())))
         }
     };
     match argv.first() {
         None => Err(ctx.bad("is empty: it must name at least the program to run")),
-        Some(program) if program.is_empty() => {
-            Err(ctx.bad("the program name (first argument) is empty"))
-        }
+        Some(program) if program.is_empty() => Err(ctx.bad("the program name (first argument) is empty")),
         Some(_) => argv.into_iter().map(|arg| no_nul(ctx, arg)).collect(),
     }
 }
@@ -77,14 +64,9 @@ pub(super) fn text_value(ctx: Ctx, value: Node) -> Result<String, ConfigError> {
 pub(super) fn id_value(ctx: Ctx, value: Node) -> Result<String, ConfigError> {
     match value {
         Node::Int(n) if n >= 0 => Ok(n.to_string()),
-        Node::Int(n) => Err(ctx.bad(format!(
-            "`{n}` is negative; expected a name or a non-negative id"
-        ))),
+        Node::Int(n) => Err(ctx.bad(format!("`{n}` is negative; expected a name or a non-negative id"))),
         Node::Str(s) => text_value(ctx, Node::Str(s.trim().to_string())),
-        other => Err(ctx.bad(format!(
-            "expected a name or an integer id, found {}",
-            other.kind()
-        ))),
+        other => Err(ctx.bad(format!("expected a name or an integer id, found {}", other.kind()))),
     }
 }
 
@@ -96,37 +78,25 @@ pub(super) fn env_value(ctx: Ctx, value: Node) -> Result<Vec<(String, String)>, 
             .into_iter()
             .map(|item| match item {
                 Node::Str(s) => split_env(ctx, &s),
-                other => Err(ctx.bad(format!(
-                    "list items must be `KEY=VALUE` strings, found {}",
-                    other.kind()
-                ))),
+                other => Err(ctx.bad(format!("list items must be `KEY=VALUE` strings, found {}", other.kind()))),
             })
             .collect::<Result<_, _>>()?,
         Node::Map(entries) => entries
             .into_iter()
             .map(|(name, v)| match v.scalar_text() {
                 Some(text) => Ok((name, text)),
-                None => Err(ctx.bad(format!(
-                    "variable `{name}` has {} value, expected a string",
-                    v.kind()
-                ))),
+                None => Err(ctx.bad(format!("variable `{name}` has {} value, expected a string", v.kind()))),
             })
             .collect::<Result<_, _>>()?,
-        other => {
-            return Err(ctx.bad(format!(
-                "expected `KEY=VALUE`, a list or a mapping, found {}",
-                other.kind()
-            )))
-        }
+        other => return Err(ctx.bad(format!("expected `KEY=VALUE`, a list or a mapping, found {}", other.kind()))),
     };
     pairs.into_iter().map(|pair| check_env(ctx, pair)).collect()
 }
 
 /// Splits `KEY=VALUE` at the first `=`.
 fn split_env(ctx: Ctx, text: &str) -> Result<(String, String), ConfigError> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| ctx.bad(format!("`{text}` is not of the form KEY=VALUE")))?;
+    let (name, value) =
+        text.split_once('=').ok_or_else(|| ctx.bad(format!("`{text}` is not of the form KEY=VALUE")))?;
     Ok((name.trim().to_string(), value.to_string()))
 }
 
@@ -143,18 +113,9 @@ pub(super) fn signal_value(ctx: Ctx, value: Node) -> Result<i32, ConfigError> {
     let text = match value {
         Node::Str(s) => s,
         Node::Int(n) => n.to_string(),
-        other => {
-            return Err(ctx.bad(format!(
-                "expected a signal name or number, found {}",
-                other.kind()
-            )))
-        }
+        other => return Err(ctx.bad(format!("expected a signal name or number, found {}", other.kind()))),
     };
-    parse_signal(&text).ok_or(ConfigError::BadSignal {
-        key: ctx.key.to_string(),
-        value: text,
-        line: ctx.line,
-    })
+    parse_signal(&text).ok_or(ConfigError::BadSignal { key: ctx.key.to_string(), value: text, line: ctx.line })
 }
 
 /// `stop-timeout`: seconds, integer or decimal, not negative.
@@ -164,20 +125,12 @@ pub(super) fn timeout_value(ctx: Ctx, value: Node) -> Result<Duration, ConfigErr
         Node::Float(f) => f,
         Node::Str(s) => parse_seconds(s.trim())
             .ok_or_else(|| ctx.bad(format!("`{s}` is not a number of seconds (e.g. 10 or 2.5)")))?,
-        other => {
-            return Err(ctx.bad(format!(
-                "expected a number of seconds, found {}",
-                other.kind()
-            )))
-        }
+        other => return Err(ctx.bad(format!("expected a number of seconds, found {}", other.kind()))),
     };
     if seconds < 0.0 {
-        return Err(ctx.bad(format!(
-            "`{seconds}` is negative; expected a number of seconds >= 0"
-        )));
+        return Err(ctx.bad(format!("`{seconds}` is negative; expected a number of seconds >= 0")));
     }
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| ctx.bad(format!("`{seconds}` is not a usable number of seconds")))
+    Duration::try_from_secs_f64(seconds).map_err(|_| ctx.bad(format!("`{seconds}` is not a usable number of seconds")))
 }
 
 /// Strict decimal seconds: optional `-`, digits, optional `.digits`; no exponents, `inf` or `nan`.
@@ -196,31 +149,21 @@ fn parse_seconds(text: &str) -> Option<f64> {
 pub(super) fn reload_value(ctx: Ctx, value: Node) -> Result<ReloadMode, ConfigError> {
     let text = match value {
         Node::Str(s) => s,
-        other => {
-            return Err(ctx.bad(format!(
-                "expected `restart` or a signal name, found {}",
-                other.kind()
-            )))
-        }
+        other => return Err(ctx.bad(format!("expected `restart` or a signal name, found {}", other.kind()))),
     };
     if text.trim().eq_ignore_ascii_case("restart") {
         return Ok(ReloadMode::Restart);
     }
-    parse_signal(&text).map(ReloadMode::Signal).ok_or_else(|| {
-        ctx.bad(format!(
-            "`{text}` is neither `restart` nor a signal name or number"
-        ))
-    })
+    parse_signal(&text)
+        .map(ReloadMode::Signal)
+        .ok_or_else(|| ctx.bad(format!("`{text}` is neither `restart` nor a signal name or number")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CTX: Ctx = Ctx {
-        key: "k",
-        line: Some(7),
-    };
+    const CTX: Ctx = Ctx { key: "k", line: Some(7) };
 
     #[test]
     fn seconds_are_strict_decimals() {
@@ -235,24 +178,15 @@ mod tests {
     #[test]
     fn nul_bytes_are_rejected() {
         let err = exec_value(CTX, Node::List(vec![Node::Str("a\0b".into())])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`k` (line 7): contains a NUL byte, which a process argument cannot hold"
-        );
+        assert_eq!(err.to_string(), "`k` (line 7): contains a NUL byte, which a process argument cannot hold");
         assert!(env_value(CTX, Node::Str("A=\0".into())).is_err());
     }
 
     #[test]
     fn value_shapes() {
-        let map = Node::Map(vec![
-            ("B".into(), Node::Float(1.5)),
-            ("A".into(), Node::Bool(false)),
-        ]);
+        let map = Node::Map(vec![("B".into(), Node::Float(1.5)), ("A".into(), Node::Bool(false))]);
         let env = env_value(CTX, map).unwrap();
-        assert_eq!(
-            env,
-            [("B".into(), "1.5".into()), ("A".into(), "false".into())]
-        );
+        assert_eq!(env, [("B".into(), "1.5".into()), ("A".into(), "false".into())]);
         assert!(env_value(CTX, Node::Map(vec![("A".into(), Node::List(vec![]))])).is_err());
         assert!(exec_value(CTX, Node::List(vec![Node::Str(String::new())])).is_err());
         assert!(exec_value(CTX, Node::Map(vec![])).is_err());
@@ -262,9 +196,6 @@ mod tests {
         assert_eq!(timeout_value(CTX, Node::Int(0)).unwrap(), Duration::ZERO);
         assert_eq!(signal_value(CTX, Node::Int(9)).unwrap(), libc::SIGKILL);
         assert!(reload_value(CTX, Node::Int(1)).is_err());
-        assert_eq!(
-            reload_value(CTX, Node::Str("Restart".into())).unwrap(),
-            ReloadMode::Restart
-        );
+        assert_eq!(reload_value(CTX, Node::Str("Restart".into())).unwrap(), ReloadMode::Restart);
     }
 }

@@ -30,11 +30,7 @@ pub(super) fn parse(text: &str) -> Result<Option<NativeSpec>, ConfigError> {
 }
 
 fn syntax(line: usize, message: String) -> ConfigError {
-    ConfigError::Syntax {
-        format: Format::Xml,
-        line: Some(line),
-        message,
-    }
+    ConfigError::Syntax { format: Format::Xml, line: Some(line), message }
 }
 
 /// Reads the whole document and returns its first root element.
@@ -43,12 +39,8 @@ fn read_root(text: &str) -> Result<Element, ConfigError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root = None;
     loop {
-        let event = reader.read_event().map_err(|e| {
-            syntax(
-                line_at(text, reader.error_position() as usize),
-                e.to_string(),
-            )
-        })?;
+        let event =
+            reader.read_event().map_err(|e| syntax(line_at(text, reader.error_position() as usize), e.to_string()))?;
         let line = || line_at(text, reader.buffer_position() as usize);
         match event {
             Event::Start(e) => stack.push(element(&e, line())),
@@ -58,14 +50,8 @@ fn read_root(text: &str) -> Result<Element, ConfigError> {
                     attach(&mut stack, &mut root, done);
                 }
             }
-            Event::Text(t) => push_text(
-                &mut stack,
-                &t.xml_content().map_err(|e| syntax(line(), e.to_string()))?,
-            ),
-            Event::CData(c) => push_text(
-                &mut stack,
-                &c.decode().map_err(|e| syntax(line(), e.to_string()))?,
-            ),
+            Event::Text(t) => push_text(&mut stack, &t.xml_content().map_err(|e| syntax(line(), e.to_string()))?),
+            Event::CData(c) => push_text(&mut stack, &c.decode().map_err(|e| syntax(line(), e.to_string()))?),
             Event::GeneralRef(r) => {
                 let in_vassal = stack.first().is_some_and(|e| e.name == "vassal");
                 match resolve_reference(&r) {
@@ -79,10 +65,7 @@ fn read_root(text: &str) -> Result<Element, ConfigError> {
         }
     }
     match (stack.last(), root) {
-        (Some(open), _) => Err(syntax(
-            open.line,
-            format!("element <{}> is never closed", open.name),
-        )),
+        (Some(open), _) => Err(syntax(open.line, format!("element <{}> is never closed", open.name))),
         (None, None) => Err(syntax(line_at(text, text.len()), "no root element".into())),
         (None, Some(root)) => Ok(root),
     }
@@ -131,10 +114,7 @@ fn resolve_reference(reference: &BytesRef) -> Option<String> {
 fn native(root: Element) -> Result<NativeSpec, ConfigError> {
     check_plain(&root, "vassal")?;
     if !root.text.trim().is_empty() {
-        return Err(bad(
-            &root,
-            "text directly inside <vassal> is not allowed; put it in child elements",
-        ));
+        return Err(bad(&root, "text directly inside <vassal> is not allowed; put it in child elements"));
     }
     let mut builder = SpecBuilder::default();
     let mut args: Vec<(usize, String)> = Vec::new();
@@ -151,11 +131,7 @@ fn native(root: Element) -> Result<NativeSpec, ConfigError> {
     if let Some(&(line, _)) = args.first() {
         if builder.has_exec() {
             let message = "<arg> elements cannot be combined with <exec>; use one or the other";
-            return Err(ConfigError::BadValue {
-                key: "arg".into(),
-                line: Some(line),
-                message: message.into(),
-            });
+            return Err(ConfigError::BadValue { key: "arg".into(), line: Some(line), message: message.into() });
         }
         let argv = args.into_iter().map(|(_, a)| Node::Str(a)).collect();
         builder.set("exec", Some(line), Node::List(argv))?;
@@ -164,11 +140,7 @@ fn native(root: Element) -> Result<NativeSpec, ConfigError> {
 }
 
 fn bad(element: &Element, message: &str) -> ConfigError {
-    ConfigError::BadValue {
-        key: element.name.clone(),
-        line: Some(element.line),
-        message: message.to_string(),
-    }
+    ConfigError::BadValue { key: element.name.clone(), line: Some(element.line), message: message.to_string() }
 }
 
 /// Attributes are not part of the native schema; reject them rather than ignore them.
@@ -182,10 +154,7 @@ fn check_plain(element: &Element, key: &str) -> Result<(), ConfigError> {
 
 fn only_text(element: &Element) -> Result<(), ConfigError> {
     match element.children.first() {
-        Some(nested) => Err(bad(
-            element,
-            &format!("must contain text only, found nested <{}>", nested.name),
-        )),
+        Some(nested) => Err(bad(element, &format!("must contain text only, found nested <{}>", nested.name))),
         None => Ok(()),
     }
 }
@@ -217,12 +186,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
-                exec: vec![
-                    "python3".into(),
-                    "-m".into(),
-                    "http.server".into(),
-                    "a & b".into()
-                ],
+                exec: vec!["python3".into(), "-m".into(), "http.server".into(), "a & b".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![("PORT".into(), "8000".into()), ("Q".into(), "<A>".into())],
                 uid: Some("www-data".into()),
@@ -236,9 +200,7 @@ mod tests {
 
     #[test]
     fn arg_elements() {
-        let spec = native(
-            "<vassal><arg>echo</arg><arg> two words </arg><arg/><reload>restart</reload></vassal>",
-        );
+        let spec = native("<vassal><arg>echo</arg><arg> two words </arg><arg/><reload>restart</reload></vassal>");
         assert_eq!(spec.exec, ["echo", "two words", ""]);
         let spec = native("<vassal><arg>sh</arg><arg><![CDATA[a <b>]]></arg></vassal>");
         assert_eq!(spec.exec, ["sh", "a <b>"]);
@@ -251,10 +213,7 @@ mod tests {
         let flag = VassalConfig::Uwsgi { flag: "--xml" };
         let text = "<uwsgi>\n  <http>:8000</http>\n  <master/>\n  <env>&custom;</env>\n</uwsgi>\n";
         assert_eq!(parse(Format::Xml, text).unwrap(), flag);
-        assert_eq!(
-            parse(Format::Xml, "<app id=\"x\"><vassal/></app>").unwrap(),
-            flag
-        );
+        assert_eq!(parse(Format::Xml, "<app id=\"x\"><vassal/></app>").unwrap(), flag);
     }
 
     /// Asserts that each text fails with a message containing its expected part.

@@ -24,10 +24,7 @@ pub(super) fn parse(text: &str) -> Result<Option<NativeSpec>, ConfigError> {
             return Err(ConfigError::BadValue {
                 key: "vassal".into(),
                 line: None,
-                message: format!(
-                    "must be a mapping of native keys (exec, env, ...), found {}",
-                    other.kind()
-                ),
+                message: format!("must be a mapping of native keys (exec, env, ...), found {}", other.kind()),
             })
         }
     };
@@ -50,9 +47,7 @@ fn to_node(value: &Yaml) -> Node {
     match value {
         Yaml::String(s) => Node::Str(s.clone()),
         Yaml::Integer(n) => Node::Int(*n),
-        Yaml::Real(_) => value
-            .as_f64()
-            .map_or(Node::Other("a malformed number"), Node::Float),
+        Yaml::Real(_) => value.as_f64().map_or(Node::Other("a malformed number"), Node::Float),
         Yaml::Boolean(b) => Node::Bool(*b),
         Yaml::Null => Node::Null,
         Yaml::Array(items) => Node::List(items.iter().map(to_node).collect()),
@@ -88,12 +83,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
-                exec: vec![
-                    "python3".into(),
-                    "-m".into(),
-                    "http.server".into(),
-                    "8000".into()
-                ],
+                exec: vec!["python3".into(), "-m".into(), "http.server".into(), "8000".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![
                     ("PORT".into(), "8000".into()),
@@ -111,12 +101,10 @@ mod tests {
 
     #[test]
     fn string_exec_and_env_list() {
-        let spec = native("vassal:\n  exec: \"sleep 'a b'\"\n  env: [A=1, B=x=y]\n  stop-signal: 2\n  stop-timeout: 4\n");
+        let spec =
+            native("vassal:\n  exec: \"sleep 'a b'\"\n  env: [A=1, B=x=y]\n  stop-signal: 2\n  stop-timeout: 4\n");
         assert_eq!(spec.exec, ["sleep", "a b"]);
-        assert_eq!(
-            spec.env,
-            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
-        );
+        assert_eq!(spec.env, [("A".into(), "1".into()), ("B".into(), "x=y".into())]);
         assert_eq!(spec.stop_signal, 2);
         assert_eq!(spec.stop_timeout, Some(Duration::from_secs(4)));
     }
@@ -124,47 +112,26 @@ mod tests {
     #[test]
     fn uwsgi_config() {
         let flag = VassalConfig::Uwsgi { flag: "--yaml" };
-        assert_eq!(
-            parse(Format::Yaml, "uwsgi:\n  http: :8000\n  master: true\n").unwrap(),
-            flag
-        );
+        assert_eq!(parse(Format::Yaml, "uwsgi:\n  http: :8000\n  master: true\n").unwrap(), flag);
         assert_eq!(parse(Format::Yaml, "").unwrap(), flag);
         assert_eq!(parse(Format::Yaml, "- a list\n").unwrap(), flag);
     }
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            error("vassal:\n  chdir: /tmp\n"),
-            ConfigError::MissingExec
-        ));
+        assert!(matches!(error("vassal:\n  chdir: /tmp\n"), ConfigError::MissingExec));
         let err = error("vassal:\n  exec: []\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "exec"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "exec"), "{err}");
         let err = error("vassal:\n  exec: x\n  user: root\n");
-        assert!(
-            matches!(&err, ConfigError::UnknownKey { key, .. } if key == "user"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "user"), "{err}");
         let err = error("vassal:\n  exec: x\n  stop-signal: NOPE\n");
-        assert!(
-            matches!(&err, ConfigError::BadSignal { value, .. } if value == "NOPE"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "NOPE"), "{err}");
         let err = error("vassal:\n  exec: x\n  stop-timeout: -3\n");
         assert!(err.to_string().contains("negative"), "{err}");
         let err = error("vassal:\n  exec: x\n  stop-timeout: [1]\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
         let err = error("vassal: python3\n");
-        assert!(
-            matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"),
-            "{err}"
-        );
+        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
         let err = error("vassal:\n  exec: [python3, {a: b}]\n");
         assert!(err.to_string().contains("item 2"), "{err}");
     }
@@ -172,22 +139,9 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_line() {
         let err = error("vassal:\n  exec: [a, b\n  uid: 1\n");
-        assert!(
-            matches!(
-                err,
-                ConfigError::Syntax {
-                    format: Format::Yaml,
-                    line: Some(_),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { format: Format::Yaml, line: Some(_), .. }), "{err}");
         let err = error("uwsgi:\n  http: :8000\n bad: indent\n");
-        assert!(
-            matches!(err, ConfigError::Syntax { line: Some(3), .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::Syntax { line: Some(3), .. }), "{err}");
         let err = error("vassal:\n  exec: a\n  exec: b\n");
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
     }

@@ -100,13 +100,8 @@ impl Store {
                 id
             }
         };
-        let store = Self {
-            vassals: db.open_tree("vassals")?,
-            snapshots: db.open_tree("snapshots")?,
-            meta,
-            db,
-            emperor_id,
-        };
+        let store =
+            Self { vassals: db.open_tree("vassals")?, snapshots: db.open_tree("snapshots")?, meta, db, emperor_id };
         store.flush()?;
         Ok(store)
     }
