@@ -11,7 +11,8 @@ Examples:
   emperor --vassal-binary /usr/bin/uwsgi dir:///etc/uwsgi/vassals
   emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
 
-Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal.";
+Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal;
+SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.";
 
 /// Keeps vassals running from one or more config sources.
 #[derive(Debug, Parser)]
@@ -19,7 +20,7 @@ Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every
 pub struct Cli {
     /// Config sources: dir://PATH, glob://PATTERN, or a bare path (an existing
     /// directory is dir://, anything else glob://).
-    #[arg(required = true, value_name = "SOURCE")]
+    #[arg(required_unless_present = "fd_holder", value_name = "SOURCE")]
     pub sources: Vec<String>,
 
     /// Program run for uWSGI-style vassals (upstream's --emperor-wrapper).
@@ -60,6 +61,16 @@ pub struct Cli {
     /// A vassal that ran this long is healthy again: its crash count is forgotten.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub backoff_reset: Duration,
+
+    /// If the state store cannot be opened (corrupt, or written by an
+    /// incompatible version), move it aside and start fresh; running vassals
+    /// are still found and re-adopted or stopped through /proc.
+    #[arg(long)]
+    pub reset_state: bool,
+
+    /// Run as the fd holder listening on SOCKET (started by the emperor itself).
+    #[arg(long, value_name = "SOCKET", hide = true)]
+    pub fd_holder: Option<PathBuf>,
 
     /// Log filter (tracing syntax; RUST_LOG overrides).
     #[arg(long, value_name = "FILTER", default_value = "info")]

@@ -6,11 +6,12 @@
 //! flushes the state store once.
 
 use crate::cli::Cli;
+use crate::failpoint;
 use crate::source::{self, SourceContext, SourceEvent};
 use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
 use anyhow::Context;
-use reconciler::{BackoffPolicy, Controller, SourceId, VassalName};
-use std::collections::{BTreeMap, HashSet};
+use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -18,18 +19,25 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 /// Runs the emperor until a stop signal.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let state_dir = cli.state_dir();
+    let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
     let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
     for dir in [&state_dir, &log_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let store = state::Store::open(&state_dir)?;
+    let store = open_store(&state_dir, cli.reset_state)?;
     let policy = BackoffPolicy {
         min_ms: cli.backoff_min.as_millis() as u64,
         max_ms: cli.backoff_max.as_millis() as u64,
         reset_after_ms: cli.backoff_reset.as_millis() as u64,
     };
-    let mut controller = Controller::with_actual(policy, Default::default(), store.next_generation()?);
+    let next_generation = store.next_generation()?;
+    let ids: Vec<SourceId> = sources.iter().map(|s| s.id()).collect();
+    let mut restored = Vec::new();
+    for id in &ids {
+        if let Some(snapshot) = store.snapshot(id)? {
+            restored.push((id.clone(), snapshot));
+        }
+    }
     let settings = Settings {
         vassal_binary: cli.vassal_binary.clone(),
         log_dir,
@@ -37,15 +45,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         heartbeat_timeout: cli.heartbeat_timeout,
     };
     let (proc_tx, proc_rx) = unbounded_channel();
-    let supervisor = Supervisor::new(settings, store, proc_tx);
+    let mut supervisor = Supervisor::new(settings, store, proc_tx, &state_dir);
+    let known: HashMap<&VassalName, &VassalSpec> =
+        restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
+    let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
+    let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
+    for id in &ids {
+        controller.add_source(id.clone());
+    }
+    for (id, snapshot) in restored {
+        let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+        controller.set_snapshot(&id, specs, snapshot.complete);
+    }
     let (src_tx, src_rx) = unbounded_channel();
     for source in sources {
         let id = source.id();
-        controller.add_source(id.clone());
         source.start(SourceContext { id, events: src_tx.clone(), resync: cli.resync })?;
     }
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
     Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new() }.serve(src_rx, proc_rx).await
+}
+
+/// Opens the state store; with `reset`, a store that cannot be opened is
+/// moved aside first and a fresh one started.
+fn open_store(state_dir: &std::path::Path, reset: bool) -> anyhow::Result<state::Store> {
+    match state::Store::open(state_dir) {
+        Ok(store) => Ok(store),
+        Err(e @ state::StateError::Locked(_)) => Err(e.into()),
+        Err(e) if reset => {
+            let aside = state::Store::move_aside(state_dir)?;
+            tracing::warn!(error = %e, moved_to = %aside.display(), "state store unusable; moved aside, starting fresh");
+            Ok(state::Store::open(state_dir)?)
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot open the state store (start with --reset-state to move it aside and start fresh)")),
+    }
 }
 
 struct Emperor {
@@ -60,6 +94,7 @@ struct Signals {
     int: Signal,
     quit: Signal,
     hup: Signal,
+    usr2: Signal,
 }
 
 impl Signals {
@@ -69,6 +104,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 }
@@ -102,6 +138,11 @@ impl Emperor {
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
                 _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
                 _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
+                _ = signals.usr2.recv() => {
+                    tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
+                    self.persist();
+                    return Ok(());
+                }
                 _ = signals.hup.recv() => {
                     tracing::info!("SIGHUP: reloading every vassal");
                     let now = self.now();
@@ -111,6 +152,7 @@ impl Emperor {
             self.supervisor.tick(Instant::now());
             if shutting_down {
                 if self.supervisor.is_idle() {
+                    self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
                     return Ok(());
                 }
@@ -138,7 +180,19 @@ impl Emperor {
         true
     }
 
+    /// Applies a source event to the desired state, recording it first so a
+    /// restarted emperor knows the last desired state of every source.
     fn on_source(&mut self, event: SourceEvent) {
+        let store = self.supervisor.store();
+        let recorded = match &event {
+            SourceEvent::Snapshot { source, specs } => store.replace_specs(source, specs, true),
+            SourceEvent::Upsert(spec) => store.put_spec(spec),
+            SourceEvent::Remove { source, name } => store.remove_spec(source, name),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record the desired state");
+        }
+        failpoint::hit("snapshot-written");
         match event {
             SourceEvent::Snapshot { source, specs } => {
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();

@@ -2,6 +2,7 @@
 
 mod cli;
 mod emperor;
+mod failpoint;
 mod source;
 mod supervisor;
 mod vassal;
@@ -25,6 +26,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    if let Some(socket) = &cli.fd_holder {
+        return supervisor::serve_fd_holder(socket).with_context(|| format!("fd holder on {}", socket.display()));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(emperor::run(cli))
 }

@@ -66,7 +66,8 @@ impl Controller {
     /// every generation ever used.
     pub fn with_actual(policy: BackoffPolicy, actual: Actual, next_generation: u64) -> Self {
         let dirty = actual.keys().cloned().collect();
-        Self { policy, actual, dirty, next_generation: next_generation.max(1), ..Self::default() }
+        let used = actual.values().map(|a| a.generation + 1).max().unwrap_or(1);
+        Self { policy, actual, dirty, next_generation: next_generation.max(used), ..Self::default() }
     }
 
     /// Registers a source; until it reports a complete snapshot it causes no stop.

@@ -9,11 +9,13 @@ use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};
 
 /// A watched glob pattern.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GlobSource {
     pattern: glob::Pattern,
     /// The longest directory prefix without wildcards: watched recursively.
     base: PathBuf,
+    /// Matched files already reported as unusable (reported once each).
+    refused: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl GlobSource {
@@ -31,7 +33,7 @@ impl GlobSource {
             .collect();
         let base =
             if base.as_os_str() == text.as_str() { base.parent().map(Path::to_owned).unwrap_or(base) } else { base };
-        Ok(Box::new(Self { pattern, base }))
+        Ok(Box::new(Self { pattern, base, refused: Default::default() }))
     }
 
     fn name_of(&self, path: &Path) -> Option<VassalName> {
@@ -65,11 +67,21 @@ impl Layout for GlobSource {
             ));
         }
         let paths = glob::glob(self.pattern.as_str()).map_err(std::io::Error::other)?;
-        Ok(paths
-            .filter_map(Result::ok)
-            .filter(|p| p.metadata().is_ok_and(|m| m.is_file()))
-            .filter_map(|p| self.name_of(&p).map(|n| (n, p)))
-            .collect())
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for path in paths.filter_map(Result::ok).filter(|p| p.metadata().is_ok_and(|m| m.is_file())) {
+            match path.to_str().map(VassalName::parse_path) {
+                Some(Ok(name)) => out.push((name, path)),
+                Some(Err(e)) if refused.insert(path.clone()) => {
+                    tracing::warn!(path = %path.display(), error = %e, "matched file is not a vassal config; skipped")
+                }
+                None if refused.insert(path.clone()) => {
+                    tracing::warn!(path = %path.display(), "matched file name is not UTF-8; skipped")
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     fn classify(&self, path: &Path) -> Classified {
@@ -102,6 +114,7 @@ mod tests {
         let g = GlobSource {
             pattern: glob::Pattern::new("/opt/apps/*/uwsgi.ini").unwrap(),
             base: PathBuf::from("/opt/apps"),
+            refused: Default::default(),
         };
         assert_eq!(g.roots(), vec![(PathBuf::from("/opt/apps"), RecursiveMode::Recursive)]);
         let name = VassalName::parse_path("/opt/apps/a/uwsgi.ini").unwrap();

@@ -18,7 +18,12 @@ pub fn path(dir: &Path, name: &VassalName) -> PathBuf {
 
 /// Opens (creating) a vassal's log for appending, close-on-exec in the emperor.
 pub fn open(dir: &Path, name: &VassalName) -> std::io::Result<File> {
-    File::options().create(true).append(true).mode(0o640).open(path(dir, name))
+    open_named(dir, &file_name(name))
+}
+
+/// Opens (creating) the log file `file` in `dir` for appending.
+pub fn open_named(dir: &Path, file: &str) -> std::io::Result<File> {
+    File::options().create(true).append(true).mode(0o640).open(dir.join(file))
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The supervisor: owns the vassal processes and carries out the
 //! reconciler's actions on them (it is the reconciler's [`Executor`]).
 
+mod adopt;
 mod channel;
+mod fdholder;
 mod launch;
 mod logs;
 mod process;
@@ -9,6 +11,8 @@ mod spawn;
 mod user;
 
 use channel::{Pair, VassalMessage};
+pub use fdholder::serve as serve_fd_holder;
+use fdholder::FdHolder;
 use launch::{CommandLine, Launch};
 use process::{Exit, Pidfd};
 use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
@@ -16,7 +20,7 @@ use state::{Intent, Mode, Store, VassalRecord};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
@@ -62,6 +66,8 @@ pub enum ProcEventKind {
 struct Proc {
     generation: u64,
     pid: i32,
+    /// Whether we spawned it (and so must reap it); adopted processes are reaped by init.
+    child: bool,
     pidfd: Arc<AsyncFd<Pidfd>>,
     spec: VassalSpec,
     launch: Launch,
@@ -86,14 +92,56 @@ pub struct Supervisor {
     procs: HashMap<VassalName, Proc>,
     events: UnboundedSender<ProcEvent>,
     base_env: Vec<(String, String)>,
+    holder: Option<FdHolder>,
 }
 
 impl Supervisor {
-    /// A supervisor with no process yet.
-    pub fn new(settings: Settings, store: Store, events: UnboundedSender<ProcEvent>) -> Self {
+    /// A supervisor with no process yet; `state_dir` is where its fd holder listens.
+    pub fn new(settings: Settings, store: Store, events: UnboundedSender<ProcEvent>, state_dir: &Path) -> Self {
         let mut base_env = launch::vassal_env_mapping(std::env::vars());
         base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
-        Self { settings, store, procs: HashMap::new(), events, base_env }
+        let holder = logs::open_named(&settings.log_dir, "fd-holder.log")
+            .and_then(|log| FdHolder::connect_or_spawn(state_dir, log))
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
+            )
+            .ok();
+        Self { settings, store, procs: HashMap::new(), events, base_env, holder }
+    }
+
+    /// Ends the fd holder; call once every vassal has stopped.
+    pub fn retire_holder(&mut self) {
+        if let Some(holder) = self.holder.take() {
+            holder.quit();
+        }
+    }
+
+    /// Sends `signal` to a live vassal's whole process group.
+    fn signal_group(proc: &Proc, signal: i32) {
+        if let Err(e) = proc.pidfd.get_ref().signal_group(proc.pid, signal, proc.child) {
+            tracing::debug!(pid = proc.pid, signal, error = %e, "cannot signal process group");
+        }
+    }
+
+    /// Gives the fd holder copies of a new vassal's channel ends.
+    fn hold(&self, name: &VassalName, generation: u64, control: Option<&UnixStream>, config: Option<&UnixStream>) {
+        let Some(holder) = &self.holder else { return };
+        for (kind, stream) in [("control", control), ("config", config)] {
+            if let Some(stream) = stream {
+                let key = fdholder::key(kind, generation, name.as_str());
+                if let Err(e) = holder.put(&key, std::os::fd::AsRawFd::as_raw_fd(stream)) {
+                    tracing::warn!(vassal = %name, error = %e, "cannot hand the channel to the fd holder");
+                }
+            }
+        }
+    }
+
+    /// Makes the fd holder close its copies of a vassal's channel ends.
+    fn release(&self, name: &VassalName, generation: u64) {
+        let Some(holder) = &self.holder else { return };
+        for kind in ["control", "config"] {
+            let _ = holder.drop_key(&fdholder::key(kind, generation, name.as_str()));
+        }
     }
 
     /// The state store.
@@ -112,11 +160,17 @@ impl Supervisor {
             return false;
         }
         let proc = self.procs.remove(name).expect("checked above");
-        // The leader is an unreaped zombie, so its group id cannot have been reused.
-        let _ = process::signal_group(proc.pid, libc::SIGKILL);
-        let exit = proc.pidfd.get_ref().try_reap();
+        self.release(name, generation);
+        let exit = if proc.child {
+            // The leader is an unreaped zombie, so its group id cannot have been reused.
+            let _ = process::signal_group(proc.pid, libc::SIGKILL);
+            proc.pidfd.get_ref().try_reap()
+        } else {
+            Ok(None)
+        };
         let status = match &exit {
             Ok(Some(exit)) => exit.to_string(),
+            Ok(None) if !proc.child => "exit status unknown (adopted process)".to_owned(),
             Ok(None) => "still running?".to_owned(),
             Err(e) => format!("unknown status ({e})"),
         };
@@ -162,12 +216,12 @@ impl Supervisor {
         for (name, proc) in &mut self.procs {
             if proc.stop_deadline.is_some_and(|d| d <= now) {
                 tracing::warn!(vassal = %name, pid = proc.pid, "vassal did not stop in time; sending SIGKILL to its process group");
-                let _ = process::signal_group(proc.pid, libc::SIGKILL);
+                Self::signal_group(proc, libc::SIGKILL);
                 proc.stop_deadline = None;
             }
             if proc.last_heartbeat.is_some_and(|h| h + self.settings.heartbeat_timeout <= now) {
                 tracing::warn!(vassal = %name, pid = proc.pid, "vassal missed its heartbeat; killing it for a respawn");
-                let _ = process::signal_group(proc.pid, libc::SIGKILL);
+                Self::signal_group(proc, libc::SIGKILL);
                 proc.last_heartbeat = None;
             }
         }
@@ -242,10 +296,12 @@ impl Supervisor {
             Some(c) => Some(reader_of(c).map_err(|e| failed("control channel", &e))?),
             None => None,
         };
+        self.hold(&spec.name, generation, control.as_ref(), config.as_ref().map(|(s, _)| s));
         let task = tokio::spawn(watch(spec.name.clone(), generation, pidfd.clone(), reader, self.events.clone()));
         Ok(Proc {
             generation,
             pid,
+            child: true,
             pidfd,
             spec: spec.clone(),
             launch: launch.clone(),
@@ -290,8 +346,10 @@ impl Executor for Supervisor {
         })?;
         let mode = mode_of(&launch);
         self.record(spec, generation, mode, None, Intent::Run);
+        crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {
+                crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid, generation, "vassal spawned");
                 self.record(spec, generation, mode, Some(proc.pid), Intent::Run);
                 self.procs.insert(spec.name.clone(), proc);
@@ -313,6 +371,7 @@ impl Executor for Supervisor {
                 return ReloadOutcome::Kept(e.to_string());
             }
         };
+        crate::failpoint::hit("reload-before-signal");
         let outcome = reload_proc(proc, &launch, &self.settings);
         if !matches!(outcome, ReloadOutcome::Kept(_)) {
             proc.spec = spec.clone();
@@ -331,6 +390,7 @@ impl Executor for Supervisor {
         };
         if !proc.stopping {
             begin_stop(proc, &self.settings);
+            crate::failpoint::hit("stop-after-signal");
         }
         let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid, mode_of(&proc.launch));
         tracing::info!(vassal = %name, pid, "stopping vassal");
@@ -392,12 +452,12 @@ fn begin_stop(proc: &mut Proc, settings: &Settings) {
         Launch::Uwsgi { .. } => {
             let sent = proc.control.as_ref().is_some_and(|c| write_byte(c, channel::STOP).is_ok());
             if !sent {
-                let _ = process::signal_group(proc.pid, libc::SIGTERM);
+                Supervisor::signal_group(proc, libc::SIGTERM);
             }
             settings.stop_timeout
         }
         Launch::Native(native) => {
-            let _ = process::signal_group(proc.pid, native.stop_signal);
+            Supervisor::signal_group(proc, native.stop_signal);
             native.stop_timeout.unwrap_or(settings.stop_timeout)
         }
     };

@@ -51,6 +51,32 @@ impl Pidfd {
         Ok(())
     }
 
+    /// Sends `signal` to the process group this process leads (Linux 6.9+);
+    /// falls back to `killpg` for our own children, whose group id cannot
+    /// be reused while they are unreaped.
+    pub fn signal_group(&self, pid: i32, signal: i32, own_child: bool) -> std::io::Result<()> {
+        const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
+        // SAFETY: plain syscall on an fd we own; a null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                signal,
+                std::ptr::null::<u8>(),
+                PIDFD_SIGNAL_PROCESS_GROUP,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL) if own_child => signal_group(pid, signal),
+            Some(libc::EINVAL) => self.signal(signal),
+            _ => Err(e),
+        }
+    }
+
     /// Reaps the process if it has exited (our child only); `None` while it runs.
     pub fn try_reap(&self) -> std::io::Result<Option<Exit>> {
         // SAFETY: siginfo_t is plain data; waitid fills it in.

@@ -66,7 +66,8 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     vassals: sled::Tree,
-    snapshots: sled::Tree,
+    specs: sled::Tree,
+    sources: sled::Tree,
     emperor_id: String,
 }
 
@@ -92,18 +93,27 @@ impl Store {
         if found != SCHEMA_VERSION {
             return Err(StateError::Schema { dir: dir.to_owned(), found });
         }
-        let emperor_id = match meta.get("emperor_id")? {
-            Some(v) => decode::<String>("emperor_id", &v)?,
-            None => {
-                let id = new_id();
-                meta.insert("emperor_id", encode(&id))?;
-                id
-            }
+        let emperor_id = emperor_id(dir, &meta)?;
+        let store = Self {
+            vassals: db.open_tree("vassals")?,
+            specs: db.open_tree("specs")?,
+            sources: db.open_tree("sources")?,
+            meta,
+            db,
+            emperor_id,
         };
-        let store =
-            Self { vassals: db.open_tree("vassals")?, snapshots: db.open_tree("snapshots")?, meta, db, emperor_id };
         store.flush()?;
         Ok(store)
+    }
+
+    /// Moves an unusable store aside (`state.sled.broken-<unix time>`) so a
+    /// fresh one can be created; the emperor id file stays, so running
+    /// vassals are still recognised. Returns where it went.
+    pub fn move_aside(dir: &Path) -> std::io::Result<PathBuf> {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let aside = dir.join(format!("state.sled.broken-{secs}"));
+        std::fs::rename(dir.join("state.sled"), &aside)?;
+        Ok(aside)
     }
 
     /// The id generated once for this state directory.
@@ -153,15 +163,47 @@ impl Store {
             .collect()
     }
 
-    /// Writes a source's snapshot.
-    pub fn put_snapshot(&self, source: &SourceId, snapshot: &SourceSnapshot) -> Result<(), StateError> {
-        self.snapshots.insert(source.0.as_str(), encode(snapshot))?;
-        Ok(())
+    /// Records one vassal a source wants (message sources, single-file changes).
+    pub fn put_spec(&self, spec: &VassalSpec) -> Result<(), StateError> {
+        self.specs.insert(spec_key(&spec.source, &spec.name), encode(spec))?;
+        self.mark_known(&spec.source, true)
     }
 
-    /// A source's last snapshot.
+    /// Forgets one vassal a source wanted.
+    pub fn remove_spec(&self, source: &SourceId, name: &VassalName) -> Result<(), StateError> {
+        self.specs.remove(spec_key(source, name))?;
+        self.mark_known(source, true)
+    }
+
+    /// Replaces everything a source wants, atomically.
+    pub fn replace_specs(&self, source: &SourceId, specs: &[VassalSpec], complete: bool) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for key in self.specs.scan_prefix(source_prefix(source)).keys() {
+            batch.remove(key?);
+        }
+        for spec in specs {
+            batch.insert(spec_key(source, &spec.name), encode(spec));
+        }
+        self.specs.apply_batch(batch)?;
+        self.mark_known(source, complete)
+    }
+
+    /// The last desired set recorded for a source; `None` if it never reported.
     pub fn snapshot(&self, source: &SourceId) -> Result<Option<SourceSnapshot>, StateError> {
-        self.snapshots.get(source.0.as_str())?.map(|v| decode(&source.0, &v)).transpose()
+        let Some(flag) = self.sources.get(source.0.as_str())? else { return Ok(None) };
+        let complete = decode::<bool>(&source.0, &flag)?;
+        let specs = self
+            .specs
+            .scan_prefix(source_prefix(source))
+            .values()
+            .map(|v| decode::<VassalSpec>(&source.0, &v?))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(SourceSnapshot { complete, specs }))
+    }
+
+    fn mark_known(&self, source: &SourceId, complete: bool) -> Result<(), StateError> {
+        self.sources.insert(source.0.as_str(), encode(&complete))?;
+        Ok(())
     }
 
     /// Makes every write so far durable.
@@ -169,6 +211,35 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The emperor id of `dir`: kept in the file `emperor-id` (so that it
+/// survives a reset of the database) and mirrored in the database.
+fn emperor_id(dir: &Path, meta: &sled::Tree) -> Result<String, StateError> {
+    let file = dir.join("emperor-id");
+    let id = match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => match meta.get("emperor_id")? {
+            Some(v) => decode::<String>("emperor_id", &v)?,
+            None => new_id(),
+        },
+    };
+    meta.insert("emperor_id", encode(&id))?;
+    std::fs::write(&file, format!("{id}\n")).map_err(|e| StateError::Io(sled::Error::Io(e)))?;
+    Ok(id)
+}
+
+/// Keys of the specs tree: the source id, a NUL, the vassal name.
+fn spec_key(source: &SourceId, name: &VassalName) -> Vec<u8> {
+    let mut key = source_prefix(source);
+    key.extend_from_slice(name.as_str().as_bytes());
+    key
+}
+
+fn source_prefix(source: &SourceId) -> Vec<u8> {
+    let mut key = source.0.as_bytes().to_vec();
+    key.push(0);
+    key
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -227,6 +298,15 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_keeps_the_emperor_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Store::open(dir.path()).unwrap().emperor_id().to_owned();
+        let aside = Store::move_aside(dir.path()).unwrap();
+        assert!(aside.exists());
+        assert_eq!(Store::open(dir.path()).unwrap().emperor_id(), id);
+    }
+
+    #[test]
     fn a_second_open_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
@@ -244,14 +324,33 @@ mod tests {
         assert!(matches!(Store::open(dir.path()), Err(StateError::Schema { found: 99, .. })));
     }
 
+    fn spec(source: &SourceId, name: &str, version: &str) -> VassalSpec {
+        VassalSpec {
+            name: VassalName::parse(name).unwrap(),
+            source: source.clone(),
+            config: reconciler::ConfigRef::Inline("[uwsgi]".into()),
+            version: version.into(),
+            owner: None,
+            socket: None,
+        }
+    }
+
     #[test]
     fn snapshots_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let src = SourceId("zmq://tcp://127.0.0.1:1".into());
+        let other = SourceId("zmq://tcp://127.0.0.1:10".into());
         assert_eq!(store.snapshot(&src).unwrap(), None);
-        let snap = SourceSnapshot { complete: true, specs: vec![] };
-        store.put_snapshot(&src, &snap).unwrap();
-        assert_eq!(store.snapshot(&src).unwrap(), Some(snap));
+        store.replace_specs(&src, &[spec(&src, "a.ini", "1"), spec(&src, "b.ini", "1")], false).unwrap();
+        store.put_spec(&spec(&other, "c.ini", "1")).unwrap();
+        store.put_spec(&spec(&src, "b.ini", "2")).unwrap();
+        store.remove_spec(&src, &VassalName::parse("a.ini").unwrap()).unwrap();
+        let snap = store.snapshot(&src).unwrap().unwrap();
+        assert!(snap.complete);
+        assert_eq!(snap.specs, vec![spec(&src, "b.ini", "2")]);
+        store.replace_specs(&src, &[], true).unwrap();
+        assert_eq!(store.snapshot(&src).unwrap().unwrap().specs, vec![]);
+        assert_eq!(store.snapshot(&other).unwrap().unwrap().specs.len(), 1);
     }
 }

@@ -1,0 +1,305 @@
+//! Re-adoption after an emperor restart: recorded vassals that still run are
+//! watched again instead of being started twice; processes of ours that no
+//! record explains are stopped.
+//!
+//! A process is ours only if it is alive, leads its own session, has the
+//! recorded start time, and carries our `EMPEROR_ID` and its
+//! `EMPEROR_VASSAL=<name>:<generation>` in `/proc/PID/environ`. A pid that
+//! now belongs to another process is never signalled.
+
+use super::channel;
+use super::fdholder;
+use super::launch::{self, Launch};
+use super::process::{self, Pidfd};
+use super::{watch, Proc, Supervisor};
+use crate::vassal::{Format, NativeSpec, ReloadMode};
+use reconciler::{ActualVassal, Backoff, ConfigRef, Phase, VassalName, VassalSpec};
+use state::{Intent, Mode, VassalRecord};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
+
+/// A live process that carries our emperor id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot).
+    pub start_time: u64,
+    /// The vassal name from `EMPEROR_VASSAL`.
+    pub name: String,
+    /// The generation from `EMPEROR_VASSAL`.
+    pub generation: u64,
+}
+
+/// Every session leader whose environment holds `EMPEROR_ID=<emperor_id>`.
+pub fn scan(emperor_id: &str) -> Vec<Found> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| identify(pid, emperor_id))
+        .collect()
+}
+
+/// Reads who `pid` is, if it is one of our vassals' session leaders.
+fn identify(pid: i32, emperor_id: &str) -> Option<Found> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    // Fields after the command: state(0) ppid(1) pgrp(2) session(3) … starttime(19).
+    if fields.first() == Some(&"Z") || fields.get(3)?.parse::<i32>().ok()? != pid {
+        return None;
+    }
+    let start_time = fields.get(19)?.parse().ok()?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let var = |key: &str| environ.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes())?.strip_prefix(b"="));
+    if var("EMPEROR_ID")? != emperor_id.as_bytes() {
+        return None;
+    }
+    let vassal = std::str::from_utf8(var("EMPEROR_VASSAL")?).ok()?;
+    let (name, generation) = vassal.rsplit_once(':')?;
+    Some(Found { pid, start_time, name: name.to_owned(), generation: generation.parse().ok()? })
+}
+
+/// Whether the record describes exactly the found process.
+fn matches(record: &VassalRecord, found: &Found) -> bool {
+    let same_process = match (record.pid, record.start_time) {
+        (Some(pid), Some(start)) => pid == found.pid && start == found.start_time,
+        (Some(pid), None) => pid == found.pid,
+        // Spawned, but the emperor died before recording the pid.
+        (None, _) => true,
+    };
+    same_process && record.name.as_str() == found.name && record.generation == found.generation
+}
+
+impl Supervisor {
+    /// Re-adopts every recorded vassal that still runs and stops processes
+    /// of ours that no record explains. `spec_of` gives the last known spec
+    /// of a vassal. Returns the actual state the reconciler starts from.
+    pub fn recover(&mut self, spec_of: impl Fn(&VassalName) -> Option<VassalSpec>) -> Vec<(VassalName, ActualVassal)> {
+        let records = match self.store.vassals() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read vassal records; starting without them");
+                Vec::new()
+            }
+        };
+        let mut found: HashMap<(String, u64), Found> =
+            scan(self.store.emperor_id()).into_iter().map(|f| ((f.name.clone(), f.generation), f)).collect();
+        let mut held = self.take_held_fds();
+        let mut actual = Vec::new();
+        for record in records {
+            let key = (record.name.as_str().to_owned(), record.generation);
+            let candidate = found.remove(&key).filter(|f| matches(&record, f));
+            let fds = held.remove(&key).unwrap_or_default();
+            let spec = spec_of(&record.name).filter(|s| s.version == record.version);
+            let phase = match candidate.and_then(|f| self.adopt(&record, &f, spec, fds)) {
+                Some(pid) => {
+                    tracing::info!(vassal = %record.name, pid, generation = record.generation, "vassal re-adopted");
+                    Phase::Running { since: 0 }
+                }
+                None => {
+                    tracing::info!(vassal = %record.name, "recorded vassal is no longer running");
+                    Phase::Crashed { restart_at: 0 }
+                }
+            };
+            let vassal = ActualVassal {
+                source: record.source.clone(),
+                version: record.version.clone(),
+                phase,
+                generation: record.generation,
+                backoff: Backoff::default(),
+            };
+            actual.push((record.name, vassal));
+        }
+        self.stop_strays(found.into_values());
+        for ((name, generation), _) in held {
+            self.release_raw(&name, generation);
+        }
+        actual
+    }
+
+    /// Watches `found` as the vassal of `record`; its pid on success.
+    fn adopt(&mut self, record: &VassalRecord, found: &Found, spec: Option<VassalSpec>, fds: HeldFds) -> Option<i32> {
+        let pidfd = Pidfd::open(found.pid).ok()?;
+        // The pidfd now pins the process; check it is still the one we identified.
+        if process::start_time(found.pid) != Some(found.start_time) {
+            return None;
+        }
+        // SAFETY: Pidfd owns its fd and always reports that same fd.
+        let pidfd = Arc::new(unsafe { AsyncFd::register(pidfd) }.ok()?);
+        let spec = spec.unwrap_or_else(|| placeholder_spec(record));
+        let launch = launch::load(&spec).unwrap_or_else(|_| fallback_launch(record));
+        let control = fds.control.map(UnixStream::from);
+        let reader = control.as_ref().and_then(|c| super::reader_of(c).ok());
+        let config = match (&launch, fds.config) {
+            (Launch::Uwsgi { inline: Some(text), .. }, Some(fd)) => {
+                channel::frame_config(text.as_bytes()).ok().map(|framed| (UnixStream::from(fd), framed))
+            }
+            _ => None,
+        };
+        let task =
+            tokio::spawn(watch(record.name.clone(), record.generation, pidfd.clone(), reader, self.events.clone()));
+        let proc = Proc {
+            generation: record.generation,
+            pid: found.pid,
+            child: false,
+            pidfd,
+            spec,
+            launch,
+            control,
+            config,
+            stop_deadline: None,
+            last_heartbeat: None,
+            stopping: false,
+            task,
+        };
+        let mut updated = record.clone();
+        updated.pid = Some(found.pid);
+        updated.start_time = Some(found.start_time);
+        updated.intent = Intent::Run;
+        if let Err(e) = self.store.put_vassal(&updated) {
+            tracing::error!(vassal = %record.name, error = %e, "cannot update the state store");
+        }
+        self.procs.insert(record.name.clone(), proc);
+        Some(found.pid)
+    }
+
+    /// Kills processes of ours that no record explains (a crash between
+    /// their spawn and its record, or a stale generation).
+    fn stop_strays(&self, strays: impl Iterator<Item = Found>) {
+        for stray in strays {
+            let Ok(pidfd) = Pidfd::open(stray.pid) else { continue };
+            if process::start_time(stray.pid) != Some(stray.start_time) {
+                continue;
+            }
+            tracing::warn!(vassal = %stray.name, pid = stray.pid, generation = stray.generation, "stopping an unrecorded vassal process");
+            let _ = pidfd.signal_group(stray.pid, libc::SIGKILL, false);
+        }
+    }
+
+    /// Takes back the channel ends the fd holder kept, by (name, generation).
+    fn take_held_fds(&self) -> HashMap<(String, u64), HeldFds> {
+        let mut out: HashMap<(String, u64), HeldFds> = HashMap::new();
+        let Some(holder) = &self.holder else { return out };
+        let listed = holder.list().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the fd holder");
+            Vec::new()
+        });
+        for (key, fd) in listed {
+            let Some((kind, generation, name)) = fdholder::parse_key(&key) else { continue };
+            let entry = out.entry((name.to_owned(), generation)).or_default();
+            match kind {
+                "control" => entry.control = Some(fd),
+                "config" => entry.config = Some(fd),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn release_raw(&self, name: &str, generation: u64) {
+        if let Some(holder) = &self.holder {
+            for kind in ["control", "config"] {
+                let _ = holder.drop_key(&fdholder::key(kind, generation, name));
+            }
+        }
+    }
+}
+
+/// Channel ends of one vassal taken back from the fd holder.
+#[derive(Default)]
+struct HeldFds {
+    control: Option<OwnedFd>,
+    config: Option<OwnedFd>,
+}
+
+/// A spec standing in for an adopted vassal whose config is not known any more.
+fn placeholder_spec(record: &VassalRecord) -> VassalSpec {
+    VassalSpec {
+        name: record.name.clone(),
+        source: record.source.clone(),
+        config: ConfigRef::Inline(String::new()),
+        version: record.version.clone(),
+        owner: None,
+        socket: None,
+    }
+}
+
+/// How to talk to an adopted vassal whose config cannot be read: by its mode.
+fn fallback_launch(record: &VassalRecord) -> Launch {
+    match record.mode {
+        Mode::Uwsgi => Launch::Uwsgi {
+            flag: Format::from_extension(record.name.extension()).and_then(Format::uwsgi_flag).unwrap_or("--ini"),
+            inline: None,
+        },
+        Mode::Native => Launch::Native(NativeSpec {
+            exec: vec!["(adopted)".into()],
+            chdir: None,
+            env: Vec::new(),
+            uid: None,
+            gid: None,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: None,
+            reload: ReloadMode::Restart,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconciler::SourceId;
+
+    fn record(pid: Option<i32>, start: Option<u64>, generation: u64) -> VassalRecord {
+        VassalRecord {
+            name: VassalName::parse("a.ini").unwrap(),
+            source: SourceId("dir:///x".into()),
+            version: "v".into(),
+            generation,
+            mode: Mode::Native,
+            pid,
+            start_time: start,
+            intent: Intent::Run,
+        }
+    }
+
+    #[test]
+    fn records_match_only_the_same_process() {
+        let found = Found { pid: 10, start_time: 500, name: "a.ini".into(), generation: 3 };
+        assert!(matches(&record(Some(10), Some(500), 3), &found));
+        assert!(!matches(&record(Some(10), Some(499), 3), &found), "pid reused by another process");
+        assert!(!matches(&record(Some(11), Some(500), 3), &found));
+        assert!(!matches(&record(Some(10), Some(500), 2), &found), "other generation");
+        assert!(matches(&record(None, None, 3), &found), "spawned before its pid was recorded");
+    }
+
+    #[test]
+    fn scanning_finds_only_our_session_leaders() {
+        let id = format!("test-{}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("EMPEROR_ID", &id)
+            .env("EMPEROR_VASSAL", "x:y.ini:7")
+            .process_group(0);
+        // A process group leader is not a session leader: not found.
+        let mut plain = child.spawn().unwrap();
+        assert!(scan(&id).is_empty());
+        plain.kill().unwrap();
+        plain.wait().unwrap();
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            child.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut leader = child.spawn().unwrap();
+        let found = scan(&id);
+        leader.kill().unwrap();
+        leader.wait().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].name.as_str(), found[0].generation), ("x:y.ini", 7));
+        assert_eq!(found[0].pid, leader.id() as i32);
+    }
+}

@@ -1,0 +1,324 @@
+//! `emperor-stub-vassal`: a tiny vassal for black-box tests.
+//!
+//! It speaks the uWSGI emperor byte protocol and appends every event it sees
+//! to `$STUB_RECORD/<escaped name>.events`, one line per event, each written
+//! with a single `write(2)` on an `O_APPEND` fd:
+//! `<event> pid=<pid> gen=<generation> <details>`.
+//!
+//! * uWSGI mode: `emperor-stub-vassal --ini|--xml|--yaml|--json TARGET`
+//!   (TARGET is a file, or `emperor://NAME` for a config sent over
+//!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
+//! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]`.
+//!
+//! Events: `start`, `config` (or `config-timeout` when none came within 5 s),
+//! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
+//! `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
+//! the next timer deadline, so nothing busy-waits.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where and as whom events are recorded.
+struct Recorder {
+    file: Option<File>,
+    config_path: Option<PathBuf>,
+    pid: u32,
+    generation: String,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        let vassal = std::env::var("EMPEROR_VASSAL").unwrap_or_default();
+        let (name, generation) = vassal.rsplit_once(':').unwrap_or((vassal.as_str(), "-"));
+        let name = if name.is_empty() { "unnamed" } else { name };
+        let escaped = name.replace('%', "%25").replace('/', "%2F");
+        let dir = std::env::var_os("STUB_RECORD").map(PathBuf::from);
+        let file = dir.as_ref().and_then(|d| {
+            let path = d.join(format!("{escaped}.events"));
+            OpenOptions::new().create(true).append(true).open(path).ok()
+        });
+        let config_path = dir.map(|d| d.join(format!("{escaped}.config")));
+        Recorder { file, config_path, pid: std::process::id(), generation: generation.to_owned() }
+    }
+
+    /// Appends one event line with a single write.
+    fn record(&mut self, event: &str, details: &str) {
+        let mut line = format!("{event} pid={} gen={}", self.pid, self.generation);
+        if !details.is_empty() {
+            line.push(' ');
+            line.push_str(details);
+        }
+        line.push('\n');
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write(line.as_bytes());
+        }
+    }
+
+    /// Records `exit code=N` and exits.
+    fn exit(&mut self, code: i32) -> ! {
+        self.record("exit", &format!("code={code}"));
+        std::process::exit(code)
+    }
+}
+
+/// Behaviour knobs (from config lines or native arguments).
+#[derive(Default)]
+struct Knobs {
+    exit_after_ms: Option<u64>,
+    ignore_stop: bool,
+    heartbeat_ms: Option<u64>,
+    child: bool,
+}
+
+impl Knobs {
+    /// Reads `stub-<key> = <value>` lines; every other line is ignored.
+    fn apply_config(&mut self, text: &str) {
+        for line in text.lines().map(str::trim).filter(|l| l.starts_with("stub-")) {
+            let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "stub-exit-after-ms" => self.exit_after_ms = value.parse().ok(),
+                "stub-ignore-stop" => self.ignore_stop = value == "1" || value == "true",
+                "stub-heartbeat-ms" => self.heartbeat_ms = value.parse().ok().filter(|&n| n > 0),
+                "stub-child" => self.child = value == "1" || value == "true",
+                _ => {}
+            }
+        }
+    }
+}
+
+/// 64-bit FNV-1a, printed as 16 hex digits in `config` records.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn env_fd(key: &str) -> Option<RawFd> {
+    std::env::var(key).ok()?.trim().parse().ok()
+}
+
+fn send_byte(fd: Option<RawFd>, byte: u8) {
+    if let Some(fd) = fd {
+        // SAFETY: writing one byte from a valid buffer; errors are ignored.
+        unsafe { libc::write(fd, [byte].as_ptr().cast(), 1) };
+    }
+}
+
+/// Polls one fd for input; returns false on timeout.
+fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut pfd = pollin(fd);
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+/// Reads one framed config (`115, size_lo, size_hi, 0`, body) from `fd`,
+/// giving up after 5 s.
+fn read_config(fd: RawFd) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = Vec::new();
+    let mut need = 4;
+    while buf.len() < need {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !wait_readable(fd, left) {
+            return None;
+        }
+        let mut chunk = vec![0u8; need - buf.len()];
+        // SAFETY: reading into a buffer of the given length.
+        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n <= 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n as usize]);
+        if buf.len() == 4 && need == 4 {
+            if buf[0] != 115 {
+                return None;
+            }
+            need = 4 + usize::from(u16::from_le_bytes([buf[1], buf[2]]));
+        }
+    }
+    Some(buf.split_off(4))
+}
+
+/// Reads a config from the config channel and records it.
+fn receive_config(rec: &mut Recorder, fd: RawFd) -> Option<String> {
+    let Some(body) = read_config(fd) else {
+        rec.record("config-timeout", "");
+        return None;
+    };
+    if let Some(path) = &rec.config_path {
+        let _ = std::fs::write(path, &body);
+    }
+    rec.record("config", &format!("len={} sha={:016x}", body.len(), fnv1a64(&body)));
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Blocks the handled signals and returns a signalfd that reports them.
+fn signal_fd() -> RawFd {
+    // SAFETY: plain libc calls on a local sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    }
+}
+
+/// Forks a child that sleeps forever in our process group.
+fn spawn_child(close: &[RawFd]) -> libc::pid_t {
+    // SAFETY: the stub is single-threaded; the child only makes
+    // async-signal-safe calls before sleeping.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            for &fd in close {
+                libc::close(fd);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+        pid
+    }
+}
+
+/// A `pollfd` waiting for input on `fd`.
+fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
+}
+
+/// Reads one pending signal from the signalfd and reacts to it.
+fn on_signal(rec: &mut Recorder, sfd: RawFd, knobs: &Knobs) {
+    // SAFETY: reading one signalfd_siginfo into a zeroed struct of that size.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of_val(&info);
+    let ptr = (&mut info as *mut libc::signalfd_siginfo).cast();
+    if unsafe { libc::read(sfd, ptr, size) } != size as isize {
+        return;
+    }
+    match info.ssi_signo as i32 {
+        libc::SIGTERM => {
+            rec.record("sigterm", "");
+            if !knobs.ignore_stop {
+                rec.exit(0);
+            }
+        }
+        libc::SIGHUP => rec.record("sighup", ""),
+        libc::SIGUSR1 => rec.record("sigusr1", ""),
+        _ => {}
+    }
+}
+
+/// Reads what the emperor sent on the control channel and reacts to each byte.
+fn on_control(rec: &mut Recorder, ctl: RawFd, cfg_fd: Option<RawFd>, knobs: &Knobs) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into a local buffer of the given length.
+    let n = unsafe { libc::read(ctl, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+        return;
+    }
+    if n <= 0 {
+        rec.record("eof", "");
+        rec.exit(1);
+    }
+    for &byte in &buf[..n as usize] {
+        rec.record("recv", &byte.to_string());
+        match byte {
+            0 | 2 if !knobs.ignore_stop => rec.exit(0),
+            1 => {
+                if let Some(cfd) = cfg_fd {
+                    send_byte(Some(ctl), 2);
+                    receive_config(rec, cfd);
+                }
+                rec.record("reloaded", "");
+                send_byte(Some(ctl), 1);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn main() {
+    let sfd = signal_fd();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut rec = Recorder::new();
+    let native = args.first().map(String::as_str) == Some("native");
+    let (ctl, cfg_fd) = match native {
+        true => (None, None),
+        false => (env_fd("UWSGI_EMPEROR_FD"), env_fd("UWSGI_EMPEROR_FD_CONFIG")),
+    };
+    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    let env_fd_text = std::env::var("UWSGI_EMPEROR_FD").unwrap_or_else(|_| "-".into());
+    let argv = args.join(" ");
+    rec.record("start", &format!("argv={argv} cwd={cwd} env_fd={env_fd_text}"));
+    let _ = writeln!(std::io::stdout(), "stub vassal pid {} started: {argv}", rec.pid);
+
+    let mut knobs = Knobs::default();
+    if native {
+        let mut it = args.iter().skip(1);
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--exit-after-ms" => knobs.exit_after_ms = it.next().and_then(|v| v.parse().ok()),
+                "--ignore-stop" => knobs.ignore_stop = true,
+                "--child" => knobs.child = true,
+                _ => {}
+            }
+        }
+    } else if let Some(target) = args.get(1) {
+        let text = match target.starts_with("emperor://") {
+            true => cfg_fd.and_then(|fd| receive_config(&mut rec, fd)),
+            false => std::fs::read_to_string(target).ok(),
+        };
+        knobs.apply_config(&text.unwrap_or_default());
+    }
+
+    if knobs.child {
+        let close: Vec<RawFd> = [Some(sfd), ctl, cfg_fd].into_iter().flatten().collect();
+        let child = spawn_child(&close);
+        rec.record("child", &format!("pid={child}"));
+    }
+    send_byte(ctl, 1);
+    send_byte(ctl, 17);
+
+    let started = Instant::now();
+    let exit_at = knobs.exit_after_ms.map(|ms| started + Duration::from_millis(ms));
+    let beat = knobs.heartbeat_ms.map(Duration::from_millis);
+    let mut next_beat = beat.map(|b| started + b);
+    loop {
+        let now = Instant::now();
+        if exit_at.is_some_and(|t| now >= t) {
+            rec.exit(3);
+        }
+        if let (Some(t), Some(b)) = (next_beat, beat) {
+            if now >= t {
+                send_byte(ctl, 26);
+                next_beat = Some(now + b);
+            }
+        }
+        let next = [exit_at, next_beat].into_iter().flatten().min();
+        let timeout = next.map_or(-1, |t| t.saturating_duration_since(now).as_millis().max(1) as i32);
+        let mut fds: Vec<libc::pollfd> = [Some(sfd), ctl].into_iter().flatten().map(pollin).collect();
+        // SAFETY: `fds` is a valid array of pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } <= 0 {
+            continue; // timeout (timers are checked above) or EINTR
+        }
+        if fds[0].revents != 0 {
+            on_signal(&mut rec, sfd, &knobs);
+        }
+        if let (Some(ctl), Some(pfd)) = (ctl, fds.get(1)) {
+            if pfd.revents != 0 {
+                on_control(&mut rec, ctl, cfg_fd, &knobs);
+            }
+        }
+    }
+}
