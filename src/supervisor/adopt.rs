@@ -276,25 +276,28 @@ mod tests {
 
     #[test]
     fn scanning_finds_only_our_session_leaders() {
+        use std::os::unix::process::CommandExt;
         let id = format!("test-{}", std::process::id());
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .env("EMPEROR_ID", &id)
-            .env("EMPEROR_VASSAL", "x:y.ini:7")
-            .process_group(0);
-        // A process group leader is not a session leader: not found.
-        let mut plain = child.spawn().unwrap();
-        assert!(scan(&id).is_empty());
+        let command = || {
+            let mut c = std::process::Command::new("sleep");
+            c.arg("30").env("EMPEROR_ID", &id).env("EMPEROR_VASSAL", "x:y.ini:7");
+            c
+        };
+        // A process group leader is not a session leader: not ours.
+        let mut plain = command().process_group(0).spawn().unwrap();
+        let found_plain = scan(&id);
         plain.kill().unwrap();
         plain.wait().unwrap();
+        assert!(found_plain.is_empty());
+        let mut leader = command();
+        // SAFETY: setsid is async-signal-safe.
         unsafe {
-            use std::os::unix::process::CommandExt;
-            child.pre_exec(|| {
+            leader.pre_exec(|| {
                 libc::setsid();
                 Ok(())
             });
         }
-        let mut leader = child.spawn().unwrap();
+        let mut leader = leader.spawn().unwrap();
         let found = scan(&id);
         leader.kill().unwrap();
         leader.wait().unwrap();
