@@ -16,9 +16,10 @@ fn spawns_vassal_with_ini_flag_cwd_and_env() {
     let start = h.wait_start("app.ini");
     let pid = start.pid;
     assert!(alive(pid), "vassal pid {pid} should be running");
-    assert_eq!(cmdline(pid)[1..], ["--ini", "app.ini"], "vassal argv");
+    let config = h.vassal("app.ini").display().to_string();
+    assert_eq!(cmdline(pid)[1..], ["--ini", config.as_str()], "vassal argv");
     assert_eq!(cwd_of(pid).as_deref(), Some(h.vassals.as_path()), "vassal cwd");
-    assert_eq!(start.argv(), "--ini app.ini");
+    assert_eq!(start.argv(), format!("--ini {config}"));
     assert_eq!(start.cwd(), h.vassals.to_str().unwrap());
 
     let vassal_env = env_of(pid, "EMPEROR_VASSAL").expect("EMPEROR_VASSAL set");
@@ -43,7 +44,7 @@ fn created_file_spawns_while_running() {
     fs::write(h.vassal("late.ini"), uwsgi_ini("")).unwrap();
     let start = h.wait_start("late.ini");
     assert!(alive(start.pid));
-    assert_eq!(start.argv(), "--ini late.ini");
+    assert_eq!(start.argv(), format!("--ini {}", h.vassal("late.ini").display()));
 }
 
 #[test]
@@ -224,8 +225,8 @@ fn flag_follows_extension() {
     h.start_dir(&[]);
     for (name, flag) in [("a.xml", "--xml"), ("b.yml", "--yaml"), ("c.yaml", "--yaml"), ("d.json", "--json")] {
         let start = h.wait_start(name);
-        assert_eq!(start.argv(), format!("{flag} {name}"), "argv of {name}");
-        assert_eq!(cmdline(start.pid)[1..], [flag, name]);
+        assert_eq!(start.argv(), format!("{flag} {}", h.vassal(name).display()), "argv of {name}");
+        assert_eq!(cmdline(start.pid)[1..], [flag.to_owned(), h.vassal(name).display().to_string()]);
     }
 }
 

@@ -84,10 +84,10 @@ pub fn command_line(spec: &VassalSpec, launch: &Launch, vassal_binary: &str) -> 
     };
     match launch {
         Launch::Uwsgi { flag, .. } => {
+            // The path as the source saw it (through a swapped symlink, say), so
+            // a uWSGI master that re-executes itself on reload reads the new checkout.
             let target = match &spec.config {
-                ConfigRef::File(path) => {
-                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-                }
+                ConfigRef::File(path) => path.display().to_string(),
                 ConfigRef::Inline(_) => format!("emperor://{}", spec.name),
             };
             CommandLine {
@@ -139,7 +139,7 @@ mod tests {
         let s = spec("app.ini", ConfigRef::File("/srv/vassals/app.ini".into()));
         let cl = command_line(&s, &Launch::Uwsgi { flag: "--ini", inline: None }, "uwsgi");
         assert_eq!(cl.program, "uwsgi");
-        assert_eq!(cl.args, ["--ini", "app.ini"]);
+        assert_eq!(cl.args, ["--ini", "/srv/vassals/app.ini"]);
         assert_eq!(cl.cwd, Some(PathBuf::from("/srv/vassals")));
     }
 
