@@ -11,24 +11,100 @@ use std::time::{Duration, Instant};
 const UWSGI: &str = "/usr/bin/uwsgi";
 const PLUGIN: &str = "/usr/lib/uwsgi/plugins/python3_plugin.so";
 
-/// The emperor under test and the vassal it runs; both are killed when the
-/// test ends, whatever its outcome.
-struct Emperor(Child, String, PathBuf);
+/// A temp dir with the app, its config and a state dir; everything the
+/// test started (emperors, the fd holder, the uWSGI master and workers) is
+/// killed when it is dropped, and logs are printed if the test failed.
+struct Setup {
+    tmp: tempfile::TempDir,
+    port: u16,
+    config: PathBuf,
+    name: String,
+    emperor: Option<Child>,
+}
 
-impl Drop for Emperor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            for log in [self.2.join("emperor.log"), self.2.join(format!("state/logs/{}.log", self.1))] {
-                eprintln!("--- {}:\n{}", log.display(), std::fs::read_to_string(&log).unwrap_or_default());
-            }
+impl Setup {
+    fn new() -> Self {
+        for (path, pkg) in [(UWSGI, "uwsgi-core"), (PLUGIN, "uwsgi-plugin-python3")] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: install the Debian package {pkg} (deploy/install-test-deps.sh does)"
+            );
         }
-        for pid in master_pids(&self.1) {
+        let tmp = tempfile::tempdir().unwrap();
+        let vassals = tmp.path().join("vassals");
+        std::fs::create_dir(&vassals).unwrap();
+        let port = free_port();
+        let config = write_app(&vassals, port);
+        let name = config.file_name().unwrap().to_str().unwrap().to_owned();
+        Self { tmp, port, config, name, emperor: None }
+    }
+
+    fn start_emperor(&mut self) {
+        let log = std::fs::File::options().create(true).append(true).open(self.tmp.path().join("emperor.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_emperor"))
+            .args(["--vassal-binary", UWSGI, "--stop-timeout", "10", "--state-dir"])
+            .arg(self.tmp.path().join("state"))
+            .arg(self.config.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.emperor = Some(child);
+    }
+
+    fn kill9_emperor(&mut self) {
+        let mut child = self.emperor.take().expect("emperor running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn emperor_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("emperor.log")).unwrap_or_default()
+    }
+
+    fn vassal_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("state/logs/{}.log", self.name))).unwrap_or_default()
+    }
+
+    fn get(&self) -> Option<String> {
+        http_get(self.port)
+    }
+
+    fn touch(&self) {
+        let f = std::fs::File::options().write(true).open(&self.config).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(1)).unwrap();
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.emperor.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- emperor log:\n{}\n--- vassal log:\n{}", self.emperor_log(), self.vassal_log());
+        }
+        for pid in master_pids(&self.name) {
             // SAFETY: plain syscall; the group is the vassal's own session.
             unsafe { libc::killpg(pid, libc::SIGKILL) };
         }
+        let holder = format!("{}", self.tmp.path().join("state/fd-holder.sock").display());
+        for pid in pids() {
+            if std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|a| a == holder.as_bytes())
+            {
+                // SAFETY: plain syscall on a process this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
     }
+}
+
+fn pids() -> Vec<i32> {
+    std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).collect()
 }
 
 fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -59,9 +135,8 @@ fn http_get(port: u16) -> Option<String> {
 /// Session leaders whose environment names this vassal: the uWSGI master.
 fn master_pids(vassal: &str) -> Vec<i32> {
     let needle = format!("EMPEROR_VASSAL={vassal}:");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    pids()
+        .into_iter()
         .filter(|pid| {
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             let leads = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -88,56 +163,55 @@ fn write_app(dir: &Path, port: u16) -> PathBuf {
     config
 }
 
+/// A new worker (different body) after a graceful reload, with the same master.
+fn reloads_gracefully(s: &Setup, master: i32) {
+    let before = s.get().expect("serving before the reload");
+    s.touch();
+    let after = wait_until("a new worker after the reload", Duration::from_secs(30), || {
+        s.get().filter(|body| body.starts_with("worker ") && *body != before)
+    });
+    assert_ne!(before, after);
+    assert_eq!(master_pids(&s.name), vec![master], "the master pid must survive a graceful reload");
+}
+
 #[test]
 fn real_uwsgi_serves_reloads_gracefully_and_stops() {
-    for (path, pkg) in [(UWSGI, "uwsgi-core"), (PLUGIN, "uwsgi-plugin-python3")] {
-        assert!(
-            Path::new(path).exists(),
-            "{path} is missing: install the Debian package {pkg} (deploy/install-test-deps.sh does)"
-        );
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let vassals = tmp.path().join("vassals");
-    std::fs::create_dir(&vassals).unwrap();
-    let port = free_port();
-    let config = write_app(&vassals, port);
-    let name = config.file_name().unwrap().to_str().unwrap().to_owned();
-    let log = std::fs::File::create(tmp.path().join("emperor.log")).unwrap();
-    let _emperor = Emperor(
-        Command::new(env!("CARGO_BIN_EXE_emperor"))
-            .args(["--vassal-binary", UWSGI, "--stop-timeout", "10", "--state-dir"])
-            .arg(tmp.path().join("state"))
-            .arg(&vassals)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-        name.clone(),
-        tmp.path().to_owned(),
-    );
-
-    let first = wait_until("uWSGI to answer HTTP", Duration::from_secs(20), || http_get(port));
+    let mut s = Setup::new();
+    s.start_emperor();
+    let first = wait_until("uWSGI to answer HTTP", Duration::from_secs(20), || s.get());
     assert!(first.starts_with("worker "), "unexpected body {first:?}");
-    let masters = master_pids(&name);
+    let masters = master_pids(&s.name);
     assert_eq!(masters.len(), 1, "one uWSGI master expected, found {masters:?}");
     let master = masters[0];
 
     // touch → byte 1 → graceful reload: the master re-executes itself (same
     // pid) and starts new workers.
-    let f = std::fs::File::options().write(true).open(&config).unwrap();
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(1)).unwrap();
-    let second = wait_until("a new worker after the reload", Duration::from_secs(30), || {
-        http_get(port).filter(|body| body.starts_with("worker ") && *body != first)
-    });
-    assert_ne!(first, second);
-    assert_eq!(master_pids(&name), vec![master], "the master pid must survive a graceful reload");
+    reloads_gracefully(&s, master);
 
     // delete → byte 0 → the master and its workers exit and are reaped.
-    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_file(&s.config).unwrap();
     wait_until("the uWSGI master to be gone", Duration::from_secs(20), || {
         (!Path::new(&format!("/proc/{master}")).exists()).then_some(())
     });
-    wait_until("the HTTP port to close", Duration::from_secs(10), || http_get(port).is_none().then_some(()));
-    let log = std::fs::read_to_string(tmp.path().join(format!("state/logs/{name}.log"))).unwrap();
-    assert!(log.contains("uWSGI"), "the vassal's output goes to its log file:\n{log}");
+    wait_until("the HTTP port to close", Duration::from_secs(10), || s.get().is_none().then_some(()));
+    assert!(s.vassal_log().contains("uWSGI"), "the vassal's output goes to its log file");
+}
+
+#[test]
+fn real_uwsgi_survives_an_emperor_kill9_and_is_readopted() {
+    let mut s = Setup::new();
+    s.start_emperor();
+    wait_until("uWSGI to answer HTTP", Duration::from_secs(20), || s.get());
+    let master = master_pids(&s.name)[0];
+
+    s.kill9_emperor();
+    assert!(s.get().is_some(), "uWSGI keeps serving while the emperor is down");
+
+    s.start_emperor();
+    wait_until("the restarted emperor to re-adopt uWSGI", Duration::from_secs(10), || {
+        s.emperor_log().contains("vassal re-adopted").then_some(())
+    });
+    assert_eq!(master_pids(&s.name), vec![master], "same master after the restart");
+    reloads_gracefully(&s, master);
+    assert!(!s.vassal_log().contains("lost connection"), "uWSGI never lost its emperor channel");
 }
