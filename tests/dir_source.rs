@@ -321,3 +321,35 @@ fn symlink_swap_converges_on_new_target() {
     assert_eq!(h.starts("added.ini").len(), 1, "added.ini is identical in r2 and r3");
     assert!(h.events("added.ini").iter().all(|e| e.kind != "recv"));
 }
+
+#[test]
+fn a_vassal_that_stops_sending_heartbeats_is_killed_and_respawned() {
+    let mut h = Harness::new();
+    put(&h.vassal("hb.ini"), &uwsgi_ini("stub-heartbeat-ms = 50"));
+    h.start_dir(&["--heartbeat-timeout", "0.5"]);
+    let first = h.wait_start("hb.ini");
+    wait_until(DEADLINE, "the emperor to notice the heartbeats", || {
+        cond(h.log_text().contains("vassal sends heartbeats"))
+    });
+    // A frozen vassal sends no heartbeat any more.
+    kill(first.pid, libc::SIGSTOP);
+    let starts = h.wait_starts("hb.ini", 2);
+    assert_ne!(starts[1].pid, first.pid);
+    h.wait_reaped(first.pid, "the frozen vassal");
+}
+
+#[test]
+fn the_same_name_from_two_sources_is_reported_and_runs_once() {
+    let mut h = Harness::new();
+    let other = h.root.join("other");
+    fs::create_dir(&other).unwrap();
+    put(&h.vassal("dup.ini"), &uwsgi_ini(""));
+    put(&other.join("dup.ini"), &uwsgi_ini(""));
+    let first = h.dir_source();
+    let second = format!("dir://{}", other.display());
+    h.start(&[&first, &second]);
+    let start = h.wait_start("dup.ini");
+    h.wait_complaint("two sources");
+    assert_eq!(start.cwd(), h.vassals.to_str().unwrap(), "the first source wins");
+    assert_eq!(h.starts("dup.ini").len(), 1);
+}

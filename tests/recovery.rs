@@ -252,3 +252,24 @@ fn readoption_of_many_vassals_is_measured() {
     let restarts: usize = (0..N).map(|i| h.starts(&format!("v{i}.ini")).len() - 1).sum();
     assert_eq!(restarts, 0, "no vassal restarted");
 }
+
+#[test]
+fn a_source_missing_at_start_serves_its_last_known_snapshot() {
+    let h = Harness::new();
+    put(&h.vassal("u.ini"), &uwsgi_ini(""));
+    let first = Run::start(&h, &[]);
+    let pid = h.wait_start("u.ini").pid;
+    first.kill9();
+    // The directory is gone when the emperor comes back (an unmounted
+    // volume, a checkout being replaced): nothing may be stopped.
+    let away = h.root.join("away");
+    fs::rename(&h.vassals, &away).unwrap();
+    let _second = Run::start(&h, &[]);
+    wait_log(&h, "vassal re-adopted", 1);
+    wait_log(&h, "cannot list the source yet", 1);
+    assert!(alive(pid), "the vassal keeps running on the last known snapshot");
+    // The directory returns with the config removed: now it is stopped.
+    fs::remove_file(away.join("u.ini")).unwrap();
+    fs::rename(&away, &h.vassals).unwrap();
+    h.wait_dead(pid, "vassal whose config is gone");
+}

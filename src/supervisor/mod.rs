@@ -199,7 +199,13 @@ impl Supervisor {
                     }
                 }
             }
-            VassalMessage::Heartbeat => proc.last_heartbeat = Some(Instant::now()),
+            VassalMessage::Heartbeat => {
+                if proc.last_heartbeat.is_none() && !proc.stopping {
+                    let timeout = self.settings.heartbeat_timeout.as_secs_f64();
+                    tracing::info!(vassal = %name, timeout, "vassal sends heartbeats; a silence this long gets it killed and respawned");
+                }
+                proc.last_heartbeat = Some(Instant::now());
+            }
             VassalMessage::WantsStop => {
                 tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
                 begin_stop(proc, &self.settings);
