@@ -9,43 +9,20 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 
 /// Starts an emperor on the harness's dir source, with `failpoint` armed if given.
-fn emperor(h: &Harness, failpoint: Option<&str>) -> Child {
-    let mut cmd = h.command(&[&h.dir_source()]);
-    if let Some(point) = failpoint {
-        cmd.env("EMPEROR_FAILPOINTS", point);
+fn emperor(h: &Harness, failpoint: Option<&str>) -> Run {
+    match failpoint {
+        Some(point) => Run::start(h, &[], &[("EMPEROR_FAILPOINTS", point)]),
+        None => Run::start(h, &[], &[]),
     }
-    cmd.spawn().expect("spawn emperor")
 }
 
-fn wait_abort(child: &mut Child) -> ExitStatus {
-    let status = wait_until(DEADLINE, "the emperor to hit its failpoint", || child.try_wait().expect("try_wait"));
-    assert!(!status.success(), "the emperor must have aborted, got {status}");
+fn wait_abort(run: &mut Run) -> ExitStatus {
+    let status = run.wait_exit();
+    assert!(!status.success(), "the emperor must have aborted at its failpoint, got {status}");
     status
-}
-
-/// Live session leaders carrying this state dir's emperor id, by vassal name.
-fn our_vassals(h: &Harness) -> BTreeMap<String, Vec<i32>> {
-    let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    let Ok(id) = fs::read_to_string(h.state.join("emperor-id")) else { return out };
-    let marker = format!("EMPEROR_ID={}", id.trim());
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        let leads = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| s[s.rfind(')')? + 2..].split_whitespace().nth(3)?.parse::<i32>().ok())
-            == Some(pid);
-        let env = environ(pid);
-        if !leads || proc_state(pid) == Some('Z') || !env.contains(&marker) {
-            continue;
-        }
-        if let Some(v) = env.iter().find_map(|v| v.strip_prefix("EMPEROR_VASSAL=")) {
-            out.entry(v.rsplit_once(':').map_or(v, |(n, _)| n).to_owned()).or_default().push(pid);
-        }
-    }
-    out
 }
 
 /// Waits until exactly `names` run, one process each, and returns their pids.

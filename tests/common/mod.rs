@@ -422,3 +422,67 @@ impl Drop for Harness {
         }
     }
 }
+
+/// Live session leaders carrying this harness's emperor id (from
+/// `state/emperor-id`), by vassal name: the vassal processes the emperor of
+/// this state dir manages, however it got them.
+pub fn our_vassals(h: &Harness) -> std::collections::BTreeMap<String, Vec<i32>> {
+    let mut out: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    let Ok(id) = fs::read_to_string(h.state.join("emperor-id")) else { return out };
+    let marker = format!("EMPEROR_ID={}", id.trim());
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let leads = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s[s.rfind(')')? + 2..].split_whitespace().nth(3)?.parse::<i32>().ok())
+            == Some(pid);
+        let env = environ(pid);
+        if !leads || proc_state(pid) == Some('Z') || !env.contains(&marker) {
+            continue;
+        }
+        if let Some(v) = env.iter().find_map(|v| v.strip_prefix("EMPEROR_VASSAL=")) {
+            out.entry(v.rsplit_once(':').map_or(v, |(n, _)| n).to_owned()).or_default().push(pid);
+        }
+    }
+    out
+}
+
+/// One emperor process of a test that restarts the emperor; SIGKILLed (and
+/// reaped) if still running when dropped.
+pub struct Run(pub Child);
+
+impl Run {
+    /// Starts an emperor on the harness's dir source with `args` first and
+    /// `env` added to its environment.
+    pub fn start(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let source = h.dir_source();
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&source);
+        let mut cmd = h.command(&all);
+        cmd.envs(env.iter().copied());
+        Run(cmd.spawn().expect("spawn emperor"))
+    }
+
+    /// The emperor's pid.
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// `kill -9` of the emperor, waiting until it is gone.
+    pub fn kill9(mut self) {
+        kill(self.pid(), libc::SIGKILL);
+        let _ = self.0.wait();
+    }
+
+    /// Waits for the emperor to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_until(DEADLINE, "the emperor to exit", || self.0.try_wait().expect("try_wait"))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
