@@ -7,6 +7,10 @@ set -euo pipefail
 packages=(
   uwsgi-core            # the real uWSGI, for the uWSGI interop test
   uwsgi-plugin-python3  # its Python plugin, for the test's WSGI app
+  rabbitmq-server       # a private RabbitMQ node for the amqp:// source tests
+  python3-zmq           # the real libzmq (via /usr/bin/python3) for the zmq:// source tests
+  postgresql            # initdb/pg_ctl for the private PostgreSQL of the pg:// source tests
+  python3-venv          # the venv holding SecantusDB, the MongoDB stand-in of the mongodb:// tests
 )
 
 missing=()
@@ -20,3 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
 fi
 echo "test dependencies present: ${packages[*]}"
+
+# SecantusDB (a MongoDB-wire-compatible server with change streams, from PyPI)
+# for the mongodb:// source tests, in a venv of its own; created only if missing.
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/test-venv"
+if [ ! -x "$venv/bin/secantusd-py" ]; then
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'SecantusDB==0.7.0b3'
+fi
+echo "SecantusDB present: $venv/bin/secantusd-py"

@@ -4,10 +4,20 @@
 //! Adding a source means one new file implementing [`Source`] plus one line
 //! in [`SCHEMES`].
 
+mod amqp;
 mod dir;
 mod files;
 mod glob;
+mod http;
+mod message;
+mod mongodb;
+mod outage;
+mod pg;
+mod pgvalue;
+mod relaxed_json;
+mod rows;
 mod watch;
+mod zmq;
 
 use reconciler::{SourceId, VassalName, VassalSpec};
 use std::time::Duration;
@@ -96,7 +106,15 @@ pub trait Source: Send {
 type Constructor = fn(&str) -> Result<Box<dyn Source>, SourceError>;
 
 /// Every known scheme and its constructor.
-const SCHEMES: &[(&str, Constructor)] = &[("dir", dir::DirSource::from_uri), ("glob", glob::GlobSource::from_uri)];
+const SCHEMES: &[(&str, Constructor)] = &[
+    ("dir", dir::DirSource::from_uri),
+    ("glob", glob::GlobSource::from_uri),
+    ("pg", pg::PgSource::from_uri),
+    ("mongodb", mongodb::MongoSource::from_uri),
+    ("mongodb2", mongodb::MongoSource::from_kv_uri),
+    ("amqp", amqp::AmqpSource::from_uri),
+    ("zmq", zmq::ZmqSource::from_uri),
+];
 
 /// Parses a source argument: `scheme://rest`, or a bare path (an existing
 /// directory is `dir://`, anything else `glob://`).

@@ -1,0 +1,305 @@
+//! `amqp://[USER:PASS@]HOST[:PORT][/VHOST][?exchange=NAME&queue=NAME&heartbeat=SECS]`:
+//! vassals announced on a RabbitMQ (AMQP 0-9-1) fanout exchange, with the
+//! upstream message formats.
+//!
+//! * Empty routing key: the body is an absolute config path (a regular file
+//!   → upsert the vassal named by its file name; anything else → remove it)
+//!   or an `http://` URL (fetched; 200 → upsert with the body inline, any
+//!   other status → remove; the name is the URL's last path segment).
+//! * Non-empty routing key: it is the vassal name and the body its config;
+//!   an empty body removes the vassal. Every message is a new version.
+//!
+//! Each emperor consumes from its own durable queue bound to the exchange,
+//! so every emperor sees every message and messages sent while it is down
+//! wait for it. A message is acknowledged only once its event has been
+//! handed to the emperor. Connection loss stops nothing: the source
+//! reconnects with exponential backoff.
+
+use super::http::{self, HttpError};
+use super::message::{self, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
+use super::{Source, SourceContext, SourceError, SourceEvent};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use reconciler::{SourceId, VassalName};
+use std::time::Duration;
+use uri::{default_queue, parse, redact, Settings};
+
+mod uri;
+
+/// First and longest delay between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long connecting and fetching `http://` configs may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unacknowledged messages the broker may push ahead.
+const PREFETCH: u16 = 16;
+
+/// A RabbitMQ fanout exchange of vassal announcements.
+#[derive(Debug)]
+pub struct AmqpSource {
+    settings: Settings,
+    id: SourceId,
+}
+
+impl AmqpSource {
+    /// Builds the source from the part after `amqp://`.
+    pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
+        let settings =
+            parse(rest).map_err(|message| SourceError::Invalid { uri: format!("amqp://{}", redact(rest)), message })?;
+        Ok(Box::new(Self { settings, id: SourceId(format!("amqp://{}", redact(rest))) }))
+    }
+}
+
+impl Source for AmqpSource {
+    fn id(&self) -> SourceId {
+        self.id.clone()
+    }
+
+    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        let start_err = |message: String| SourceError::Start { uri: ctx.id.0.clone(), message };
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| start_err(e.to_string()))?;
+        let queue = self.settings.queue.clone().unwrap_or_else(default_queue);
+        tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
+        let consumer = Consumer { settings: self.settings, queue, ctx: ctx.clone(), versions: Versioner::new() };
+        std::thread::Builder::new()
+            .name(format!("source {}", ctx.id))
+            .spawn(move || runtime.block_on(consumer.run()))
+            .map_err(|e| start_err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// How a session with the broker ended.
+enum End {
+    /// The emperor is shutting down.
+    Shutdown,
+    /// The connection failed or was lost; `consumed` says whether it had
+    /// got as far as consuming (then the backoff starts over).
+    Lost { consumed: bool, error: String },
+}
+
+/// Why a message was refused.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+}
+
+struct Consumer {
+    settings: Settings,
+    queue: String,
+    ctx: SourceContext,
+    versions: Versioner,
+}
+
+impl Consumer {
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut down = false;
+        loop {
+            match self.session(&mut down).await {
+                End::Shutdown => return,
+                End::Lost { consumed, error } => {
+                    if consumed {
+                        backoff = BACKOFF_MIN;
+                    }
+                    if !down {
+                        down = true;
+                        tracing::warn!(source = %self.ctx.id, %error, "amqp broker unreachable; running vassals are kept; reconnecting with backoff");
+                    } else {
+                        tracing::debug!(source = %self.ctx.id, %error, retry_in = ?backoff, "amqp reconnect failed");
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.ctx.events.closed() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Connects, declares, consumes until the connection ends.
+    async fn session(&mut self, down: &mut bool) -> End {
+        let lost = |error: lapin::Error| End::Lost { consumed: false, error: error.to_string() };
+        let props = ConnectionProperties::default().with_connection_name(format!("emperor {}", self.queue).into());
+        let conn = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect_uri(self.settings.lapin_uri(CONNECT_TIMEOUT), props),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return lost(e),
+            Err(_) => return End::Lost { consumed: false, error: "connection timed out".into() },
+        };
+        let setup = async {
+            let mut channel = conn.create_channel().await?;
+            let fanout = ExchangeDeclareOptions::default();
+            let exchange = self.settings.exchange.as_str();
+            if let Err(e) =
+                channel.exchange_declare(exchange.into(), ExchangeKind::Fanout, fanout, FieldTable::default()).await
+            {
+                // Declared before with other flags (durable, say): use it as it is.
+                tracing::debug!(source = %self.ctx.id, error = %e, "exchange exists with other flags; using it as is");
+                channel = conn.create_channel().await?;
+                let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+                channel.exchange_declare(exchange.into(), ExchangeKind::Fanout, passive, FieldTable::default()).await?;
+            }
+            let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+            channel.queue_declare(self.queue.as_str().into(), durable, FieldTable::default()).await?;
+            let bind = QueueBindOptions::default();
+            channel
+                .queue_bind(self.queue.as_str().into(), exchange.into(), "".into(), bind, FieldTable::default())
+                .await?;
+            channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+            let opts = BasicConsumeOptions::default();
+            let consumer = channel
+                .basic_consume(self.queue.as_str().into(), "emperor".into(), opts, FieldTable::default())
+                .await?;
+            Ok::<_, lapin::Error>((channel, consumer))
+        };
+        let (_channel, mut consumer) = match setup.await {
+            Ok(pair) => pair,
+            Err(e) => return lost(e),
+        };
+        if std::mem::take(down) {
+            tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp broker reachable again; consuming");
+        } else {
+            tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp connected; consuming");
+        }
+        loop {
+            let delivery = tokio::select! {
+                d = consumer.next() => d,
+                () = self.ctx.events.closed() => return End::Shutdown,
+            };
+            let delivery = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return End::Lost { consumed: true, error: e.to_string() },
+                None => return End::Lost { consumed: true, error: "the broker ended the consumer".into() },
+            };
+            let routing_key = delivery.routing_key.as_str().to_owned();
+            let acked = match self.event(&routing_key, &delivery.data).await {
+                Ok(Some(event)) => {
+                    if !self.ctx.send(event) {
+                        return End::Shutdown; // not acknowledged: redelivered next time
+                    }
+                    delivery.ack(BasicAckOptions::default()).await
+                }
+                Ok(None) => delivery.ack(BasicAckOptions::default()).await,
+                Err(error) => {
+                    let body = message::excerpt(&delivery.data);
+                    let key = message::excerpt(routing_key.as_bytes());
+                    tracing::warn!(source = %self.ctx.id, %error, routing_key = %key, %body, "amqp message refused");
+                    delivery.reject(BasicRejectOptions { requeue: false }).await
+                }
+            };
+            if let Err(e) = acked {
+                return End::Lost { consumed: true, error: e.to_string() };
+            }
+        }
+    }
+
+    /// The event one message asks for; `Ok(None)` when there is nothing to do.
+    async fn event(&mut self, routing_key: &str, body: &[u8]) -> Result<Option<SourceEvent>, Refusal> {
+        if body.len() > MAX_MESSAGE {
+            return Err(MessageError::TooLarge(body.len()).into());
+        }
+        let source = &self.ctx.id;
+        if !routing_key.is_empty() {
+            let name = VassalName::parse(routing_key).map_err(MessageError::from)?;
+            if body.is_empty() {
+                tracing::info!(source = %source, vassal = %name, "amqp: empty config, removing");
+                return Ok(Some(message::remove(source, name)));
+            }
+            let spec = message::inline_upsert(source, name, body, &mut self.versions)?;
+            tracing::info!(source = %source, vassal = %spec.name, version = %spec.version, "amqp: inline config");
+            return Ok(Some(SourceEvent::Upsert(spec)));
+        }
+        let text = message::text(body, "body")?.trim();
+        if text.starts_with("http://") {
+            return self.fetched(text).await.map(Some);
+        }
+        if !text.starts_with('/') {
+            return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
+        }
+        let (path, name) = message::checked_path(text)?;
+        match message::file_version(&path) {
+            Ok(Some(version)) => {
+                tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
+                Ok(Some(SourceEvent::Upsert(message::file_spec(source, name, path, version))))
+            }
+            Ok(None) => {
+                tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: not a regular file, removing");
+                Ok(Some(message::remove(source, name)))
+            }
+            Err(error) => Err(Refusal::Read { path: text.to_owned(), error }),
+        }
+    }
+
+    /// Fetches an `http://` config: 200 upserts it inline, any other status removes it.
+    async fn fetched(&mut self, raw: &str) -> Result<SourceEvent, Refusal> {
+        let url = http::Url::parse(raw)?;
+        let name = VassalName::parse(&url.last_segment).map_err(MessageError::from)?;
+        let response = http::get(&url, raw, MAX_CONFIG, FETCH_TIMEOUT).await?;
+        let source = &self.ctx.id;
+        if response.status != 200 {
+            tracing::info!(source = %source, vassal = %name, url = raw, status = response.status, "amqp: config URL answered non-200, removing");
+            return Ok(message::remove(source, name));
+        }
+        let spec = message::inline_upsert(source, name, &response.body, &mut self.versions)?;
+        tracing::info!(source = %source, vassal = %spec.name, url = raw, version = %spec.version, "amqp: config fetched");
+        Ok(SourceEvent::Upsert(spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer() -> Consumer {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = SourceContext { id: SourceId("amqp://h".into()), events: tx, resync: Duration::from_secs(60) };
+        Consumer { settings: parse("h").unwrap(), queue: "q".into(), ctx, versions: Versioner::new() }
+    }
+
+    fn event(c: &mut Consumer, key: &str, body: &[u8]) -> Result<Option<SourceEvent>, Refusal> {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(c.event(key, body))
+    }
+
+    #[test]
+    fn messages() {
+        let mut c = consumer();
+        let Ok(Some(SourceEvent::Upsert(a))) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
+        let Ok(Some(SourceEvent::Upsert(b))) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
+        assert_ne!(a.version, b.version, "a re-sent config reloads");
+        assert!(matches!(event(&mut c, "a.ini", b""), Ok(Some(SourceEvent::Remove { .. }))));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.yaml");
+        std::fs::write(&path, "uwsgi:\n").unwrap();
+        let body = format!("{}\n", path.display());
+        let Ok(Some(SourceEvent::Upsert(f))) = event(&mut c, "", body.as_bytes()) else { panic!("file") };
+        assert_eq!((f.name.as_str(), f.config), ("f.yaml", reconciler::ConfigRef::File(path.clone())));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(event(&mut c, "", body.as_bytes()), Ok(Some(SourceEvent::Remove { .. }))));
+        for (key, body) in
+            [("../evil.ini", &b"x"[..]), ("a/b.ini", b"x"), ("", b"relative.ini"), ("", b"/etc/../x.ini")]
+        {
+            assert!(event(&mut c, key, body).is_err(), "{key:?} {body:?}");
+        }
+        assert!(event(&mut c, "a.ini", &vec![b'x'; MAX_CONFIG + 1]).is_err());
+        assert!(event(&mut c, "a.ini", b"\xff\xfe").is_err());
+        assert!(event(&mut c, "", b"https://h/a.ini").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! The `amqp://` URI: `[USER:PASS@]HOST[:PORT][/VHOST][?exchange=NAME&queue=NAME&heartbeat=SECS]`,
+//! its upstream defaults, and the default per-emperor queue name.
+
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use std::time::Duration;
+
+/// The exchange upstream publishers use.
+pub const DEFAULT_EXCHANGE: &str = "uwsgi.emperor";
+/// Default heartbeat interval, in seconds.
+pub const DEFAULT_HEARTBEAT: u16 = 10;
+
+/// Connection settings parsed from the URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// User name (default `guest`).
+    pub user: String,
+    /// Password (default `guest`).
+    pub password: String,
+    /// Broker host (IPv6 without brackets).
+    pub host: String,
+    /// Broker port (default 5672).
+    pub port: u16,
+    /// Virtual host (default `/`).
+    pub vhost: String,
+    /// Fanout exchange to bind to (default `uwsgi.emperor`).
+    pub exchange: String,
+    /// Durable queue to consume from (default: [`default_queue`]).
+    pub queue: Option<String>,
+    /// Heartbeat interval in seconds (default 10).
+    pub heartbeat: u16,
+}
+
+impl Settings {
+    /// The lapin URI, with heartbeats on and `connect_timeout`.
+    pub fn lapin_uri(&self, connect_timeout: Duration) -> AMQPUri {
+        let s = self;
+        AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo { username: s.user.clone(), password: s.password.clone() },
+                host: s.host.clone(),
+                port: s.port,
+            },
+            vhost: s.vhost.clone(),
+            query: AMQPQueryString {
+                heartbeat: Some(s.heartbeat),
+                connection_timeout: Some(connect_timeout.as_millis() as u64),
+                ..AMQPQueryString::default()
+            },
+        }
+    }
+}
+
+/// The URI without its password (source ids are logged and stored).
+pub fn redact(rest: &str) -> String {
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{user}@{}", &rest[at + 1..])
+        }
+        None => rest.to_owned(),
+    }
+}
+
+/// Parses `[USER:PASS@]HOST[:PORT][/VHOST][?QUERY]`.
+pub fn parse(rest: &str) -> Result<Settings, String> {
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, vhost) = match main.find('/') {
+        Some(i) => (&main[..i], &main[i + 1..]),
+        None => (main, ""),
+    };
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        None => ("guest".to_owned(), "guest".to_owned()),
+        Some(info) => {
+            let (u, p) = info.split_once(':').unwrap_or((info, ""));
+            (decode(u)?, decode(p)?)
+        }
+    };
+    let (host, port) = split_host_port(hostport)?;
+    let vhost = match decode(vhost)? {
+        v if v.is_empty() => "/".to_owned(),
+        v => v,
+    };
+    let mut settings = Settings {
+        user,
+        password,
+        host,
+        port,
+        vhost,
+        exchange: DEFAULT_EXCHANGE.into(),
+        queue: None,
+        heartbeat: DEFAULT_HEARTBEAT,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = decode(value)?;
+        match key {
+            "exchange" => settings.exchange = checked_name("exchange", value)?,
+            "queue" => settings.queue = Some(checked_name("queue", value)?),
+            "heartbeat" => {
+                settings.heartbeat =
+                    value.parse().map_err(|_| format!("heartbeat {value:?} is not a number of seconds"))?
+            }
+            other => return Err(format!("unknown option {other:?} (known: exchange, queue, heartbeat)")),
+        }
+    }
+    Ok(settings)
+}
+
+fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host given".into());
+    }
+    let port = match port {
+        None => 5672,
+        Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// An exchange or queue name: 1 to 255 bytes, printable, not `amq.`-reserved.
+fn checked_name(what: &str, value: String) -> Result<String, String> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) || value.starts_with("amq.") {
+        return Err(format!("{what} name {value:?} must be 1 to 255 printable bytes and not start with \"amq.\""));
+    }
+    Ok(value)
+}
+
+/// Percent-decodes a URI component.
+fn decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or_else(|| format!("bad percent escape in {text:?}"))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
+}
+
+/// `emperor.<hostname>.<hash of the state dir>`: stable for one emperor,
+/// different for two emperors on one host (they need different state dirs).
+pub fn default_queue() -> String {
+    use clap::Parser;
+    let state_dir = crate::cli::Cli::try_parse_from(std::env::args_os()).map(|cli| cli.state_dir()).ok();
+    let state_dir = state_dir.map(|d| crate::source::dir::absolute(&d)).unwrap_or_default();
+    let hash = crate::source::files::fnv1a(state_dir.as_os_str().as_encoded_bytes());
+    format!("emperor.{}.{hash:016x}", hostname())
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..len]).replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    if ok && !name.is_empty() {
+        name
+    } else {
+        "localhost".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::amqp::AmqpSource;
+
+    #[test]
+    fn uri_defaults_are_upstream() {
+        let s = parse("192.168.0.1:5672").unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.password.as_str(), s.host.as_str(), s.port),
+            ("guest", "guest", "192.168.0.1", 5672)
+        );
+        assert_eq!((s.vhost.as_str(), s.exchange.as_str(), s.queue.as_deref()), ("/", "uwsgi.emperor", None));
+        assert_eq!(s.heartbeat, DEFAULT_HEARTBEAT);
+        assert_eq!(parse("rabbit").unwrap().port, 5672);
+        assert_eq!(parse("rabbit/").unwrap().vhost, "/");
+        assert_eq!(parse("rabbit/%2f").unwrap().vhost, "/");
+    }
+
+    #[test]
+    fn uri_with_everything() {
+        let s = parse("bob:p%40ss:w@[::1]:5673/prod?exchange=deploy&queue=emperor.web1&heartbeat=5").unwrap();
+        assert_eq!((s.user.as_str(), s.password.as_str(), s.host.as_str(), s.port), ("bob", "p@ss:w", "::1", 5673));
+        assert_eq!(
+            (s.vhost.as_str(), s.exchange.as_str(), s.queue.as_deref()),
+            ("prod", "deploy", Some("emperor.web1"))
+        );
+        assert_eq!(s.heartbeat, 5);
+    }
+
+    #[test]
+    fn bad_uris() {
+        for bad in
+            ["", ":5672", "h:x", "h?color=red", "h?queue=", "h?exchange=amq.fanout", "h/%zz", "[::1", "h?heartbeat=-1"]
+        {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let err = AmqpSource::from_uri("u:secret@h?nope=1").err().unwrap().to_string();
+        assert!(err.contains("nope") && !err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn ids_hide_the_password() {
+        assert_eq!(AmqpSource::from_uri("u:secret@h:1/v?queue=q").unwrap().id().0, "amqp://u@h:1/v?queue=q");
+        assert_eq!(AmqpSource::from_uri("h:1").unwrap().id().0, "amqp://h:1");
+    }
+
+    #[test]
+    fn default_queue_is_stable_and_named() {
+        let q = default_queue();
+        assert_eq!(q, default_queue());
+        assert!(q.starts_with("emperor.") && q.len() <= 255, "{q}");
+    }
+}

@@ -1,0 +1,69 @@
+//! Outage handling shared by the database sources: exponential backoff
+//! between retries, and one warning per outage (not per retry) plus one info
+//! line when the server answers again.
+
+use reconciler::SourceId;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+/// First retry delay.
+const MIN_DELAY: Duration = Duration::from_millis(200);
+/// Longest retry delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// Whether a source's server is reachable, and how long to wait before the
+/// next try when it is not.
+#[derive(Debug)]
+pub struct Outage {
+    source: SourceId,
+    since: Option<Instant>,
+    delay: Duration,
+}
+
+impl Outage {
+    /// A source that has not failed yet.
+    pub fn new(source: SourceId) -> Self {
+        Self { source, since: None, delay: MIN_DELAY }
+    }
+
+    /// Records a failure of `what`; warns on the first failure of an outage
+    /// only. Returns how long to wait before retrying.
+    pub fn failed(&mut self, what: &str, error: &dyn Display) -> Duration {
+        let delay = self.delay;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            tracing::warn!(
+                source = %self.source, error = %error,
+                "{what} failed; running vassals are kept, retrying with backoff (up to {}s)", MAX_DELAY.as_secs()
+            );
+        } else {
+            tracing::debug!(source = %self.source, error = %error, retry_in = ?delay, "{what} failed again");
+        }
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        delay
+    }
+
+    /// Records a success; logs the recovery once when an outage ends.
+    pub fn ok(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(source = %self.source, down_for = ?since.elapsed(), "source recovered");
+        }
+        self.delay = MIN_DELAY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut o = Outage::new(SourceId("pg://x".into()));
+        let delays: Vec<Duration> = (0..8).map(|_| o.failed("query", &"boom")).collect();
+        assert_eq!(delays[0], MIN_DELAY);
+        assert_eq!(delays[1], MIN_DELAY * 2);
+        assert_eq!(*delays.last().unwrap(), MAX_DELAY);
+        o.ok();
+        assert_eq!(o.failed("query", &"boom"), MIN_DELAY);
+    }
+}

@@ -1,0 +1,398 @@
+//! `pg://CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS]`: every row of a
+//! PostgreSQL query is a vassal with an inline config.
+//!
+//! The query returns 3 to 6 columns `name, config, ts[, uid, gid[, socket]]`
+//! (default `SELECT name,config,ts FROM vassals`). One persistent connection:
+//! with `listen=CHANNEL` the source runs `LISTEN CHANNEL` and re-queries on
+//! every notification (bursts coalesce into one query), plus a safety-net
+//! re-query every `--resync` seconds (or `interval`); without it, it polls
+//! every `interval` seconds (default 3, as upstream). A lost connection or a
+//! failing query keeps the last snapshot (nothing is stopped) and is retried
+//! with exponential backoff.
+
+use super::outage::Outage;
+use super::pgvalue::{self, Raw};
+use super::rows::{self, Complaints, Field, Publisher, Row};
+use super::{Source, SourceContext, SourceError};
+use reconciler::SourceId;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+/// The query upstream runs when the URI has none.
+pub const DEFAULT_QUERY: &str = "SELECT name,config,ts FROM vassals";
+/// Polling interval without `listen` (upstream's `--emperor-freq`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
+/// Longest a query may take before the connection is considered dead.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL table (or any query) of vassals.
+#[derive(Debug, Clone)]
+pub struct PgSource {
+    /// The URI with any password masked.
+    id: String,
+    config: tokio_postgres::Config,
+    query: String,
+    listen: Option<String>,
+    interval: Option<Duration>,
+}
+
+impl PgSource {
+    /// Builds the source from the part after `pg://`.
+    pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
+        Self::parse(rest).map(|s| Box::new(s) as Box<dyn Source>)
+    }
+
+    /// Parses `CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS]`.
+    fn parse(rest: &str) -> Result<Self, SourceError> {
+        let invalid = |message: String| SourceError::Invalid { uri: format!("pg://{}", mask(rest)), message };
+        let (conninfo, tail) = rest.split_once(';').unwrap_or((rest, ""));
+        let mut query = tail.trim();
+        let (mut listen, mut interval) = (None, None);
+        // Options are trailing `;key=value` segments; the query keeps the rest.
+        loop {
+            let (head, last) = query.rsplit_once(';').unwrap_or(("", query));
+            let last = last.trim();
+            if let Some(channel) = last.strip_prefix("listen=") {
+                if channel.is_empty() {
+                    return Err(invalid("listen= needs a channel name".into()));
+                }
+                listen.get_or_insert_with(|| channel.to_owned());
+            } else if let Some(secs) = last.strip_prefix("interval=") {
+                let secs: f64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or_else(|| invalid(format!("interval={secs}: expected a positive number of seconds")))?;
+                interval.get_or_insert(Duration::from_secs_f64(secs));
+            } else if last.is_empty() && !query.is_empty() {
+                // A trailing `;` ending the SQL.
+            } else {
+                break;
+            }
+            query = head.trim();
+        }
+        let query = if query.is_empty() { DEFAULT_QUERY.to_owned() } else { query.to_owned() };
+        let mut config = tokio_postgres::Config::from_str(conninfo.trim())
+            .map_err(|e| invalid(format!("bad connection string: {e}")))?;
+        apply_defaults(&mut config);
+        Ok(Self { id: format!("pg://{}", mask(rest)), config, query, listen, interval })
+    }
+
+    /// Seconds between two queries when no notification comes.
+    fn period(&self, resync: Duration) -> Duration {
+        match (&self.listen, self.interval) {
+            (_, Some(interval)) => interval,
+            (Some(_), None) => resync,
+            (None, None) => DEFAULT_INTERVAL,
+        }
+    }
+}
+
+/// libpq's defaults: `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+/// `PGDATABASE`, then the local socket directory; plus timeouts so that a
+/// dead server is noticed.
+fn apply_defaults(config: &mut tokio_postgres::Config) {
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        match env("PGHOST") {
+            Some(host) => config.host(host),
+            None if std::path::Path::new("/var/run/postgresql").is_dir() => config.host("/var/run/postgresql"),
+            None => config.host("localhost"),
+        };
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        if let Some(user) = env("PGUSER") {
+            config.user(user);
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(db) = env("PGDATABASE") {
+            config.dbname(db);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("emperor");
+    }
+    config.keepalives_idle(Duration::from_secs(30));
+}
+
+/// The URI with passwords masked (`password=***`, `user:***@`), for ids and logs.
+fn mask(rest: &str) -> String {
+    let mut out = String::with_capacity(rest.len());
+    let mut it = rest;
+    while let Some(at) = it.find("password=") {
+        out.push_str(&it[..at + "password=".len()]);
+        out.push_str("***");
+        it = &it[at + "password=".len()..];
+        let end = match it.starts_with('\'') {
+            true => quoted_len(it),
+            false => it.find(|c: char| c.is_whitespace() || c == '&' || c == ';').unwrap_or(it.len()),
+        };
+        it = &it[end..];
+    }
+    out.push_str(it);
+    mask_url_password(&out)
+}
+
+/// Length of the libpq quoted value at the start of `text` (`\'` escapes a
+/// quote), closing quote included; all of `text` when it is not closed.
+fn quoted_len(text: &str) -> usize {
+    let mut chars = text.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => return i + 1,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn mask_url_password(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else { return text.to_owned() };
+    let authority_end = text[start..].find(['/', '?', '#', ';']).map_or(text.len(), |i| start + i);
+    match text[start..authority_end].rfind('@') {
+        Some(at) => match text[start..start + at].find(':') {
+            Some(colon) => format!("{}:***{}", &text[..start + colon], &text[start + at..]),
+            None => text.to_owned(),
+        },
+        None => text.to_owned(),
+    }
+}
+
+impl Source for PgSource {
+    fn id(&self) -> SourceId {
+        SourceId(self.id.clone())
+    }
+
+    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        let fail = |e: std::io::Error| SourceError::Start { uri: self.id.clone(), message: e.to_string() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
+        let name = format!("source {}", ctx.id);
+        let source = *self;
+        let uri = source.id.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || runtime.block_on(source.run(ctx)))
+            .map_err(|e| SourceError::Start { uri, message: e.to_string() })?;
+        Ok(())
+    }
+}
+
+/// Why a session on one connection ended.
+enum End {
+    /// The emperor is shutting down.
+    Shutdown,
+    /// The connection broke: reconnect.
+    Lost(String),
+}
+
+/// What the connection task reports: a notification, or the connection's end.
+type Note = Result<(), String>;
+
+impl PgSource {
+    async fn run(self, ctx: SourceContext) {
+        let mut outage = Outage::new(ctx.id.clone());
+        let mut publisher = Publisher::new(ctx.clone());
+        let mut complaints = Complaints::default();
+        tracing::info!(source = %ctx.id, listen = ?self.listen, period = ?self.period(ctx.resync), "pg source started");
+        loop {
+            let (client, mut notes) = match self.connect().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tokio::time::sleep(outage.failed("connecting to PostgreSQL", &e)).await;
+                    continue;
+                }
+            };
+            match self.session(&client, &mut notes, &ctx, &mut outage, &mut publisher, &mut complaints).await {
+                End::Shutdown => return,
+                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection", &e)).await,
+            }
+        }
+    }
+
+    /// Connects and spawns the task that drives the connection and forwards
+    /// notifications; the channel ends with an `Err` when the connection does.
+    async fn connect(&self) -> Result<(Client, UnboundedReceiver<Note>), tokio_postgres::Error> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (tx, rx) = unbounded_channel();
+        tokio::spawn(async move {
+            let end = loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        if tx.send(Ok(())).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(AsyncMessage::Notice(n))) => tracing::debug!(notice = %n, "PostgreSQL notice"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "connection closed".to_owned(),
+                }
+            };
+            let _ = tx.send(Err(end));
+        });
+        Ok((client, rx))
+    }
+
+    /// Queries on one connection until it breaks or the emperor stops.
+    async fn session(
+        &self,
+        client: &Client,
+        notes: &mut UnboundedReceiver<Note>,
+        ctx: &SourceContext,
+        outage: &mut Outage,
+        publisher: &mut Publisher,
+        complaints: &mut Complaints,
+    ) -> End {
+        if let Some(channel) = &self.listen {
+            if let Err(e) = client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await {
+                return End::Lost(e.to_string());
+            }
+        }
+        loop {
+            // Notifications that arrived before this query are answered by it.
+            while let Ok(note) = notes.try_recv() {
+                if let Err(e) = note {
+                    return End::Lost(e);
+                }
+            }
+            let wait = match tokio::time::timeout(QUERY_TIMEOUT, self.fetch(client)).await {
+                Err(_) => return End::Lost(format!("query timed out after {QUERY_TIMEOUT:?}")),
+                Ok(Err(Fetch::Closed(e))) => return End::Lost(e),
+                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query", &e).min(self.period(ctx.resync)),
+                Ok(Ok(rows)) => {
+                    outage.ok();
+                    if !publisher.publish(rows::collect(&ctx.id, &rows, complaints)) {
+                        return End::Shutdown;
+                    }
+                    self.period(ctx.resync)
+                }
+            };
+            tokio::select! {
+                note = notes.recv() => match note {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return End::Lost(e),
+                    None => return End::Lost("connection task ended".into()),
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Runs the query once and decodes every row.
+    async fn fetch(&self, client: &Client) -> Result<Vec<Row>, Fetch> {
+        let fail = |e: tokio_postgres::Error| match e.is_closed() {
+            true => Fetch::Closed(e.to_string()),
+            false => Fetch::Failed(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
+        };
+        let statement = client.prepare(&self.query).await.map_err(fail)?;
+        let columns = statement.columns().len();
+        if !(3..=6).contains(&columns) {
+            return Err(Fetch::Failed(format!(
+                "the query returns {columns} column(s); expected 3 to 6: name, config, ts[, uid, gid[, socket]]"
+            )));
+        }
+        let result = client.query(&statement, &[]).await.map_err(fail)?;
+        Ok(result.iter().enumerate().map(|(i, row)| decode(i + 1, row)).collect())
+    }
+}
+
+/// Why a query produced no rows.
+enum Fetch {
+    /// The connection is gone.
+    Closed(String),
+    /// The query failed on a working connection.
+    Failed(String),
+}
+
+/// One result row (1-based `number`) as a vassal row.
+fn decode(number: usize, row: &tokio_postgres::Row) -> Row {
+    let col = |i| -> Field<Raw<'_>> { pgvalue::raw(row, i) };
+    Row {
+        position: format!("row {number}"),
+        name: pgvalue::text(col(0)),
+        config: pgvalue::text(col(1)),
+        ts: pgvalue::ts(col(2)),
+        uid: pgvalue::int(col(3)),
+        gid: pgvalue::int(col(4)),
+        socket: pgvalue::text(col(5)),
+    }
+}
+
+/// `name` as a quoted SQL identifier (exact case, any characters).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(rest: &str) -> PgSource {
+        PgSource::parse(rest).unwrap_or_else(|e| panic!("{rest}: {e}"))
+    }
+
+    #[test]
+    fn upstream_uris() {
+        let s = parse("host=127.0.0.1 user=foobar dbname=emperor;SELECT name,config,ts FROM vassals");
+        assert_eq!(s.query, "SELECT name,config,ts FROM vassals");
+        assert_eq!(s.config.get_user(), Some("foobar"));
+        assert_eq!(s.config.get_dbname(), Some("emperor"));
+        assert_eq!((s.listen.as_deref(), s.interval), (None, None));
+        assert_eq!(s.period(Duration::from_secs(60)), DEFAULT_INTERVAL);
+        let s = parse("host=db user=u");
+        assert_eq!(s.query, DEFAULT_QUERY);
+        let s = parse("postgresql://u@db:5433/emperor;SELECT a, b, c FROM t WHERE x = 'y;z';");
+        assert_eq!(s.query, "SELECT a, b, c FROM t WHERE x = 'y;z'");
+        assert_eq!(s.config.get_ports(), [5433]);
+    }
+
+    #[test]
+    fn options_after_the_query() {
+        let s =
+            parse("host=db;SELECT name,config,ts FROM vassals WHERE host = 'a';listen=emperor_vassals;interval=0.5");
+        assert_eq!(s.query, "SELECT name,config,ts FROM vassals WHERE host = 'a'");
+        assert_eq!(s.listen.as_deref(), Some("emperor_vassals"));
+        assert_eq!(s.interval, Some(Duration::from_millis(500)));
+        let s = parse("host=db;listen=ch");
+        assert_eq!((s.query.as_str(), s.listen.as_deref()), (DEFAULT_QUERY, Some("ch")));
+        assert_eq!(s.period(Duration::from_secs(60)), Duration::from_secs(60));
+        assert!(PgSource::parse("host=db;SELECT 1;interval=-1").is_err());
+        assert!(PgSource::parse("host=db;SELECT 1;listen=").is_err());
+        assert!(PgSource::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        let s = parse("host=db password=s3cret user=u;SELECT 1,2,3");
+        assert_eq!(s.id, "pg://host=db password=*** user=u;SELECT 1,2,3");
+        assert_eq!(parse("postgresql://u:s3cret@db/x").id, "pg://postgresql://u:***@db/x");
+        assert_eq!(parse(r"host=db password='a \' b' user=u").id, "pg://host=db password=*** user=u");
+        assert_eq!(mask(r"password='open \'"), "password=***");
+        assert!(!PgSource::parse("host=db password=s3cret bad").unwrap_err().to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("Emperor\"x"), "\"Emperor\"\"x\"");
+    }
+}

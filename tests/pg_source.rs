@@ -1,0 +1,234 @@
+//! `pg://` against a real PostgreSQL: LISTEN/NOTIFY and polling, spawn /
+//! reload / stop from row changes, filters and fleets, bad rows, and a
+//! server outage. Each test uses its own database of a shared server, except
+//! the outage test, which has a server of its own.
+
+mod common;
+mod servers;
+
+use common::*;
+use servers::{lit, PgClient, Postgres};
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// Deadline for what follows a server restart (the source backs off up to 10 s).
+const RECOVERY: Duration = Duration::from_secs(40);
+
+fn config(tag: &str) -> String {
+    uwsgi_ini(&format!("# {tag}"))
+}
+
+fn uri(pg: &Postgres, db: &str, tail: &str) -> String {
+    format!("pg://{};{tail}", pg.conninfo(db))
+}
+
+fn listen_uri(pg: &Postgres, db: &str, filter: &str) -> String {
+    uri(pg, db, &format!("SELECT name, config, ts FROM vassals {filter};listen=emperor_vassals"))
+}
+
+fn insert(sql: &mut PgClient, name: &str, config: &str, host: &str) {
+    sql.exec(&format!(
+        "INSERT INTO vassals (name, config, host) VALUES ({}, {}, {})",
+        lit(name),
+        lit(config),
+        lit(host)
+    ));
+}
+
+/// What the stub last received as `name`'s config.
+fn received_config(h: &Harness, name: &str) -> Option<String> {
+    fs::read_to_string(h.record.join(format!("{name}.config"))).ok()
+}
+
+fn wait_config(h: &Harness, name: &str, expected: &str) {
+    wait_until(DEADLINE, format!("{name} to receive config {expected:?}"), || {
+        cond(received_config(h, name).as_deref() == Some(expected))
+    });
+}
+
+fn recvs(h: &Harness, name: &str, byte: u8) -> usize {
+    h.events(name).iter().filter(|e| e.is_recv(byte)).count()
+}
+
+fn wait_recvs(h: &Harness, name: &str, byte: u8, n: usize) {
+    wait_until(DEADLINE, format!("{name}: {n} × recv {byte}"), || cond(recvs(h, name, byte) >= n));
+}
+
+#[test]
+fn listen_insert_update_delete() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("listen_crud");
+    let mut h = Harness::new();
+    h.start(&[listen_uri(&pg, "listen_crud", "").as_str()]);
+
+    insert(&mut sql, "app.ini", &config("v1"), "");
+    let pid = h.wait_start("app.ini").pid;
+    assert_eq!(h.wait_start("app.ini").argv(), "--ini emperor://app.ini");
+    wait_config(&h, "app.ini", &config("v1"));
+
+    // New config (the shipped trigger bumps ts) → reload with the new config.
+    sql.exec(&format!("UPDATE vassals SET config = {} WHERE name = 'app.ini'", lit(&config("v2"))));
+    wait_recvs(&h, "app.ini", 1, 1);
+    wait_config(&h, "app.ini", &config("v2"));
+    h.wait_event("app.ini", "reloaded", |e| e.kind == "reloaded");
+
+    // A ts change of one microsecond alone → reload again.
+    sql.exec("UPDATE vassals SET ts = ts + interval '1 microsecond' WHERE name = 'app.ini'");
+    wait_recvs(&h, "app.ini", 1, 2);
+    assert!(alive(pid), "reloads keep the process");
+    assert_eq!(h.starts("app.ini").len(), 1, "graceful reloads must not respawn");
+
+    sql.exec("DELETE FROM vassals WHERE name = 'app.ini'");
+    h.wait_event("app.ini", "recv 0 (stop)", |e| e.is_recv(0));
+    h.wait_reaped(pid, "deleted vassal");
+}
+
+#[test]
+fn filter_change_stops_and_fleet_runs_only_its_rows() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("fleet");
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    a.start(&[listen_uri(&pg, "fleet", "WHERE host = 'a'").as_str()]);
+    b.start(&[listen_uri(&pg, "fleet", "WHERE host = 'b'").as_str()]);
+
+    insert(&mut sql, "one.ini", &config("1"), "a");
+    insert(&mut sql, "two.ini", &config("2"), "b");
+    insert(&mut sql, "three.ini", &config("3"), "a");
+    let one = a.wait_start("one.ini").pid;
+    a.wait_start("three.ini");
+    b.wait_start("two.ini");
+
+    // The row moves to host b: a stops it, b starts it.
+    sql.exec("UPDATE vassals SET host = 'b' WHERE name = 'one.ini'");
+    a.wait_event("one.ini", "recv 0 (stop) after the row left the filter", |e| e.is_recv(0));
+    a.wait_reaped(one, "vassal moved to the other host");
+    b.wait_start("one.ini");
+    wait_config(&b, "one.ini", &config("1"));
+
+    assert_eq!(a.recorded_names(), ["one.ini", "three.ini"]);
+    assert_eq!(b.recorded_names(), ["one.ini", "two.ini"]);
+    assert_eq!(a.starts("one.ini").len(), 1, "host a never restarted one.ini");
+    assert!(a.starts("two.ini").is_empty() && b.starts("three.ini").is_empty());
+}
+
+#[test]
+fn polling_upstream_uri_and_numeric_ts() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("polling");
+    insert(&mut sql, "early.ini", &config("e"), "");
+
+    // Plain upstream URI: no query, default 3 s polling.
+    let mut plain = Harness::new();
+    plain.start(&[format!("pg://{}", pg.conninfo("polling")).as_str()]);
+    // Upstream-style epoch query (numeric ts) polled every 0.2 s.
+    let mut epoch = Harness::new();
+    epoch.start(&[
+        uri(&pg, "polling", "SELECT name, config, extract(epoch from ts) FROM vassals;interval=0.2").as_str()
+    ]);
+
+    plain.wait_start("early.ini");
+    epoch.wait_start("early.ini");
+    insert(&mut sql, "late.ini", &config("l"), "");
+    plain.wait_start("late.ini");
+    wait_config(&epoch, "late.ini", &config("l"));
+
+    sql.exec("UPDATE vassals SET ts = ts + interval '1 microsecond' WHERE name = 'late.ini'");
+    wait_recvs(&epoch, "late.ini", 1, 1);
+}
+
+#[test]
+fn bad_rows_are_skipped_with_one_warning_each() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("bad_rows");
+    sql.exec(&format!(
+        "CREATE TABLE loose (id serial, name text, config text, ts timestamptz DEFAULT now());
+         INSERT INTO loose (name, config) VALUES
+           ('good.ini', {good}), (NULL, {good}), ('../evil.ini', {good}), ('noconf.ini', NULL),
+           ('good.ini', {dup}), ('also-good.yaml', {yaml}), ('{long}.ini', {good}), ('run.sh', {good});",
+        good = lit(&config("good")),
+        dup = lit(&config("dup")),
+        yaml = lit("uwsgi:\n  master: true\n"),
+        long = "x".repeat(300),
+    ));
+    let mut h = Harness::new();
+    h.start(&[uri(&pg, "bad_rows", "SELECT name, config, ts FROM loose ORDER BY id;interval=0.1").as_str()]);
+
+    h.wait_start("good.ini");
+    h.wait_start("also-good.yaml");
+    wait_config(&h, "good.ini", &config("good"));
+    let null_name = h.wait_complaint("row 2");
+    assert!(null_name.contains("NULL"), "{null_name}");
+    assert!(h.wait_complaint("../evil.ini").contains("path separator"));
+    assert!(h.wait_complaint("noconf.ini").contains("config is NULL"));
+    assert!(h.wait_complaint("row 5").contains("duplicate"));
+    h.wait_complaint("row 7");
+    assert!(h.wait_complaint("run.sh").contains("does not end in"));
+
+    // More polls happen (a later row shows up); each bad row was still
+    // reported only once.
+    sql.exec(&format!("INSERT INTO loose (name, config) VALUES ('later.ini', {})", lit(&config("l"))));
+    h.wait_start("later.ini");
+    for needle in ["row 2", "../evil.ini", "noconf.ini", "row 5", "row 7", "run.sh"] {
+        assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
+    }
+    assert_eq!(h.recorded_names(), ["also-good.yaml", "good.ini", "later.ini"]);
+    assert!(h.emperor_running());
+}
+
+#[test]
+fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
+    let mut pg = Postgres::private();
+    let mut sql = pg.create_db("outage");
+    insert(&mut sql, "keep.ini", &config("k1"), "");
+    insert(&mut sql, "gone.ini", &config("g"), "");
+    let mut h = Harness::new();
+    h.start(&[listen_uri(&pg, "outage", "").as_str()]);
+    let keep = h.wait_start("keep.ini").pid;
+    let gone = h.wait_start("gone.ini").pid;
+
+    pg.kill();
+    h.wait_complaint("PostgreSQL connection failed");
+
+    // Back on the unix socket only: the emperor (TCP) still cannot connect,
+    // so these changes are made while it is cut off and no notification reaches it.
+    pg.restart(false);
+    let mut sql = pg.client("outage");
+    sql.exec(&format!("UPDATE vassals SET config = {} WHERE name = 'keep.ini'", lit(&config("k2"))));
+    sql.exec("DELETE FROM vassals WHERE name = 'gone.ini'");
+    insert(&mut sql, "new.ini", &config("n"), "");
+    pg.kill();
+    assert!(alive(keep) && alive(gone), "an outage must not stop vassals");
+    assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "gone.ini", 0), 0, "nothing stopped during the outage");
+
+    pg.restart(true);
+    wait_until(RECOVERY, "new.ini to start after the outage", || h.starts("new.ini").first().cloned());
+    wait_until(RECOVERY, "gone.ini to stop", || cond(reaped(gone)));
+    wait_config(&h, "keep.ini", &config("k2"));
+    assert!(alive(keep));
+    assert_eq!(h.starts("keep.ini").len(), 1);
+    let log = h.log_text();
+    assert_eq!(log.matches("failed; running vassals are kept").count(), 1, "one warning per outage:\n{log}");
+    assert_eq!(log.matches("source recovered").count(), 1, "one recovery line:\n{log}");
+}
+
+#[test]
+fn listen_latency() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("latency");
+    let mut h = Harness::new();
+    h.start(&[listen_uri(&pg, "latency", "").as_str()]);
+    insert(&mut sql, "sentinel.ini", &config("s"), "");
+    h.wait_start("sentinel.ini");
+
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let name = format!("lat{i}.ini");
+        let t = Instant::now();
+        insert(&mut sql, &name, &config("x"), "");
+        wait_every(DEADLINE, Duration::from_millis(1), format!("{name}: start"), || h.starts(&name).first().cloned());
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    eprintln!("latency pg listen insert→spawn: n={} p50={:?} max={:?}", samples.len(), samples[10], samples[19]);
+}
