@@ -353,3 +353,37 @@ fn the_same_name_from_two_sources_is_reported_and_runs_once() {
     assert_eq!(start.cwd(), h.vassals.to_str().unwrap(), "the first source wins");
     assert_eq!(h.starts("dup.ini").len(), 1);
 }
+
+#[test]
+fn vassal_inherits_only_its_channel_and_mapped_variables() {
+    let h = Harness::new();
+    put(&h.vassal("fds.ini"), &uwsgi_ini(""));
+    let _run = Run::start(&h, &[], &[("UWSGI_VASSAL_SOCKET", ":3031"), ("KEEP_ME", "1")]);
+    let pid = h.wait_start("fds.ini").pid;
+    let control: String = env_of(pid, "UWSGI_EMPEROR_FD").expect("UWSGI_EMPEROR_FD");
+    // Everything open in the vassal is stdio, the control channel, or what
+    // the stub opened itself (its signalfd, its record file): nothing of the
+    // emperor's (state store, inotify, other vassals' logs, the fd holder).
+    let fds: Vec<(String, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let target = fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    let record = h.record.display().to_string();
+    let foreign: Vec<&(String, String)> = fds
+        .iter()
+        .filter(|(fd, target)| {
+            !["0", "1", "2", control.as_str()].contains(&fd.as_str())
+                && !target.contains("signalfd")
+                && !target.starts_with(&record)
+        })
+        .collect();
+    assert!(foreign.is_empty(), "fds leaked into the vassal: {foreign:?} (all: {fds:?})");
+    assert_eq!(fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(), std::path::Path::new("/dev/null"));
+    assert_eq!(env_of(pid, "UWSGI_SOCKET").as_deref(), Some(":3031"), "UWSGI_VASSAL_x becomes UWSGI_x");
+    assert_eq!(env_of(pid, "KEEP_ME").as_deref(), Some("1"), "the emperor's environment is inherited");
+    assert!(env_of(pid, "EMPEROR_ID").is_some());
+}
