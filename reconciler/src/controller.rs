@@ -35,6 +35,9 @@ pub enum ReloadOutcome {
 
 /// Performs actions on real processes. Implementations own all side effects.
 pub trait Executor {
+    /// Called once per round, before any of them happens, with every start
+    /// the round will make: the place to record intents durably in one go.
+    fn intend(&mut self, _starts: &[(VassalSpec, u64)]) {}
     /// Starts `spec` as generation `generation`.
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError>;
     /// Applies `spec` (a new version) to the running vassal `current`.
@@ -149,6 +152,16 @@ impl Controller {
             names.extend(self.timers.remove(&t).unwrap_or_default());
         }
         let plan = plan_for(&self.desired, &self.actual, &names, now);
+        let starts: Vec<(VassalSpec, u64)> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::Spawn | ActionKind::Respawn))
+            .zip(self.next_generation..)
+            .map(|(a, generation)| (self.desired.get(&a.name).expect("planned from desired").clone(), generation))
+            .collect();
+        if !starts.is_empty() {
+            exec.intend(&starts);
+        }
         for action in &plan.actions {
             self.apply(action, now, exec);
         }

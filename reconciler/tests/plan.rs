@@ -144,6 +144,11 @@ struct Recorder {
 }
 
 impl Executor for Recorder {
+    fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
+        for (spec, generation) in starts {
+            self.calls.push(format!("intend {} g{generation}", spec.name));
+        }
+    }
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
         self.calls.push(format!("start {} {} g{generation}", spec.name, spec.version));
         if self.invalid.contains(&spec.version) {
@@ -185,12 +190,12 @@ fn controller_spawns_reloads_and_stops() {
     c.reconcile(1, &mut ex);
     c.set_snapshot(&src("a"), snapshot(&[]), true);
     c.reconcile(2, &mut ex);
-    assert_eq!(ex.calls, ["start x.ini v1 g1", "reload x.ini v2", "stop x.ini"]);
+    assert_eq!(ex.calls, ["intend x.ini g1", "start x.ini v1 g1", "reload x.ini v2", "stop x.ini"]);
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Stopping);
     c.on_exit(&name("x.ini"), 1, 3);
     assert!(c.actual().is_empty());
     assert!(!c.has_dirty() || c.reconcile(4, &mut ex).is_none());
-    assert_eq!(ex.calls.len(), 3, "nothing more to do");
+    assert_eq!(ex.calls.len(), 4, "nothing more to do");
 }
 
 #[test]
@@ -251,7 +256,11 @@ fn restart_reloads_go_through_stopping() {
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Stopping);
     c.on_exit(&name("x.ini"), 1, 2);
     c.reconcile(2, &mut ex);
-    assert_eq!(ex.calls, ["start x.ini v1 g1", "reload x.ini v2", "start x.ini v2 g2"]);
+    assert_eq!(
+        ex.calls,
+        ["intend x.ini g1", "start x.ini v1 g1", "reload x.ini v2", "intend x.ini g2", "start x.ini v2 g2"],
+        "every start is announced, with its generation, before it happens"
+    );
 }
 
 #[test]

@@ -133,6 +133,23 @@ pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
     }
 }
 
+/// Runs an async source on a thread of its own with its own small runtime,
+/// so a slow server never stalls the emperor's loop or another source.
+pub fn spawn_async<F, Fut>(ctx: SourceContext, run: F) -> Result<(), SourceError>
+where
+    F: FnOnce(SourceContext) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let uri = ctx.id.0.clone();
+    let fail = |e: std::io::Error| SourceError::Start { uri: uri.clone(), message: e.to_string() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
+    std::thread::Builder::new()
+        .name(format!("source {}", ctx.id))
+        .spawn(move || runtime.block_on(run(ctx)))
+        .map_err(fail)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,16 +212,7 @@ impl Source for MongoSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let fail = |e: std::io::Error| SourceError::Start { uri: self.id.clone(), message: e.to_string() };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
-        let name = format!("source {}", ctx.id);
-        let source = *self;
-        let uri = source.id.clone();
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || runtime.block_on(source.run(ctx)))
-            .map_err(|e| SourceError::Start { uri, message: e.to_string() })?;
-        Ok(())
+        super::spawn_async(ctx, move |ctx| self.run(ctx))
     }
 }
 

@@ -11,7 +11,7 @@ use super::channel;
 use super::fdholder;
 use super::launch::{self, Launch};
 use super::process::{self, Pidfd};
-use super::{watch, Proc, Supervisor};
+use super::{Supervisor, Watched};
 use crate::vassal::{Format, NativeSpec, ReloadMode};
 use reconciler::{ActualVassal, Backoff, ConfigRef, Phase, VassalName, VassalSpec};
 use state::{Intent, Mode, VassalRecord};
@@ -131,29 +131,14 @@ impl Supervisor {
         let spec = spec.unwrap_or_else(|| placeholder_spec(record));
         let launch = launch::load(&spec).unwrap_or_else(|_| fallback_launch(record));
         let control = fds.control.map(UnixStream::from);
-        let reader = control.as_ref().and_then(|c| super::reader_of(c).ok());
         let config = match (&launch, fds.config) {
             (Launch::Uwsgi { inline: Some(text), .. }, Some(fd)) => {
                 channel::frame_config(text.as_bytes()).ok().map(|framed| (UnixStream::from(fd), framed))
             }
             _ => None,
         };
-        let task =
-            tokio::spawn(watch(record.name.clone(), record.generation, pidfd.clone(), reader, self.events.clone()));
-        let proc = Proc {
-            generation: record.generation,
-            pid: found.pid,
-            child: false,
-            pidfd,
-            spec,
-            launch,
-            control,
-            config,
-            stop_deadline: None,
-            last_heartbeat: None,
-            stopping: false,
-            task,
-        };
+        let (generation, pid) = (record.generation, found.pid);
+        let proc = self.watch_proc(Watched { generation, pid, child: false, pidfd, spec, launch, control, config });
         let mut updated = record.clone();
         updated.pid = Some(found.pid);
         updated.start_time = Some(found.start_time);

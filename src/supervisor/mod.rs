@@ -85,6 +85,18 @@ impl Drop for Proc {
     }
 }
 
+/// A process about to be watched, and its channels.
+struct Watched {
+    generation: u64,
+    pid: i32,
+    child: bool,
+    pidfd: Arc<AsyncFd<Pidfd>>,
+    spec: VassalSpec,
+    launch: Launch,
+    control: Option<UnixStream>,
+    config: Option<(UnixStream, Vec<u8>)>,
+}
+
 /// Owns every vassal process; see the module docs.
 pub struct Supervisor {
     settings: Settings,
@@ -93,6 +105,8 @@ pub struct Supervisor {
     events: UnboundedSender<ProcEvent>,
     base_env: Vec<(String, String)>,
     holder: Option<FdHolder>,
+    /// Configs parsed by [`Executor::intend`] for the starts of this round.
+    prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
 }
 
 impl Supervisor {
@@ -106,7 +120,7 @@ impl Supervisor {
                 |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
             )
             .ok();
-        Self { settings, store, procs: HashMap::new(), events, base_env, holder }
+        Self { settings, store, procs: HashMap::new(), events, base_env, holder, prepared: HashMap::new() }
     }
 
     /// Ends the fd holder; call once every vassal has stopped.
@@ -277,12 +291,18 @@ impl Supervisor {
                     .map_err(|e| StartError::Invalid(e.to_string()))?;
             }
         }
+        // The fd holder gets its copies before the fork: from the moment the
+        // vassal exists, an emperor crash cannot close its channel.
+        self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
         let request = spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user };
-        let pid = spawn::spawn(request).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                StartError::Invalid(format!("cannot execute: {e}"))
+        let pid = spawn::spawn(request).map_err(|e| {
+            self.release(&spec.name, generation);
+            match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    StartError::Invalid(format!("cannot execute: {e}"))
+                }
+                _ => failed("spawn", &e),
             }
-            _ => failed("spawn", &e),
         })?;
         let config = config.map(|(pair, framed)| (pair.ours, framed));
         if let Some((stream, framed)) = &config {
@@ -298,13 +318,7 @@ impl Supervisor {
         let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(|e| failed("watch pidfd", &e))?;
         let pidfd = Arc::new(pidfd);
         let control = control.map(|pair| pair.ours);
-        let reader = match &control {
-            Some(c) => Some(reader_of(c).map_err(|e| failed("control channel", &e))?),
-            None => None,
-        };
-        self.hold(&spec.name, generation, control.as_ref(), config.as_ref().map(|(s, _)| s));
-        let task = tokio::spawn(watch(spec.name.clone(), generation, pidfd.clone(), reader, self.events.clone()));
-        Ok(Proc {
+        Ok(self.watch_proc(Watched {
             generation,
             pid,
             child: true,
@@ -313,11 +327,31 @@ impl Supervisor {
             launch: launch.clone(),
             control,
             config,
+        }))
+    }
+
+    /// Starts watching a process (its exit and its control channel).
+    fn watch_proc(&self, w: Watched) -> Proc {
+        let reader = w.control.as_ref().and_then(|c| {
+            reader_of(c)
+                .inspect_err(|e| tracing::warn!(vassal = %w.spec.name, error = %e, "cannot read the control channel"))
+                .ok()
+        });
+        let task = tokio::spawn(watch(w.spec.name.clone(), w.generation, w.pidfd.clone(), reader, self.events.clone()));
+        Proc {
+            generation: w.generation,
+            pid: w.pid,
+            child: w.child,
+            pidfd: w.pidfd,
+            spec: w.spec,
+            launch: w.launch,
+            control: w.control,
+            config: w.config,
             stop_deadline: None,
             last_heartbeat: None,
             stopping: false,
             task,
-        })
+        }
     }
 
     fn record(&self, spec: &VassalSpec, generation: u64, mode: Mode, pid: Option<i32>, intent: Intent) {
@@ -345,13 +379,33 @@ impl Supervisor {
 }
 
 impl Executor for Supervisor {
+    /// Parses the configs of the round's starts and records their intents,
+    /// made durable with one flush before any process is forked: a crash
+    /// after a fork then finds the intent and adopts the process.
+    fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
+        for (spec, generation) in starts {
+            let launch = launch::load(spec);
+            if let Ok(launch) = &launch {
+                self.record(spec, *generation, mode_of(launch), None, Intent::Run);
+            }
+            self.prepared.insert((spec.name.clone(), *generation), launch);
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "cannot flush the state store");
+        }
+    }
+
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let launch = launch::load(spec).map_err(|e| {
+        let prepared = self.prepared.remove(&(spec.name.clone(), generation));
+        let intended = prepared.is_some();
+        let launch = prepared.unwrap_or_else(|| launch::load(spec)).map_err(|e| {
             tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
-        self.record(spec, generation, mode, None, Intent::Run);
+        if !intended {
+            self.record(spec, generation, mode, None, Intent::Run);
+        }
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {
