@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash deploy/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --all-targets --features emperor/failpoints
+cargo test --workspace --all-targets --no-fail-fast --features emperor/failpoints

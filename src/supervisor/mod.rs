@@ -432,7 +432,7 @@ impl Executor for Supervisor {
             }
         };
         crate::failpoint::hit("reload-before-signal");
-        let outcome = reload_proc(proc, &launch, &self.settings);
+        let outcome = reload_proc(proc, spec, &launch, &self.settings);
         if !matches!(outcome, ReloadOutcome::Kept(_)) {
             proc.spec = spec.clone();
             proc.launch = launch;
@@ -467,7 +467,18 @@ fn mode_of(launch: &Launch) -> Mode {
 }
 
 /// Applies a new launch to a running process.
-fn reload_proc(proc: &mut Proc, launch: &Launch, settings: &Settings) -> ReloadOutcome {
+/// A new command line (another config path, program or directory) cannot be
+/// applied in place: only a restart does.
+fn reload_proc(proc: &mut Proc, spec: &VassalSpec, launch: &Launch, settings: &Settings) -> ReloadOutcome {
+    let binary = &settings.vassal_binary;
+    if launch::command_line(&proc.spec, &proc.launch, binary) != launch::command_line(spec, launch, binary) {
+        if let Launch::Native(new) = launch {
+            if !spawn::resolvable(&new.exec[0]) {
+                return ReloadOutcome::Kept(format!("program {:?} not found", new.exec[0]));
+            }
+        }
+        return restart(proc, settings);
+    }
     match (&proc.launch, launch) {
         (Launch::Uwsgi { .. }, Launch::Uwsgi { inline, .. }) => {
             if let Some(text) = inline {
