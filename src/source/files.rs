@@ -12,6 +12,9 @@ struct Stamp {
     dev: u64,
     ino: u64,
     mtime_ns: i128,
+    /// Status change time: moves with every write and every mtime change,
+    /// so an unchanged ctime means unchanged content.
+    ctime_ns: i128,
     hash: u64,
     version: String,
 }
@@ -45,27 +48,45 @@ impl FileSet {
 
     /// Re-reads one file; returns the change it makes, if any.
     pub fn restat(&mut self, name: VassalName, path: PathBuf) -> Option<Change> {
-        match read_stamp(&path) {
-            Ok(Some((dev, ino, mtime_ns, hash))) => {
-                let version = match self.files.get(&name) {
-                    Some((_, old)) if old.hash == hash && (old.dev, old.ino, old.mtime_ns) == (dev, ino, mtime_ns) => {
-                        return None
-                    }
-                    // Same content in a new file (an atomic rename, a new checkout): no reload.
-                    Some((_, old)) if old.hash == hash && (old.dev, old.ino) != (dev, ino) => old.version.clone(),
-                    _ => format!("{hash:016x}@{mtime_ns}"),
-                };
-                let unchanged = self.files.get(&name).is_some_and(|(p, old)| old.version == version && *p == path);
-                let spec = self.spec(&name, &path, &version);
-                self.files.insert(name, (path, Stamp { dev, ino, mtime_ns, hash, version }));
-                (!unchanged).then_some(Change::Upsert(spec))
-            }
-            Ok(None) => self.files.remove(&name).map(|_| Change::Remove(name)),
-            Err(e) => {
-                tracing::warn!(vassal = %name, path = %path.display(), error = %e, "cannot read config file; keeping the last version seen");
-                None
-            }
+        let meta = match file_meta(&path) {
+            Ok(Some(meta)) => meta,
+            Ok(None) => return self.files.remove(&name).map(|_| Change::Remove(name)),
+            Err(e) => return self.unreadable(&name, &path, &e),
+        };
+        let old = self.files.get(&name).filter(|(p, _)| *p == path).map(|(_, stamp)| stamp);
+        if old.is_some_and(|o| {
+            (o.dev, o.ino, o.mtime_ns, o.ctime_ns) == (meta.dev, meta.ino, meta.mtime_ns, meta.ctime_ns)
+        }) {
+            return None; // not touched since it was last read: skip reading it
         }
+        let hash = match std::fs::read(&path) {
+            Ok(bytes) => fnv1a(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.files.remove(&name).map(|_| Change::Remove(name))
+            }
+            Err(e) => return self.unreadable(&name, &path, &e),
+        };
+        let version = match self.files.get(&name) {
+            Some((_, old))
+                if old.hash == hash && (old.dev, old.ino, old.mtime_ns) == (meta.dev, meta.ino, meta.mtime_ns) =>
+            {
+                old.version.clone()
+            }
+            // Same content in a new file (an atomic rename, a new checkout): no reload.
+            Some((_, old)) if old.hash == hash && (old.dev, old.ino) != (meta.dev, meta.ino) => old.version.clone(),
+            _ => format!("{hash:016x}@{}", meta.mtime_ns),
+        };
+        let unchanged = self.files.get(&name).is_some_and(|(p, old)| old.version == version && *p == path);
+        let spec = self.spec(&name, &path, &version);
+        let stamp =
+            Stamp { dev: meta.dev, ino: meta.ino, mtime_ns: meta.mtime_ns, ctime_ns: meta.ctime_ns, hash, version };
+        self.files.insert(name, (path, stamp));
+        (!unchanged).then_some(Change::Upsert(spec))
+    }
+
+    fn unreadable(&self, name: &VassalName, path: &Path, e: &std::io::Error) -> Option<Change> {
+        tracing::warn!(vassal = %name, path = %path.display(), error = %e, "cannot read config file; keeping the last version seen");
+        None
     }
 
     /// Replaces the set by a fresh listing; returns the changes.
@@ -95,24 +116,28 @@ impl FileSet {
     }
 }
 
-/// `(dev, ino, mtime in ns, content hash)` of a regular file (following
-/// symlinks), `None` when there is no such regular file.
-fn read_stamp(path: &Path) -> std::io::Result<Option<(u64, u64, i128, u64)>> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Ok(None),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    Ok(Some((meta.dev(), meta.ino(), mtime_ns, fnv1a(&bytes))))
+/// What identifies one state of a config file.
+struct FileMeta {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// The metadata of a regular file (following symlinks); `None` when there
+/// is no such regular file.
+fn file_meta(path: &Path) -> std::io::Result<Option<FileMeta>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(FileMeta {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// FNV-1a, 64 bit: a stable content hash (the same across runs and builds).

@@ -75,13 +75,20 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join("state.sled");
-        let db = sled::Config::new().path(&path).mode(sled::Mode::LowSpace).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StateError::Locked(dir.to_owned())
-            }
-            sled::Error::Io(ref io) if io.to_string().contains("lock") => StateError::Locked(dir.to_owned()),
-            other => StateError::Open { dir: dir.to_owned(), source: other },
-        })?;
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(8 << 20)
+            // Flushed explicitly once per reconcile round; no background wake-ups.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StateError::Locked(dir.to_owned())
+                }
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => StateError::Locked(dir.to_owned()),
+                other => StateError::Open { dir: dir.to_owned(), source: other },
+            })?;
         let meta = db.open_tree("meta")?;
         let found = match meta.get("schema")? {
             Some(v) => decode::<u32>("schema", &v)?,
