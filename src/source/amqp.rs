@@ -62,17 +62,10 @@ impl Source for AmqpSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let start_err = |message: String| SourceError::Start { uri: ctx.id.0.clone(), message };
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| start_err(e.to_string()))?;
         let queue = self.settings.queue.clone().unwrap_or_else(default_queue);
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
-        let consumer = Consumer { settings: self.settings, queue, ctx: ctx.clone(), versions: Versioner::new() };
-        std::thread::Builder::new()
-            .name(format!("source {}", ctx.id))
-            .spawn(move || runtime.block_on(consumer.run()))
-            .map_err(|e| start_err(e.to_string()))?;
-        Ok(())
+        let settings = self.settings;
+        super::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
     }
 }
 
@@ -144,6 +137,17 @@ impl Consumer {
             Ok(Err(e)) => return lost(e),
             Err(_) => return End::Lost { consumed: false, error: "connection timed out".into() },
         };
+        let end = self.serve(&conn, down).await;
+        // Close what may still be open (a consumer the broker cancelled, a
+        // shutdown); a dead connection just fails here.
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "emperor".into())).await;
+        end
+    }
+
+    /// Declares the exchange, queue and binding, then consumes until the
+    /// connection ends or the emperor shuts down.
+    async fn serve(&mut self, conn: &Connection, down: &mut bool) -> End {
+        let lost = |error: lapin::Error| End::Lost { consumed: false, error: error.to_string() };
         let setup = async {
             let mut channel = conn.create_channel().await?;
             let fanout = ExchangeDeclareOptions::default();
@@ -191,13 +195,12 @@ impl Consumer {
             };
             let routing_key = delivery.routing_key.as_str().to_owned();
             let acked = match self.event(&routing_key, &delivery.data).await {
-                Ok(Some(event)) => {
+                Ok(event) => {
                     if !self.ctx.send(event) {
                         return End::Shutdown; // not acknowledged: redelivered next time
                     }
                     delivery.ack(BasicAckOptions::default()).await
                 }
-                Ok(None) => delivery.ack(BasicAckOptions::default()).await,
                 Err(error) => {
                     let body = message::excerpt(&delivery.data);
                     let key = message::excerpt(routing_key.as_bytes());
@@ -211,8 +214,8 @@ impl Consumer {
         }
     }
 
-    /// The event one message asks for; `Ok(None)` when there is nothing to do.
-    async fn event(&mut self, routing_key: &str, body: &[u8]) -> Result<Option<SourceEvent>, Refusal> {
+    /// The event one message asks for.
+    async fn event(&mut self, routing_key: &str, body: &[u8]) -> Result<SourceEvent, Refusal> {
         if body.len() > MAX_MESSAGE {
             return Err(MessageError::TooLarge(body.len()).into());
         }
@@ -221,15 +224,15 @@ impl Consumer {
             let name = VassalName::parse(routing_key).map_err(MessageError::from)?;
             if body.is_empty() {
                 tracing::info!(source = %source, vassal = %name, "amqp: empty config, removing");
-                return Ok(Some(message::remove(source, name)));
+                return Ok(message::remove(source, name));
             }
             let spec = message::inline_upsert(source, name, body, &mut self.versions)?;
             tracing::info!(source = %source, vassal = %spec.name, version = %spec.version, "amqp: inline config");
-            return Ok(Some(SourceEvent::Upsert(spec)));
+            return Ok(SourceEvent::Upsert(spec));
         }
         let text = message::text(body, "body")?.trim();
         if text.starts_with("http://") {
-            return self.fetched(text).await.map(Some);
+            return self.fetched(text).await;
         }
         if !text.starts_with('/') {
             return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
@@ -238,11 +241,11 @@ impl Consumer {
         match message::file_version(&path) {
             Ok(Some(version)) => {
                 tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
-                Ok(Some(SourceEvent::Upsert(message::file_spec(source, name, path, version))))
+                Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))
             }
             Ok(None) => {
                 tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: not a regular file, removing");
-                Ok(Some(message::remove(source, name)))
+                Ok(message::remove(source, name))
             }
             Err(error) => Err(Refusal::Read { path: text.to_owned(), error }),
         }
@@ -274,25 +277,25 @@ mod tests {
         Consumer { settings: parse("h").unwrap(), queue: "q".into(), ctx, versions: Versioner::new() }
     }
 
-    fn event(c: &mut Consumer, key: &str, body: &[u8]) -> Result<Option<SourceEvent>, Refusal> {
+    fn event(c: &mut Consumer, key: &str, body: &[u8]) -> Result<SourceEvent, Refusal> {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(c.event(key, body))
     }
 
     #[test]
     fn messages() {
         let mut c = consumer();
-        let Ok(Some(SourceEvent::Upsert(a))) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
-        let Ok(Some(SourceEvent::Upsert(b))) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
+        let Ok(SourceEvent::Upsert(a)) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
+        let Ok(SourceEvent::Upsert(b)) = event(&mut c, "a.ini", b"[uwsgi]\n") else { panic!("inline") };
         assert_ne!(a.version, b.version, "a re-sent config reloads");
-        assert!(matches!(event(&mut c, "a.ini", b""), Ok(Some(SourceEvent::Remove { .. }))));
+        assert!(matches!(event(&mut c, "a.ini", b""), Ok(SourceEvent::Remove { .. })));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.yaml");
         std::fs::write(&path, "uwsgi:\n").unwrap();
         let body = format!("{}\n", path.display());
-        let Ok(Some(SourceEvent::Upsert(f))) = event(&mut c, "", body.as_bytes()) else { panic!("file") };
+        let Ok(SourceEvent::Upsert(f)) = event(&mut c, "", body.as_bytes()) else { panic!("file") };
         assert_eq!((f.name.as_str(), f.config), ("f.yaml", reconciler::ConfigRef::File(path.clone())));
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(event(&mut c, "", body.as_bytes()), Ok(Some(SourceEvent::Remove { .. }))));
+        assert!(matches!(event(&mut c, "", body.as_bytes()), Ok(SourceEvent::Remove { .. })));
         for (key, body) in
             [("../evil.ini", &b"x"[..]), ("a/b.ini", b"x"), ("", b"relative.ini"), ("", b"/etc/../x.ini")]
         {

@@ -88,30 +88,23 @@ impl Source for ZmqSource {
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
         let uri = ctx.id.0.clone();
         let start_err = |message: String| SourceError::Start { uri: uri.clone(), message };
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| start_err(e.to_string()))?;
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let endpoint = self.endpoint;
-        std::thread::Builder::new()
-            .name(format!("source {}", ctx.id))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    if let Endpoint::Ipc(path) = &endpoint {
-                        remove_stale_socket(path);
-                    }
-                    let mut socket = PullSocket::new();
-                    match socket.bind(&endpoint.url()).await {
-                        Ok(bound) => {
-                            let _ = bound_tx.send(Ok(bound.to_string()));
-                            Receiver::new(ctx).run(socket).await;
-                        }
-                        Err(e) => {
-                            let _ = bound_tx.send(Err(format!("cannot bind {}: {e}", endpoint.url())));
-                        }
-                    }
-                })
-            })
-            .map_err(|e| start_err(e.to_string()))?;
+        super::spawn_async(ctx, move |ctx| async move {
+            if let Endpoint::Ipc(path) = &endpoint {
+                remove_stale_socket(path);
+            }
+            let mut socket = PullSocket::new();
+            match socket.bind(&endpoint.url()).await {
+                Ok(bound) => {
+                    let _ = bound_tx.send(Ok(bound.to_string()));
+                    Receiver::new(ctx).run(socket).await;
+                }
+                Err(e) => {
+                    let _ = bound_tx.send(Err(format!("cannot bind {}: {e}", endpoint.url())));
+                }
+            }
+        })?;
         match bound_rx.recv() {
             Ok(Ok(bound)) => {
                 tracing::info!(source = %uri, endpoint = %bound, "zmq PULL socket bound");

@@ -1,0 +1,174 @@
+//! The supervisor as the reconciler's executor: start, reload and stop, and
+//! how each run mode is asked to reload or stop.
+
+use super::launch::{self, Launch};
+use super::{channel, spawn, Proc, Settings, Supervisor};
+use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
+use state::{Intent, Mode};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+impl Executor for Supervisor {
+    /// Parses the configs of the round's starts and records their intents,
+    /// made durable with one flush before any process is forked: a crash
+    /// after a fork then finds the intent and adopts the process.
+    fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
+        for (spec, generation) in starts {
+            let launch = launch::load(spec);
+            if let Ok(launch) = &launch {
+                self.record(spec, *generation, mode_of(launch), None, Intent::Run);
+            }
+            self.prepared.insert((spec.name.clone(), *generation), launch);
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "cannot flush the state store");
+        }
+    }
+
+    fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
+        let prepared = self.prepared.remove(&(spec.name.clone(), generation));
+        let intended = prepared.is_some();
+        let launch = prepared.unwrap_or_else(|| launch::load(spec)).map_err(|e| {
+            tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
+            StartError::Invalid(e.to_string())
+        })?;
+        let mode = mode_of(&launch);
+        if !intended {
+            self.record(spec, generation, mode, None, Intent::Run);
+        }
+        crate::failpoint::hit("spawn-after-intent");
+        match self.spawn_proc(spec, &launch, generation) {
+            Ok(proc) => {
+                crate::failpoint::hit("spawn-before-pid");
+                tracing::info!(vassal = %spec.name, pid = proc.pid, generation, "vassal spawned");
+                self.record(spec, generation, mode, Some(proc.pid), Intent::Run);
+                self.procs.insert(spec.name.clone(), proc);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal");
+                Err(e)
+            }
+        }
+    }
+
+    fn reload(&mut self, spec: &VassalSpec, _current: &ActualVassal) -> ReloadOutcome {
+        let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
+        let launch = match launch::load(spec) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(vassal = %spec.name, error = %e, "new config is unusable; the running vassal keeps its previous config");
+                return ReloadOutcome::Kept(e.to_string());
+            }
+        };
+        crate::failpoint::hit("reload-before-signal");
+        let outcome = reload_proc(proc, spec, &launch, &self.settings);
+        if !matches!(outcome, ReloadOutcome::Kept(_)) {
+            proc.spec = spec.clone();
+            proc.launch = launch;
+        }
+        let (generation, pid, mode) = (proc.generation, proc.pid, mode_of(&proc.launch));
+        tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
+        self.record(spec, generation, mode, Some(pid), Intent::Run);
+        outcome
+    }
+
+    fn stop(&mut self, name: &VassalName, _current: &ActualVassal) -> bool {
+        let Some(proc) = self.procs.get_mut(name) else {
+            self.forget(name);
+            return false;
+        };
+        if !proc.stopping {
+            begin_stop(proc, &self.settings);
+            crate::failpoint::hit("stop-after-signal");
+        }
+        let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid, mode_of(&proc.launch));
+        tracing::info!(vassal = %name, pid, "stopping vassal");
+        self.record(&spec, generation, mode, Some(pid), Intent::Stop);
+        true
+    }
+}
+
+pub(super) fn mode_of(launch: &Launch) -> Mode {
+    match launch {
+        Launch::Uwsgi { .. } => Mode::Uwsgi,
+        Launch::Native(_) => Mode::Native,
+    }
+}
+
+/// Applies a new launch to a running process.
+/// A new command line (another config path, program or directory) cannot be
+/// applied in place: only a restart does.
+fn reload_proc(proc: &mut Proc, spec: &VassalSpec, launch: &Launch, settings: &Settings) -> ReloadOutcome {
+    let binary = &settings.vassal_binary;
+    if launch::command_line(&proc.spec, &proc.launch, binary) != launch::command_line(spec, launch, binary) {
+        if let Launch::Native(new) = launch {
+            if !spawn::resolvable(&new.exec[0]) {
+                return ReloadOutcome::Kept(format!("program {:?} not found", new.exec[0]));
+            }
+        }
+        return restart(proc, settings);
+    }
+    match (&proc.launch, launch) {
+        (Launch::Uwsgi { .. }, Launch::Uwsgi { inline, .. }) => {
+            if let Some(text) = inline {
+                match channel::frame_config(text.as_bytes()) {
+                    Ok(framed) => {
+                        if let Some((_, old)) = &mut proc.config {
+                            *old = framed;
+                        }
+                    }
+                    Err(e) => return ReloadOutcome::Kept(e.to_string()),
+                }
+            }
+            match proc.control.as_ref().map(|c| write_byte(c, channel::RELOAD)) {
+                Some(Ok(())) => ReloadOutcome::Reloaded,
+                _ => restart(proc, settings),
+            }
+        }
+        (Launch::Native(old), Launch::Native(new)) => {
+            if !spawn::resolvable(&new.exec[0]) {
+                return ReloadOutcome::Kept(format!("program {:?} not found", new.exec[0]));
+            }
+            match new.reload {
+                crate::vassal::ReloadMode::Signal(sig) if old == new => match proc.pidfd.get_ref().signal(sig) {
+                    Ok(()) => ReloadOutcome::Reloaded,
+                    Err(_) => restart(proc, settings),
+                },
+                _ => restart(proc, settings),
+            }
+        }
+        _ => restart(proc, settings),
+    }
+}
+
+fn restart(proc: &mut Proc, settings: &Settings) -> ReloadOutcome {
+    begin_stop(proc, settings);
+    ReloadOutcome::Restarting
+}
+
+/// Sends the stop request of the vassal's mode and arms the SIGKILL deadline.
+pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
+    let timeout = match &proc.launch {
+        Launch::Uwsgi { .. } => {
+            let sent = proc.control.as_ref().is_some_and(|c| write_byte(c, channel::STOP).is_ok());
+            if !sent {
+                Supervisor::signal_group(proc, libc::SIGTERM);
+            }
+            settings.stop_timeout
+        }
+        Launch::Native(native) => {
+            Supervisor::signal_group(proc, native.stop_signal);
+            native.stop_timeout.unwrap_or(settings.stop_timeout)
+        }
+    };
+    proc.stopping = true;
+    proc.last_heartbeat = None;
+    proc.stop_deadline = Some(Instant::now() + timeout);
+}
+
+fn write_byte(stream: &UnixStream, byte: u8) -> std::io::Result<()> {
+    let mut s = stream;
+    s.write_all(&[byte])
+}

@@ -1,0 +1,268 @@
+//! `zmq://` sources fed by the real libzmq (Debian `python3-zmq` under
+//! `/usr/bin/python3`): touch/destroy with inline configs and config paths,
+//! the 5-part tyrant form, hostile messages, crash respawn, ipc endpoints
+//! and an emperor restart.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The system Python that has Debian's python3-zmq (not the pyenv one).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Sends each message (hex-encoded parts) with a libzmq PUSH socket; close
+/// waits up to LINGER ms for delivery.
+const SENDER: &str = r#"
+import json, sys, zmq
+endpoint, path, linger = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = zmq.Context()
+s = ctx.socket(zmq.PUSH)
+s.setsockopt(zmq.LINGER, linger)
+s.connect(endpoint)
+for parts in json.load(open(path)):
+    s.send_multipart([bytes.fromhex(p) for p in parts])
+s.close()
+ctx.term()
+"#;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the libzmq sender for `messages` to `endpoint`.
+fn spawn_sender(dir: &Path, endpoint: &str, messages: &[Vec<&[u8]>], linger_ms: u32) -> Child {
+    let ok = Command::new(PYTHON).args(["-c", "import zmq"]).stderr(Stdio::null()).status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "{PYTHON} cannot import zmq: install the Debian package python3-zmq (deploy/install-test-deps.sh)"
+    );
+    let script = dir.join("zmq_sender.py");
+    std::fs::write(&script, SENDER).unwrap();
+    let json: Vec<String> = messages
+        .iter()
+        .map(|m| format!("[{}]", m.iter().map(|p| format!("\"{}\"", hex(p))).collect::<Vec<_>>().join(",")))
+        .collect();
+    let file = tempfile::NamedTempFile::new_in(dir).unwrap().into_temp_path().keep().unwrap();
+    std::fs::write(&file, format!("[{}]", json.join(","))).unwrap();
+    Command::new(PYTHON)
+        .arg(&script)
+        .arg(endpoint)
+        .arg(&file)
+        .arg(linger_ms.to_string())
+        .spawn()
+        .expect("run the libzmq sender")
+}
+
+/// Sends `messages` and waits until the sender has delivered them.
+fn send(h: &Harness, endpoint: &str, messages: &[Vec<&[u8]>]) {
+    let mut child = spawn_sender(&h.root, endpoint, messages, 10_000);
+    let status = wait_until(DEADLINE * 2, "the libzmq sender to finish", || child.try_wait().unwrap());
+    assert!(status.success(), "libzmq sender failed: {status}");
+}
+
+fn tcp_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// Starts the emperor bound to `endpoint` and waits for the bind.
+fn start(h: &mut Harness, endpoint: &str) {
+    h.start(&["--stop-timeout", "5", &format!("zmq://{endpoint}")]);
+    wait_until(DEADLINE, "the zmq socket to be bound", || cond(h.log_text().contains("zmq PULL socket bound")));
+}
+
+fn received_config(h: &Harness, name: &str) -> String {
+    std::fs::read_to_string(h.record.join(format!("{name}.config"))).unwrap_or_default()
+}
+
+fn wait_config(h: &Harness, name: &str, n: usize, text: &str) {
+    wait_until(DEADLINE, format!("{name}: config #{n} = {text:?}"), || {
+        cond(h.events_of(name, "config").len() >= n && received_config(h, name) == text)
+    });
+}
+
+#[test]
+fn touch_spawns_and_reloads_every_time_and_destroy_stops() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let one = uwsgi_ini("# one");
+    send(&h, &ep, &[vec![b"touch", b"app.ini", one.as_bytes()]]);
+    let start = h.wait_start("app.ini");
+    assert_eq!(start.argv(), "--ini emperor://app.ini");
+    wait_config(&h, "app.ini", 1, &one);
+
+    let two = uwsgi_ini("# two");
+    send(&h, &ep, &[vec![b"touch", b"app.ini", two.as_bytes()]]);
+    wait_config(&h, "app.ini", 2, &two);
+    // The same config again, typically within the same second: it reloads
+    // again (upstream ignores a second touch within one second).
+    send(&h, &ep, &[vec![b"touch", b"app.ini", two.as_bytes()]]);
+    wait_config(&h, "app.ini", 3, &two);
+    assert!(h.events("app.ini").iter().any(|e| e.is_recv(1)), "reload is byte 1 on the control channel");
+    assert_eq!(h.starts("app.ini").len(), 1, "reloads happen in place");
+
+    send(&h, &ep, &[vec![b"destroy", b"app.ini"]]);
+    h.wait_reaped(start.pid, "app.ini after destroy");
+}
+
+#[test]
+fn five_part_message_is_valid_and_uid_gid_are_reported_once() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let cfg = uwsgi_ini("# tyrant form");
+    send(
+        &h,
+        &ep,
+        &[
+            vec![b"touch", b"five.ini", cfg.as_bytes(), b"1000", b"1000"],
+            vec![b"touch", b"next.ini", cfg.as_bytes(), b"1001", b"1001"],
+        ],
+    );
+    // Upstream mis-frames a 5-part message and swallows the next one.
+    h.wait_start("five.ini");
+    h.wait_start("next.ini");
+    wait_config(&h, "five.ini", 1, &cfg);
+    let log = h.log_text();
+    assert_eq!(log.matches("only honoured in tyrant mode").count(), 1, "uid/gid reported once:\n{log}");
+}
+
+#[test]
+fn touch_without_config_uses_the_absolute_path() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let path = h.vassal("disk.ini");
+    put(&path, &uwsgi_ini("# on disk"));
+    let p = path.to_str().unwrap().as_bytes();
+    send(&h, &ep, &[vec![b"touch", p]]);
+    let start = h.wait_start("disk.ini");
+    assert_eq!(start.argv(), format!("--ini {}", path.display()));
+    // Touching an unchanged file reloads too.
+    send(&h, &ep, &[vec![b"touch", p]]);
+    h.wait_event("disk.ini", "reload (recv 1)", |e| e.is_recv(1));
+    send(&h, &ep, &[vec![b"destroy", p]]);
+    h.wait_reaped(start.pid, "disk.ini after destroy by path");
+}
+
+#[test]
+fn hostile_messages_are_refused_and_the_emperor_keeps_going() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let cfg = uwsgi_ini("");
+    let long = format!("{}.ini", "n".repeat(300));
+    let long_path = format!("/tmp/{long}");
+    let big = "x".repeat(70_000);
+    let bad: Vec<Vec<&[u8]>> = vec![
+        vec![b"touch", b"../evil.ini", cfg.as_bytes()],
+        vec![b"touch", b"a/b.ini", cfg.as_bytes()],
+        vec![b"touch", b"nul\0.ini", cfg.as_bytes()],
+        vec![b"touch", long.as_bytes(), cfg.as_bytes()],
+        vec![b"touch", long_path.as_bytes()],
+        vec![b"touch", b"app.sh", cfg.as_bytes()],
+        vec![b"launch", b"x.ini", cfg.as_bytes()],
+        vec![b"touch"],
+        vec![b"touch", b"seven.ini", cfg.as_bytes(), b"", b"", b"", b"extra"],
+        vec![b"touch", b"\xff.ini", cfg.as_bytes()],
+        vec![b"touch", b"bin.ini", b"\xff\xfe"],
+        vec![b"touch", b"big.ini", big.as_bytes()],
+        vec![b"touch", b"relative.ini"],
+        vec![b"touch", b"/etc/../etc/evil.ini"],
+        vec![b"touch", b"uid.ini", cfg.as_bytes(), b"root"],
+        vec![b"destroy", b"../../etc/passwd.ini"],
+    ];
+    let mut all = bad.clone();
+    all.push(vec![b"touch", b"ok.ini", cfg.as_bytes()]);
+    send(&h, &ep, &all);
+    h.wait_start("ok.ini");
+    // Messages are handled in order: every bad one was refused before ok.ini.
+    let refused = h.log_text().matches("zmq message refused").count();
+    assert_eq!(refused, bad.len(), "one warning per bad message:\n{}", h.log_text());
+    assert_eq!(h.recorded_names(), ["ok.ini"], "only the good vassal was spawned");
+    assert!(h.emperor_running());
+    for needle in ["../evil.ini", "a/b.ini", "longer than 255", "unknown command", "1 part(s)", "7 part(s)", "65535"] {
+        assert!(!h.complaints_about(needle).is_empty(), "no warning naming {needle:?}:\n{}", h.log_text());
+    }
+}
+
+#[test]
+fn crashed_vassal_is_respawned() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let cfg = uwsgi_ini("# crash me");
+    send(&h, &ep, &[vec![b"touch", b"crash.ini", cfg.as_bytes()]]);
+    let first = h.wait_start("crash.ini");
+    wait_config(&h, "crash.ini", 1, &cfg);
+    kill(first.pid, libc::SIGKILL);
+    let starts = h.wait_starts("crash.ini", 2);
+    assert_ne!(starts[1].pid, first.pid);
+    wait_config(&h, "crash.ini", 2, &cfg);
+}
+
+#[test]
+fn ipc_endpoint() {
+    let mut h = Harness::new();
+    let sock: PathBuf = h.root.join("emperor.sock");
+    let ep = format!("ipc://{}", sock.display());
+    start(&mut h, &ep);
+    let cfg = uwsgi_ini("# over ipc");
+    send(&h, &ep, &[vec![b"touch", b"ipc.ini", cfg.as_bytes()]]);
+    h.wait_start("ipc.ini");
+    wait_config(&h, "ipc.ini", 1, &cfg);
+}
+
+/// A second emperor process on the same state dir, killed when dropped.
+struct Second(Child);
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Needs the lead's persistence of message sources (desired set restored at
+/// start, running vassals adopted).
+#[test]
+fn emperor_restart_keeps_vassals_and_takes_new_commands() {
+    let mut h = Harness::new();
+    let ep = tcp_endpoint();
+    start(&mut h, &ep);
+    let cfg = uwsgi_ini("# kept");
+    send(&h, &ep, &[vec![b"touch", b"kept.ini", cfg.as_bytes()]]);
+    let kept = h.wait_start("kept.ini");
+    wait_config(&h, "kept.ini", 1, &cfg);
+    // A barrier: the emperor's loop records and flushes its state after each
+    // round, so once a later message has been acted on, kept.ini is on disk.
+    wait_until(DEADLINE, "the spawn logged", || cond(h.log_text().contains("vassal spawned")));
+    send(&h, &ep, &[vec![b"touch", b"barrier.ini", cfg.as_bytes()]]);
+    wait_until(DEADLINE, "the barrier spawn logged", || cond(h.log_text().matches("vassal spawned").count() >= 2));
+
+    h.signal_emperor(libc::SIGKILL);
+    h.wait_emperor_exit(DEADLINE);
+    // libzmq queues while nobody listens and delivers once the emperor binds again.
+    let mut sender = spawn_sender(&h.root, &ep, &[vec![b"touch", b"new.ini", cfg.as_bytes()]], 30_000);
+    let _second = Second(h.command(&["--stop-timeout", "5", &format!("zmq://{ep}")]).spawn().expect("restart"));
+    h.wait_start("new.ini");
+    let status = wait_until(DEADLINE, "the libzmq sender to finish", || sender.try_wait().unwrap());
+    assert!(status.success());
+    assert!(alive(kept.pid), "kept.ini survives the emperor restart");
+    assert_eq!(h.starts("kept.ini").len(), 1, "kept.ini was adopted, not restarted");
+}
+
+#[test]
+fn an_endpoint_that_cannot_be_bound_stops_the_emperor_with_its_name() {
+    let mut h = Harness::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
+    h.start(&[&format!("zmq://{ep}")]);
+    let status = h.wait_emperor_exit(DEADLINE);
+    assert!(!status.success(), "the emperor must fail: {status}");
+    let log = h.log_text();
+    assert!(log.contains("cannot bind") && log.contains(&ep), "the error names the endpoint:\n{log}");
+}
