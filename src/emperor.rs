@@ -7,7 +7,7 @@
 
 use crate::cli::Cli;
 use crate::failpoint;
-use crate::source::{self, SourceContext, SourceEvent};
+use crate::source::{self, Envelope, SourceContext, SourceEvent};
 use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
 use anyhow::Context;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
@@ -58,12 +58,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
     let (src_tx, src_rx) = unbounded_channel();
+    let emperor_id = supervisor.store().emperor_id().to_owned();
     for source in sources {
         let id = source.id();
-        source.start(SourceContext { id, events: src_tx.clone(), resync: cli.resync })?;
+        source.start(SourceContext {
+            id,
+            events: src_tx.clone(),
+            resync: cli.resync,
+            emperor_id: emperor_id.clone(),
+        })?;
     }
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
-    Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new() }.serve(src_rx, proc_rx).await
+    Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new(), recorded: Vec::new() }
+        .serve(src_rx, proc_rx)
+        .await
 }
 
 /// Opens the state store; with `reset`, a store that cannot be opened is
@@ -87,6 +95,8 @@ struct Emperor {
     supervisor: Supervisor,
     clock: Instant,
     conflicts: HashSet<(VassalName, SourceId)>,
+    /// Sources waiting to hear that their events are durable.
+    recorded: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct Signals {
@@ -112,7 +122,7 @@ impl Signals {
 impl Emperor {
     async fn serve(
         mut self,
-        mut sources: UnboundedReceiver<SourceEvent>,
+        mut sources: UnboundedReceiver<Envelope>,
         mut procs: UnboundedReceiver<ProcEvent>,
     ) -> anyhow::Result<()> {
         let mut signals = Signals::new().context("installing signal handlers")?;
@@ -182,7 +192,8 @@ impl Emperor {
 
     /// Applies a source event to the desired state, recording it first so a
     /// restarted emperor knows the last desired state of every source.
-    fn on_source(&mut self, event: SourceEvent) {
+    fn on_source(&mut self, Envelope { event, recorded }: Envelope) {
+        self.recorded.extend(recorded);
         let store = self.supervisor.store();
         let recorded = match &event {
             SourceEvent::Snapshot { source, specs } => store.replace_specs(source, specs, true),
@@ -231,8 +242,17 @@ impl Emperor {
     fn persist(&mut self) {
         let store = self.supervisor.store();
         let result = store.set_next_generation(self.controller.next_generation()).and_then(|()| store.flush());
-        if let Err(e) = result {
-            tracing::error!(error = %e, "cannot write the state store");
+        match result {
+            Ok(()) => {
+                for done in self.recorded.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            Err(e) => {
+                // Dropping the senders tells the sources their events are not durable.
+                self.recorded.clear();
+                tracing::error!(error = %e, "cannot write the state store");
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ impl Source for AmqpSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let queue = self.settings.queue.clone().unwrap_or_else(default_queue);
+        let queue = self.settings.queue.clone().unwrap_or_else(|| default_queue(&ctx.emperor_id));
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
         let settings = self.settings;
         super::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
@@ -196,16 +196,23 @@ impl Consumer {
             let routing_key = delivery.routing_key.as_str().to_owned();
             let acked = match self.event(&routing_key, &delivery.data).await {
                 Ok(event) => {
-                    if !self.ctx.send(event) {
+                    let Some(recorded) = self.ctx.send_recorded(event) else {
                         return End::Shutdown; // not acknowledged: redelivered next time
-                    }
-                    delivery.ack(BasicAckOptions::default()).await
+                    };
+                    // Acknowledged once the emperor has recorded its effect; a
+                    // crash before that leaves it in the queue for next time.
+                    tokio::spawn(async move {
+                        if recorded.await.is_ok() {
+                            let _ = delivery.ack(BasicAckOptions::default()).await;
+                        }
+                    });
+                    Ok::<(), lapin::Error>(())
                 }
                 Err(error) => {
                     let body = message::excerpt(&delivery.data);
                     let key = message::excerpt(routing_key.as_bytes());
                     tracing::warn!(source = %self.ctx.id, %error, routing_key = %key, %body, "amqp message refused");
-                    delivery.reject(BasicRejectOptions { requeue: false }).await
+                    delivery.reject(BasicRejectOptions { requeue: false }).await.map(|_| ())
                 }
             };
             if let Err(e) = acked {
@@ -238,7 +245,7 @@ impl Consumer {
             return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
         }
         let (path, name) = message::checked_path(text)?;
-        match message::file_version(&path) {
+        match super::files::file_version(&path) {
             Ok(Some(version)) => {
                 tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
                 Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))
@@ -273,7 +280,12 @@ mod tests {
 
     fn consumer() -> Consumer {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = SourceContext { id: SourceId("amqp://h".into()), events: tx, resync: Duration::from_secs(60) };
+        let ctx = SourceContext {
+            id: SourceId("amqp://h".into()),
+            events: tx,
+            resync: Duration::from_secs(60),
+            emperor_id: "0123".into(),
+        };
         Consumer { settings: parse("h").unwrap(), queue: "q".into(), ctx, versions: Versioner::new() }
     }
 

@@ -140,6 +140,17 @@ fn file_meta(path: &Path) -> std::io::Result<Option<FileMeta>> {
     }
 }
 
+/// The version a config file gets when first seen: its content hash and
+/// mtime (`None` when there is no such regular file).
+pub fn file_version(path: &Path) -> std::io::Result<Option<String>> {
+    let Some(meta) = file_meta(path)? else { return Ok(None) };
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(format!("{:016x}@{}", fnv1a(&bytes), meta.mtime_ns))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// FNV-1a, 64 bit: a stable content hash (the same across runs and builds).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))

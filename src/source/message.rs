@@ -6,7 +6,6 @@
 use super::files::fnv1a;
 use super::SourceEvent;
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,26 +119,6 @@ pub fn checked_path(path: &str) -> Result<(PathBuf, VassalName), MessageError> {
     Ok((p.to_owned(), name))
 }
 
-/// A config file's version: content hash and nanosecond mtime (the format of
-/// `dir://`), or `None` when `path` is not a readable regular file.
-pub fn file_version(path: &Path) -> std::io::Result<Option<String>> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    Ok(Some(format!("{:016x}@{mtime_ns}", fnv1a(&bytes))))
-}
-
 /// A file-backed spec of `name` at `path`.
 pub fn file_spec(source: &SourceId, name: VassalName, path: PathBuf, version: String) -> VassalSpec {
     VassalSpec { name, source: source.clone(), config: ConfigRef::File(path), version, owner: None, socket: None }
@@ -162,6 +141,7 @@ pub fn excerpt(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::files::file_version;
 
     #[test]
     fn versions_differ_per_message_and_per_run() {

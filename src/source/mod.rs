@@ -22,6 +22,7 @@ mod zmq;
 use reconciler::{SourceId, VassalName, VassalSpec};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
 /// What a source tells the reconciler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,21 +45,42 @@ pub enum SourceEvent {
     },
 }
 
+/// An event on its way to the emperor, with whom to tell once it is
+/// durably recorded.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The event.
+    pub event: SourceEvent,
+    /// Completed once the event is flushed to the state store.
+    pub recorded: Option<oneshot::Sender<()>>,
+}
+
 /// What a running source gets from the emperor.
 #[derive(Clone)]
 pub struct SourceContext {
     /// The source's id (its URI).
     pub id: SourceId,
     /// Where to send its events.
-    pub events: UnboundedSender<SourceEvent>,
+    pub events: UnboundedSender<Envelope>,
     /// Interval of the safety-net full rescan.
     pub resync: Duration,
+    /// The id of this emperor's state dir: stable across restarts, distinct
+    /// per state dir (for names a source must keep, like a durable queue).
+    pub emperor_id: String,
 }
 
 impl SourceContext {
     /// Sends an event; `false` once the emperor is shutting down.
     pub fn send(&self, event: SourceEvent) -> bool {
-        self.events.send(event).is_ok()
+        self.events.send(Envelope { event, recorded: None }).is_ok()
+    }
+
+    /// Sends an event; the receiver completes once the emperor has made it
+    /// durable (so a message may be acknowledged), and fails if it could
+    /// not. `None` once the emperor is shutting down.
+    pub fn send_recorded(&self, event: SourceEvent) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.events.send(Envelope { event, recorded: Some(tx) }).ok().map(|()| rx)
     }
 }
 

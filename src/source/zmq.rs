@@ -267,7 +267,7 @@ impl Receiver {
                     (Some(config), _) => {
                         message::inline_upsert(&self.ctx.id, name.clone(), &config, &mut self.versions)
                     }
-                    (None, Some(path)) => match message::file_version(&path) {
+                    (None, Some(path)) => match super::files::file_version(&path) {
                         Ok(Some(v)) => {
                             let version = self.versions.next(v.as_bytes());
                             Ok(message::file_spec(&self.ctx.id, name.clone(), path, version))

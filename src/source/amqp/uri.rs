@@ -158,14 +158,11 @@ fn decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
 }
 
-/// `emperor.<hostname>.<hash of the state dir>`: stable for one emperor,
-/// different for two emperors on one host (they need different state dirs).
-pub fn default_queue() -> String {
-    use clap::Parser;
-    let state_dir = crate::cli::Cli::try_parse_from(std::env::args_os()).map(|cli| cli.state_dir()).ok();
-    let state_dir = state_dir.map(|d| crate::source::dir::absolute(&d)).unwrap_or_default();
-    let hash = crate::source::files::fnv1a(state_dir.as_os_str().as_encoded_bytes());
-    format!("emperor.{}.{hash:016x}", hostname())
+/// `emperor.<hostname>.<emperor id>`: stable for one emperor (the id is
+/// kept in its state dir), different for two emperors on one host.
+pub fn default_queue(emperor_id: &str) -> String {
+    let id: String = emperor_id.chars().take(16).collect();
+    format!("emperor.{}.{id}", hostname())
 }
 
 fn hostname() -> String {
@@ -230,8 +227,9 @@ mod tests {
 
     #[test]
     fn default_queue_is_stable_and_named() {
-        let q = default_queue();
-        assert_eq!(q, default_queue());
-        assert!(q.starts_with("emperor.") && q.len() <= 255, "{q}");
+        let q = default_queue("0123456789abcdef0123456789abcdef");
+        assert_eq!(q, default_queue("0123456789abcdef0123456789abcdef"));
+        assert_ne!(q, default_queue("fedcba98765432100123456789abcdef"));
+        assert!(q.starts_with("emperor.") && q.ends_with(".0123456789abcdef") && q.len() <= 255, "{q}");
     }
 }
