@@ -10,6 +10,9 @@ Examples:
   emperor 'glob:///opt/apps/*/uwsgi.ini'       one config per application directory
   emperor --vassal-binary /usr/bin/uwsgi dir:///etc/uwsgi/vassals
   emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
+  emperor 'pg://host=127.0.0.1 dbname=fleet;SELECT name,config,ts FROM vassals WHERE host=$$web1$$;listen=vassals'
+  emperor 'mongodb://127.0.0.1:27017,uwsgi.emperor.vassals,{enabled:1}'
+  emperor amqp://127.0.0.1:5672 zmq://tcp://127.0.0.1:5250
 
 Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal;
 SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.";
@@ -18,7 +21,9 @@ SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt
 #[derive(Debug, Parser)]
 #[command(name = "emperor", version, about, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Config sources: dir://PATH, glob://PATTERN, or a bare path (an existing
+    /// Config sources: dir://PATH, glob://PATTERN, pg://CONNINFO;QUERY,
+    /// mongodb://HOSTS,DB.COLLECTION,{FILTER}, mongodb2://KEY=VALUE,…,
+    /// amqp://HOST:PORT, zmq://ENDPOINT, or a bare path (an existing
     /// directory is dir://, anything else glob://).
     #[arg(required_unless_present = "fd_holder", value_name = "SOURCE")]
     pub sources: Vec<String>,
@@ -63,8 +68,9 @@ pub struct Cli {
     pub backoff_reset: Duration,
 
     /// If the state store cannot be opened (corrupt, or written by an
-    /// incompatible version), move it aside and start fresh; running vassals
-    /// are still found and re-adopted or stopped through /proc.
+    /// incompatible version), move it aside and start fresh; vassals still
+    /// running are found through /proc and stopped, then started again from
+    /// the sources, so none is duplicated.
     #[arg(long)]
     pub reset_state: bool,
 
