@@ -105,6 +105,7 @@ struct Signals {
     quit: Signal,
     hup: Signal,
     usr2: Signal,
+    chld: Signal,
 }
 
 impl Signals {
@@ -115,6 +116,7 @@ impl Signals {
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr2: signal(SignalKind::user_defined2())?,
+            chld: signal(SignalKind::child())?,
         })
     }
 }
@@ -126,12 +128,15 @@ impl Emperor {
         mut procs: UnboundedReceiver<ProcEvent>,
     ) -> anyhow::Result<()> {
         let mut signals = Signals::new().context("installing signal handlers")?;
+        self.on_children(); // anything that exited before SIGCHLD was watched
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
+        let mut sources_changed = false;
         loop {
             let deadline = self.deadline(wake);
             tokio::select! {
                 Some(event) = sources.recv() => {
+                    sources_changed = true;
                     self.on_source(event);
                     while let Ok(more) = sources.try_recv() {
                         self.on_source(more);
@@ -148,6 +153,8 @@ impl Emperor {
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
                 _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
                 _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
+                // A child exited: reap it (and whatever else exited) at once.
+                _ = signals.chld.recv() => self.on_children(),
                 _ = signals.usr2.recv() => {
                     tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
                     self.persist();
@@ -168,7 +175,9 @@ impl Emperor {
                 }
                 continue;
             }
-            self.report_conflicts();
+            if std::mem::take(&mut sources_changed) {
+                self.report_conflicts();
+            }
             let now = self.now();
             wake = self.controller.reconcile(now, &mut self.supervisor);
             self.persist();
@@ -219,15 +228,26 @@ impl Emperor {
         match kind {
             ProcEventKind::Exited => {
                 if self.supervisor.reap(&name, generation) {
-                    let now = self.now();
-                    self.controller.on_exit(&name, generation, now);
-                    if !self.controller.actual().contains_key(&name) {
-                        self.supervisor.forget(&name);
-                    }
+                    self.exited(&name, generation);
                 }
             }
             ProcEventKind::Message(byte) => self.supervisor.on_message(&name, generation, byte),
             ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
+        }
+    }
+
+    fn on_children(&mut self) {
+        for (name, generation) in self.supervisor.reap_children() {
+            self.exited(&name, generation);
+        }
+    }
+
+    /// Tells the reconciler that a vassal's process is gone (and reaped).
+    fn exited(&mut self, name: &VassalName, generation: u64) {
+        let now = self.now();
+        self.controller.on_exit(name, generation, now);
+        if !self.controller.actual().contains_key(name) {
+            self.supervisor.forget(name);
         }
     }
 

@@ -10,7 +10,7 @@
 use super::channel;
 use super::fdholder;
 use super::launch::{self, Launch};
-use super::process::{self, Pidfd};
+use super::process::{self, Handle, Pidfd};
 use super::watch::Watched;
 use super::Supervisor;
 use crate::vassal::{Format, NativeSpec, ReloadMode};
@@ -139,7 +139,8 @@ impl Supervisor {
             _ => None,
         };
         let (generation, pid) = (record.generation, found.pid);
-        let proc = self.watch_proc(Watched { generation, pid, child: false, pidfd, spec, launch, control, config });
+        let handle = Handle::Adopted(pid, pidfd);
+        let proc = self.watch_proc(Watched { generation, handle, spec, launch, control, config });
         let mut updated = record.clone();
         updated.pid = Some(found.pid);
         updated.start_time = Some(found.start_time);

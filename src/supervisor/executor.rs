@@ -5,8 +5,6 @@ use super::launch::{self, Launch};
 use super::{channel, spawn, Proc, Settings, Supervisor};
 use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
-use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 impl Executor for Supervisor {
@@ -41,8 +39,8 @@ impl Executor for Supervisor {
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {
                 crate::failpoint::hit("spawn-before-pid");
-                tracing::info!(vassal = %spec.name, pid = proc.pid, generation, "vassal spawned");
-                self.record(spec, generation, mode, Some(proc.pid), Intent::Run);
+                tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
+                self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
                 self.procs.insert(spec.name.clone(), proc);
                 Ok(())
             }
@@ -68,7 +66,7 @@ impl Executor for Supervisor {
             proc.spec = spec.clone();
             proc.launch = launch;
         }
-        let (generation, pid, mode) = (proc.generation, proc.pid, mode_of(&proc.launch));
+        let (generation, pid, mode) = (proc.generation, proc.pid(), mode_of(&proc.launch));
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
         self.record(spec, generation, mode, Some(pid), Intent::Run);
         outcome
@@ -83,7 +81,7 @@ impl Executor for Supervisor {
             begin_stop(proc, &self.settings);
             crate::failpoint::hit("stop-after-signal");
         }
-        let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid, mode_of(&proc.launch));
+        let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
         tracing::info!(vassal = %name, pid, "stopping vassal");
         self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
@@ -132,7 +130,7 @@ fn reload_proc(proc: &mut Proc, spec: &VassalSpec, launch: &Launch, settings: &S
                 return ReloadOutcome::Kept(format!("program {:?} not found", new.exec[0]));
             }
             match new.reload {
-                crate::vassal::ReloadMode::Signal(sig) if old == new => match proc.pidfd.get_ref().signal(sig) {
+                crate::vassal::ReloadMode::Signal(sig) if old == new => match proc.handle.signal(sig) {
                     Ok(()) => ReloadOutcome::Reloaded,
                     Err(_) => restart(proc, settings),
                 },
@@ -168,7 +166,10 @@ pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
     proc.stop_deadline = Some(Instant::now() + timeout);
 }
 
-fn write_byte(stream: &UnixStream, byte: u8) -> std::io::Result<()> {
-    let mut s = stream;
-    s.write_all(&[byte])
+fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
+    // One byte on a socket whose buffer only ever holds a few: never partial.
+    match stream.try_write(&[byte])? {
+        1 => Ok(()),
+        _ => Err(std::io::ErrorKind::WriteZero.into()),
+    }
 }

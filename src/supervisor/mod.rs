@@ -17,7 +17,7 @@ use executor::begin_stop;
 pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
 use launch::{CommandLine, Launch};
-use process::{Exit, Pidfd};
+use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
 use state::{Intent, Mode, Store, VassalRecord};
 use std::collections::HashMap;
@@ -25,7 +25,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc::UnboundedSender;
 use watch::Watched;
 
@@ -67,23 +66,29 @@ pub enum ProcEventKind {
 /// One running vassal process.
 struct Proc {
     generation: u64,
-    pid: i32,
-    /// Whether we spawned it (and so must reap it); adopted processes are reaped by init.
-    child: bool,
-    pidfd: Arc<AsyncFd<Pidfd>>,
+    /// Our child (reaped by us) or an adopted process (reaped by init).
+    handle: Handle,
     spec: VassalSpec,
     launch: Launch,
-    control: Option<UnixStream>,
+    control: Option<Arc<tokio::net::UnixStream>>,
     config: Option<(UnixStream, Vec<u8>)>,
     stop_deadline: Option<Instant>,
     last_heartbeat: Option<Instant>,
     stopping: bool,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        self.handle.pid()
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -95,6 +100,8 @@ pub struct Supervisor {
     events: UnboundedSender<ProcEvent>,
     base_env: Vec<(String, String)>,
     holder: Option<FdHolder>,
+    /// Our children, by pid: SIGCHLD names pids.
+    children: HashMap<i32, VassalName>,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
 }
@@ -110,7 +117,16 @@ impl Supervisor {
                 |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
             )
             .ok();
-        Self { settings, store, procs: HashMap::new(), events, base_env, holder, prepared: HashMap::new() }
+        Self {
+            settings,
+            store,
+            procs: HashMap::new(),
+            events,
+            base_env,
+            holder,
+            children: HashMap::new(),
+            prepared: HashMap::new(),
+        }
     }
 
     /// Ends the fd holder; call once every vassal has stopped.
@@ -122,8 +138,8 @@ impl Supervisor {
 
     /// Sends `signal` to a live vassal's whole process group.
     fn signal_group(proc: &Proc, signal: i32) {
-        if let Err(e) = proc.pidfd.get_ref().signal_group(proc.pid, signal, proc.child) {
-            tracing::debug!(pid = proc.pid, signal, error = %e, "cannot signal process group");
+        if let Err(e) = proc.handle.signal_group(signal) {
+            tracing::debug!(pid = proc.pid(), signal, error = %e, "cannot signal process group");
         }
     }
 
@@ -158,6 +174,27 @@ impl Supervisor {
         self.procs.is_empty()
     }
 
+    /// Reaps every child that has exited; returns the vassals among them.
+    pub fn reap_children(&mut self) -> Vec<(VassalName, u64)> {
+        let mut exited = Vec::new();
+        while let Some(pid) = process::next_exited_child() {
+            match self.children.get(&pid).cloned() {
+                Some(name) => {
+                    let generation = self.procs.get(&name).map_or(0, |p| p.generation);
+                    if self.reap(&name, generation) {
+                        exited.push((name, generation));
+                    }
+                }
+                None => {
+                    // Not a vassal (an fd holder we started, say): just reap it.
+                    let status = process::reap(pid);
+                    tracing::debug!(pid, ?status, "reaped a child that is not a vassal");
+                }
+            }
+        }
+        exited
+    }
+
     /// Reaps an exited process; `false` if it was not ours (a stale generation).
     pub fn reap(&mut self, name: &VassalName, generation: u64) -> bool {
         if self.procs.get(name).is_none_or(|p| p.generation != generation) {
@@ -165,29 +202,29 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.release(name, generation);
-        let exit = if proc.child {
-            // The leader is an unreaped zombie, so its group id cannot have been reused.
-            let _ = process::signal_group(proc.pid, libc::SIGKILL);
-            proc.pidfd.get_ref().try_reap()
-        } else {
-            Ok(None)
+        let pid = proc.pid();
+        let exit = match proc.handle {
+            Handle::Child(pid) => {
+                self.children.remove(&pid);
+                // The leader is an unreaped zombie, so its group id cannot have been reused.
+                let _ = process::signal_group(pid, libc::SIGKILL);
+                process::reap(pid)
+            }
+            Handle::Adopted(..) => Ok(None),
         };
         let status = match &exit {
             Ok(Some(exit)) => exit.to_string(),
-            Ok(None) if !proc.child => "exit status unknown (adopted process)".to_owned(),
+            Ok(None) if matches!(proc.handle, Handle::Adopted(..)) => {
+                "exit status unknown (adopted process)".to_owned()
+            }
             Ok(None) => "still running?".to_owned(),
             Err(e) => format!("unknown status ({e})"),
         };
         if proc.stopping {
-            tracing::info!(vassal = %name, pid = proc.pid, generation, %status, "vassal stopped");
+            tracing::info!(vassal = %name, pid, generation, %status, "vassal stopped");
         } else {
-            let clean = matches!(exit, Ok(Some(Exit::Code(0))));
             let log = logs::path(&self.settings.log_dir, name);
-            if clean {
-                tracing::warn!(vassal = %name, pid = proc.pid, generation, %status, log = %log.display(), "vassal exited on its own");
-            } else {
-                tracing::warn!(vassal = %name, pid = proc.pid, generation, %status, log = %log.display(), "vassal died");
-            }
+            tracing::warn!(vassal = %name, pid, generation, %status, log = %log.display(), "vassal died");
         }
         true
     }
@@ -225,12 +262,12 @@ impl Supervisor {
     pub fn tick(&mut self, now: Instant) {
         for (name, proc) in &mut self.procs {
             if proc.stop_deadline.is_some_and(|d| d <= now) {
-                tracing::warn!(vassal = %name, pid = proc.pid, "vassal did not stop in time; sending SIGKILL to its process group");
+                tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
                 Self::signal_group(proc, libc::SIGKILL);
                 proc.stop_deadline = None;
             }
             if proc.last_heartbeat.is_some_and(|h| h + self.settings.heartbeat_timeout <= now) {
-                tracing::warn!(vassal = %name, pid = proc.pid, "vassal missed its heartbeat; killing it for a respawn");
+                tracing::warn!(vassal = %name, pid = proc.pid(), "vassal missed its heartbeat; killing it for a respawn");
                 Self::signal_group(proc, libc::SIGKILL);
                 proc.last_heartbeat = None;
             }
@@ -250,7 +287,7 @@ impl Supervisor {
         }
     }
 
-    fn spawn_proc(&self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
+    fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
         let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let log = logs::open(&self.settings.log_dir, &spec.name).map_err(|e| failed("cannot open the log file", &e))?;
@@ -300,24 +337,9 @@ impl Supervisor {
                 tracing::warn!(vassal = %spec.name, error = %e, "cannot send the inline config");
             }
         }
-        let pidfd = Pidfd::open(pid).map_err(|e| {
-            let _ = process::signal_group(pid, libc::SIGKILL);
-            failed("pidfd_open", &e)
-        })?;
-        // SAFETY: Pidfd owns its fd and always reports that same fd.
-        let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(|e| failed("watch pidfd", &e))?;
-        let pidfd = Arc::new(pidfd);
         let control = control.map(|pair| pair.ours);
-        Ok(self.watch_proc(Watched {
-            generation,
-            pid,
-            child: true,
-            pidfd,
-            spec: spec.clone(),
-            launch: launch.clone(),
-            control,
-            config,
-        }))
+        let handle = Handle::Child(pid);
+        Ok(self.watch_proc(Watched { generation, handle, spec: spec.clone(), launch: launch.clone(), control, config }))
     }
 
     fn record(&self, spec: &VassalSpec, generation: u64, mode: Mode, pid: Option<i32>, intent: Intent) {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
 
 /// An open pidfd.
 #[derive(Debug)]
@@ -76,33 +78,90 @@ impl Pidfd {
             _ => Err(e),
         }
     }
-
-    /// Reaps the process if it has exited (our child only); `None` while it runs.
-    pub fn try_reap(&self) -> std::io::Result<Option<Exit>> {
-        // SAFETY: siginfo_t is plain data; waitid fills it in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOHANG;
-        // SAFETY: valid pointer to a zeroed siginfo_t; P_PIDFD with an fd we own.
-        let r = unsafe { libc::waitid(libc::P_PIDFD, self.0.as_raw_fd() as libc::id_t, &mut info, flags) };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: waitid filled `info` (si_pid is 0 when nothing was reaped).
-        let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-        if pid == 0 {
-            return Ok(None);
-        }
-        Ok(Some(match code {
-            libc::CLD_EXITED => Exit::Code(status),
-            _ => Exit::Signal(status),
-        }))
-    }
 }
 
 impl AsRawFd for Pidfd {
     fn as_raw_fd(&self) -> i32 {
         self.0.as_raw_fd()
     }
+}
+
+/// How the supervisor reaches one vassal process.
+#[derive(Debug, Clone)]
+pub enum Handle {
+    /// Our child: its pid (and group id) cannot be reused before we reap it,
+    /// and SIGCHLD tells us when it exits.
+    Child(i32),
+    /// A re-adopted process: reached only through its pidfd, which also
+    /// tells us when it exits.
+    Adopted(i32, Arc<AsyncFd<Pidfd>>),
+}
+
+impl Handle {
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        match self {
+            Handle::Child(pid) | Handle::Adopted(pid, _) => *pid,
+        }
+    }
+
+    /// Sends `signal` to the process itself.
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        match self {
+            // SAFETY: plain syscall; an unreaped child's pid cannot be reused.
+            Handle::Child(pid) => match unsafe { libc::kill(*pid, signal) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            },
+            Handle::Adopted(_, pidfd) => pidfd.get_ref().signal(signal),
+        }
+    }
+
+    /// Sends `signal` to the process group the process leads.
+    pub fn signal_group(&self, signal: i32) -> std::io::Result<()> {
+        match self {
+            Handle::Child(pid) => signal_group(*pid, signal),
+            Handle::Adopted(pid, pidfd) => pidfd.get_ref().signal_group(*pid, signal, false),
+        }
+    }
+}
+
+/// The next exited child, left unreaped (so its group id stays reserved
+/// until [`reap`]); `None` when no child has exited.
+pub fn next_exited_child() -> Option<i32> {
+    // SAFETY: siginfo_t is plain data; waitid fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: valid pointer to a zeroed siginfo_t.
+    if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) } < 0 {
+        return None;
+    }
+    // SAFETY: filled by waitid; 0 when no child has exited.
+    let pid = unsafe { info.si_pid() };
+    (pid != 0).then_some(pid)
+}
+
+/// Reaps the exited child `pid`; its exit, `None` if it has not exited.
+pub fn reap(pid: i32) -> std::io::Result<Option<Exit>> {
+    // SAFETY: siginfo_t is plain data; waitid fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a zeroed siginfo_t.
+    if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(exit_of(&info))
+}
+
+fn exit_of(info: &libc::siginfo_t) -> Option<Exit> {
+    // SAFETY: filled by waitid (si_pid is 0 when nothing was reaped).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return None;
+    }
+    Some(match code {
+        libc::CLD_EXITED => Exit::Code(status),
+        _ => Exit::Signal(status),
+    })
 }
 
 /// Sends `signal` to the process group `pgid`. Only safe while the group
@@ -151,11 +210,11 @@ mod tests {
         let pid = child.id() as i32;
         let fd = Pidfd::open(pid).unwrap();
         assert!(start_time(pid).is_some());
-        assert_eq!(fd.try_reap().unwrap(), None);
+        assert_eq!(reap(pid).unwrap(), None);
         fd.signal(libc::SIGTERM).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let exit = loop {
-            if let Some(exit) = fd.try_reap().unwrap() {
+            if let Some(exit) = reap(pid).unwrap() {
                 break exit;
             }
             assert!(std::time::Instant::now() < deadline, "child did not exit");

@@ -1,22 +1,19 @@
-//! Watching one vassal process: its exit through its pidfd, its messages
-//! through its control channel.
+//! Watching one vassal process: its messages through its control channel
+//! and, for a re-adopted process, its exit through its pidfd (the exits of
+//! our own children arrive through SIGCHLD).
 
 use super::launch::Launch;
-use super::process::Pidfd;
+use super::process::Handle;
 use super::{Proc, ProcEvent, ProcEventKind, Supervisor};
 use reconciler::{VassalName, VassalSpec};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use tokio::io::unix::AsyncFd;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A process about to be watched, and its channels.
 pub(super) struct Watched {
     pub(super) generation: u64,
-    pub(super) pid: i32,
-    pub(super) child: bool,
-    pub(super) pidfd: Arc<AsyncFd<Pidfd>>,
+    pub(super) handle: Handle,
     pub(super) spec: VassalSpec,
     pub(super) launch: Launch,
     pub(super) control: Option<UnixStream>,
@@ -24,22 +21,31 @@ pub(super) struct Watched {
 }
 
 impl Supervisor {
-    /// Starts watching a process (its exit and its control channel).
-    pub(super) fn watch_proc(&self, w: Watched) -> Proc {
-        let reader = w.control.as_ref().and_then(|c| {
-            reader_of(c)
+    /// Starts watching a process (its control channel, and its exit when
+    /// it is not our child).
+    pub(super) fn watch_proc(&mut self, w: Watched) -> Proc {
+        let control = w.control.and_then(|c| {
+            control_of(c)
                 .inspect_err(|e| tracing::warn!(vassal = %w.spec.name, error = %e, "cannot read the control channel"))
                 .ok()
         });
-        let task = tokio::spawn(watch(w.spec.name.clone(), w.generation, w.pidfd.clone(), reader, self.events.clone()));
+        let exit = match &w.handle {
+            Handle::Adopted(_, pidfd) => Some(pidfd.clone()),
+            Handle::Child(pid) => {
+                self.children.insert(*pid, w.spec.name.clone());
+                None
+            }
+        };
+        let task = (exit.is_some() || control.is_some()).then(|| {
+            let watch = watch(w.spec.name.clone(), w.generation, exit, control.clone(), self.events.clone());
+            tokio::spawn(watch)
+        });
         Proc {
             generation: w.generation,
-            pid: w.pid,
-            child: w.child,
-            pidfd: w.pidfd,
+            handle: w.handle,
             spec: w.spec,
             launch: w.launch,
-            control: w.control,
+            control,
             config: w.config,
             stop_deadline: None,
             last_heartbeat: None,
@@ -49,38 +55,47 @@ impl Supervisor {
     }
 }
 
-fn reader_of(control: &UnixStream) -> std::io::Result<tokio::net::UnixStream> {
+/// The emperor's end of a control channel, non-blocking, shared by the
+/// watch task (reads) and the supervisor (one-byte writes).
+fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream>> {
     control.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(control.try_clone()?)
+    Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-/// Watches one process: its exit (pidfd readable) and its control channel.
+type ExitFd = Arc<tokio::io::unix::AsyncFd<super::process::Pidfd>>;
+
+/// Watches one process: its exit (a readable pidfd) and its control channel.
 async fn watch(
     name: VassalName,
     generation: u64,
-    pidfd: Arc<AsyncFd<Pidfd>>,
-    mut control: Option<tokio::net::UnixStream>,
+    exit: Option<ExitFd>,
+    mut control: Option<Arc<tokio::net::UnixStream>>,
     events: UnboundedSender<ProcEvent>,
 ) {
     let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
     let mut buf = [0u8; 64];
     loop {
         tokio::select! {
-            // Readable pidfd = the process has exited.
-            _ = pidfd.readable() => {
+            // A readable pidfd means the process has exited.
+            _ = async { exit.as_ref().expect("guarded").readable().await }, if exit.is_some() => {
                 send(ProcEventKind::Exited);
                 return;
             }
-            read = async { control.as_mut().expect("guarded").read(&mut buf).await }, if control.is_some() => {
-                match read {
+            _ = async { control.as_ref().expect("guarded").readable().await }, if control.is_some() => {
+                let stream = control.as_ref().expect("guarded");
+                match stream.try_read(&mut buf) {
                     Ok(n) if n > 0 => {
                         if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
                             return;
                         }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     _ => {
                         control = None;
                         send(ProcEventKind::Eof);
+                        if exit.is_none() {
+                            return;
+                        }
                     }
                 }
             }
