@@ -67,6 +67,9 @@ impl Executor for Supervisor {
             proc.launch = launch;
         }
         let (generation, pid, mode) = (proc.generation, proc.pid(), mode_of(&proc.launch));
+        if outcome == ReloadOutcome::Restarting {
+            self.timed.insert(spec.name.clone());
+        }
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
         self.record(spec, generation, mode, Some(pid), Intent::Run);
         outcome
@@ -82,6 +85,7 @@ impl Executor for Supervisor {
             crate::failpoint::hit("stop-after-signal");
         }
         let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
+        self.timed.insert(name.clone());
         tracing::info!(vassal = %name, pid, "stopping vassal");
         self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
@@ -167,9 +171,16 @@ pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
 }
 
 fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
-    // One byte on a socket whose buffer only ever holds a few: never partial.
-    match stream.try_write(&[byte])? {
+    use std::os::fd::AsRawFd;
+    // Straight to the socket: tokio's try_write would refuse until the
+    // reactor has seen the socket writable. One byte is never partial.
+    // SAFETY: a one-byte buffer that lives across the call, on a socket we own.
+    let sent = unsafe {
+        libc::send(stream.as_raw_fd(), std::ptr::from_ref(&byte).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    match sent {
         1 => Ok(()),
-        _ => Err(std::io::ErrorKind::WriteZero.into()),
+        0 => Err(std::io::ErrorKind::WriteZero.into()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }

@@ -100,6 +100,9 @@ pub struct Supervisor {
     events: UnboundedSender<ProcEvent>,
     base_env: Vec<(String, String)>,
     holder: Option<FdHolder>,
+    /// Vassals with a stop deadline or a heartbeat to check: what
+    /// [`Supervisor::tick`] looks at, so idle vassals cost nothing.
+    timed: std::collections::HashSet<VassalName>,
     /// Our children, by pid: SIGCHLD names pids.
     children: HashMap<i32, VassalName>,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
@@ -124,6 +127,7 @@ impl Supervisor {
             events,
             base_env,
             holder,
+            timed: Default::default(),
             children: HashMap::new(),
             prepared: HashMap::new(),
         }
@@ -201,6 +205,7 @@ impl Supervisor {
             return false;
         }
         let proc = self.procs.remove(name).expect("checked above");
+        self.timed.remove(name);
         self.release(name, generation);
         let pid = proc.pid();
         let exit = match proc.handle {
@@ -246,10 +251,12 @@ impl Supervisor {
                     tracing::info!(vassal = %name, timeout, "vassal sends heartbeats; a silence this long gets it killed and respawned");
                 }
                 proc.last_heartbeat = Some(Instant::now());
+                self.timed.insert(name.clone());
             }
             VassalMessage::WantsStop => {
                 tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
                 begin_stop(proc, &self.settings);
+                self.timed.insert(name.clone());
             }
             VassalMessage::Reinforcements => {
                 tracing::debug!(vassal = %name, "reinforcements requested; not supported")
@@ -260,30 +267,39 @@ impl Supervisor {
 
     /// Enforces stop timeouts and heartbeats; call after every wake-up.
     pub fn tick(&mut self, now: Instant) {
-        for (name, proc) in &mut self.procs {
+        let timeout = self.settings.heartbeat_timeout;
+        self.timed.retain(|name| {
+            let Some(proc) = self.procs.get_mut(name) else { return false };
             if proc.stop_deadline.is_some_and(|d| d <= now) {
                 tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
                 Self::signal_group(proc, libc::SIGKILL);
                 proc.stop_deadline = None;
             }
-            if proc.last_heartbeat.is_some_and(|h| h + self.settings.heartbeat_timeout <= now) {
+            if proc.last_heartbeat.is_some_and(|h| h + timeout <= now) {
                 tracing::warn!(vassal = %name, pid = proc.pid(), "vassal missed its heartbeat; killing it for a respawn");
                 Self::signal_group(proc, libc::SIGKILL);
                 proc.last_heartbeat = None;
             }
-        }
+            proc.stop_deadline.is_some() || proc.last_heartbeat.is_some()
+        });
     }
 
     /// The next time [`Supervisor::tick`] has work.
     pub fn next_deadline(&self) -> Option<Instant> {
         let hb = self.settings.heartbeat_timeout;
-        self.procs.values().flat_map(|p| [p.stop_deadline, p.last_heartbeat.map(|h| h + hb)]).flatten().min()
+        self.timed
+            .iter()
+            .filter_map(|name| self.procs.get(name))
+            .flat_map(|p| [p.stop_deadline, p.last_heartbeat.map(|h| h + hb)])
+            .flatten()
+            .min()
     }
 
     /// Asks every vassal to stop (emperor shutdown).
     pub fn stop_all(&mut self) {
-        for proc in self.procs.values_mut().filter(|p| !p.stopping) {
+        for (name, proc) in self.procs.iter_mut().filter(|(_, p)| !p.stopping) {
             begin_stop(proc, &self.settings);
+            self.timed.insert(name.clone());
         }
     }
 
