@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    supervisor::cloexec_inherited_fds();
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));

@@ -19,6 +19,7 @@ use fdholder::FdHolder;
 use launch::{CommandLine, Launch};
 use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
+pub use spawn::cloexec_inherited_fds;
 use state::{Intent, Mode, Store, VassalRecord};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
