@@ -48,7 +48,13 @@ impl Layout for DirSource {
             let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
             if let Ok(name) = VassalName::parse(&file_name) {
                 let path = entry.path();
-                if path.metadata().is_ok_and(|m| m.is_file()) {
+                // The file type comes with the listing; only links need a stat.
+                let is_file = match entry.file_type() {
+                    Ok(t) if t.is_symlink() => path.metadata().is_ok_and(|m| m.is_file()),
+                    Ok(t) => t.is_file(),
+                    Err(_) => false,
+                };
+                if is_file {
                     out.push((name, path));
                 }
             }
