@@ -12,7 +12,6 @@ mod rabbitmq;
 use common::*;
 use http_server::HttpServer;
 use rabbitmq::{Node, Publisher};
-use std::process::Child;
 
 /// Starts the emperor on `uri` and waits until it consumes.
 fn start(h: &mut Harness, uri: &str) {
@@ -24,18 +23,6 @@ fn start(h: &mut Harness, uri: &str) {
 fn wait_consuming(h: &Harness, n: usize) {
     wait_until(DEADLINE * 3, format!("the amqp source to consume ({n} time(s))"), || {
         cond(h.log_text().matches("consuming").count() >= n)
-    });
-}
-
-/// The inline config vassal `name` last received.
-fn received_config(h: &Harness, name: &str) -> String {
-    std::fs::read_to_string(h.record.join(format!("{name}.config"))).unwrap_or_default()
-}
-
-/// Waits until `name` has received `n` configs, the last one being `text`.
-fn wait_config(h: &Harness, name: &str, n: usize, text: &str) {
-    wait_until(DEADLINE, format!("{name}: config #{n} = {text:?}"), || {
-        cond(h.events_of(name, "config").len() >= n && received_config(h, name) == text)
     });
 }
 
@@ -58,15 +45,15 @@ fn inline_config_spawns_reloads_and_stops() {
     publisher.publish(&ex, "app.ini", first.as_bytes());
     let start = h.wait_start("app.ini");
     assert_eq!(start.argv(), "--ini emperor://app.ini");
-    wait_config(&h, "app.ini", 1, &first);
+    wait_nth_config(&h, "app.ini", 1, &first);
 
     let second = uwsgi_ini("# two");
     publisher.publish(&ex, "app.ini", second.as_bytes());
-    wait_config(&h, "app.ini", 2, &second);
+    wait_nth_config(&h, "app.ini", 2, &second);
     assert!(h.events("app.ini").iter().any(|e| e.is_recv(1)), "reload is byte 1 on the control channel");
     // The same config again is a new version: it reloads again.
     publisher.publish(&ex, "app.ini", second.as_bytes());
-    wait_config(&h, "app.ini", 3, &second);
+    wait_nth_config(&h, "app.ini", 3, &second);
     assert_eq!(h.starts("app.ini").len(), 1, "reloads happen in place");
     assert!(alive(start.pid));
 
@@ -111,7 +98,7 @@ fn http_config_is_fetched_and_non_200_removes() {
 
     publisher.publish(&ex, "", server.url("/confs/web.ini").as_bytes());
     let start = h.wait_start("web.ini");
-    wait_config(&h, "web.ini", 1, &config);
+    wait_nth_config(&h, "web.ini", 1, &config);
     assert_eq!(server.requests(), ["/confs/web.ini"]);
 
     server.set("/confs/web.ini", 404, "gone");
@@ -169,7 +156,7 @@ fn an_exchange_declared_with_other_flags_is_used_as_it_is() {
     let config = uwsgi_ini("# durable exchange");
     publisher.publish(&ex, "dx.ini", config.as_bytes());
     h.wait_start("dx.ini");
-    wait_config(&h, "dx.ini", 1, &config);
+    wait_nth_config(&h, "dx.ini", 1, &config);
 }
 
 #[test]
@@ -182,11 +169,11 @@ fn crashed_vassal_is_respawned() {
     let config = uwsgi_ini("# crash me");
     publisher.publish(&ex, "crash.ini", config.as_bytes());
     let first = h.wait_start("crash.ini");
-    wait_config(&h, "crash.ini", 1, &config);
+    wait_nth_config(&h, "crash.ini", 1, &config);
     kill(first.pid, libc::SIGKILL);
     let starts = h.wait_starts("crash.ini", 2);
     assert_ne!(starts[1].pid, first.pid);
-    wait_config(&h, "crash.ini", 2, &config);
+    wait_nth_config(&h, "crash.ini", 2, &config);
 }
 
 #[test]
@@ -209,7 +196,7 @@ fn two_emperors_on_the_default_exchange_each_get_every_message() {
     publisher.publish("uwsgi.emperor", "fleet.ini", config.as_bytes());
     for h in [&a, &b] {
         h.wait_start("fleet.ini");
-        wait_config(h, "fleet.ini", 1, &config);
+        wait_nth_config(h, "fleet.ini", 1, &config);
     }
 }
 
@@ -222,7 +209,7 @@ fn broker_restart_keeps_vassals_and_applies_later_messages() {
     let config = uwsgi_ini("# before");
     Publisher::new(node, &ex).publish(&ex, "steady.ini", config.as_bytes());
     let start = h.wait_start("steady.ini");
-    wait_config(&h, "steady.ini", 1, &config);
+    wait_nth_config(&h, "steady.ini", 1, &config);
 
     node.stop();
     h.wait_complaint("amqp broker unreachable");
@@ -237,19 +224,9 @@ fn broker_restart_keeps_vassals_and_applies_later_messages() {
     let publisher = Publisher::new(node, &ex);
     publisher.publish(&ex, "steady.ini", after.as_bytes());
     publisher.publish(&ex, "late.ini", after.as_bytes());
-    wait_config(&h, "steady.ini", 2, &after);
+    wait_nth_config(&h, "steady.ini", 2, &after);
     h.wait_start("late.ini");
     assert_eq!(h.starts("steady.ini").len(), 1);
-}
-
-/// A second emperor process on the same state dir, killed when dropped.
-struct Second(Child);
-
-impl Drop for Second {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Needs the lead's persistence of message sources (desired set restored at
@@ -266,8 +243,8 @@ fn emperor_restart_keeps_vassals_and_applies_messages_queued_meanwhile() {
     publisher.publish(&ex, "other.ini", config.as_bytes());
     let kept = h.wait_start("kept.ini");
     let other = h.wait_start("other.ini");
-    wait_config(&h, "kept.ini", 1, &config);
-    wait_config(&h, "other.ini", 1, &config);
+    wait_nth_config(&h, "kept.ini", 1, &config);
+    wait_nth_config(&h, "other.ini", 1, &config);
     // A barrier: the emperor's loop records and flushes its state after each
     // round, so once a later message has been acted on, the two spawns are
     // on disk. (Killing it earlier is the recovery tests' business.)
@@ -281,10 +258,10 @@ fn emperor_restart_keeps_vassals_and_applies_messages_queued_meanwhile() {
     publisher.publish(&ex, "kept.ini", changed.as_bytes());
     publisher.publish(&ex, "new.ini", config.as_bytes());
 
-    let _second = Second(h.command(&["--stop-timeout", "5", &uri]).spawn().expect("restart the emperor"));
+    let _second = Run(h.command(&["--stop-timeout", "5", &uri]).spawn().expect("restart the emperor"));
     wait_consuming(&h, 2);
     h.wait_start("new.ini");
-    wait_config(&h, "kept.ini", 2, &changed);
+    wait_nth_config(&h, "kept.ini", 2, &changed);
     assert_eq!(h.starts("kept.ini").len(), 1, "kept.ini was adopted, not restarted");
     assert!(alive(kept.pid) && alive(other.pid), "vassals survive an emperor restart");
     assert_eq!(h.starts("other.ini").len(), 1, "other.ini (no message meanwhile) is kept as it was");

@@ -11,7 +11,6 @@ use common::*;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::Collection;
 use servers::{Mongo, MongoClient};
-use std::fs;
 use std::time::{Duration, Instant};
 
 /// Deadline for what follows a server restart (the source backs off up to 10 s).
@@ -38,24 +37,6 @@ fn insert(client: &MongoClient, coll: &Collection<Document>, doc: Document) {
 fn update(client: &MongoClient, coll: &Collection<Document>, name: &str, set: Document) {
     let r = client.run(coll.update_one(doc! { "name": name }, doc! { "$set": set })).expect("update_one");
     assert_eq!(r.matched_count, 1, "update of {name}");
-}
-
-fn received_config(h: &Harness, name: &str) -> Option<String> {
-    fs::read_to_string(h.record.join(format!("{name}.config"))).ok()
-}
-
-fn wait_config(h: &Harness, name: &str, expected: &str) {
-    wait_until(DEADLINE, format!("{name} to receive config {expected:?}"), || {
-        cond(received_config(h, name).as_deref() == Some(expected))
-    });
-}
-
-fn recvs(h: &Harness, name: &str, byte: u8) -> usize {
-    h.events(name).iter().filter(|e| e.is_recv(byte)).count()
-}
-
-fn wait_recvs(h: &Harness, name: &str, byte: u8, n: usize) {
-    wait_until(DEADLINE, format!("{name}: {n} × recv {byte}"), || cond(recvs(h, name, byte) >= n));
 }
 
 #[test]

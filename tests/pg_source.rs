@@ -8,7 +8,6 @@ mod servers;
 
 use common::*;
 use servers::{lit, PgClient, Postgres};
-use std::fs;
 use std::time::{Duration, Instant};
 
 /// Deadline for what follows a server restart (the source backs off up to 10 s).
@@ -33,25 +32,6 @@ fn insert(sql: &mut PgClient, name: &str, config: &str, host: &str) {
         lit(config),
         lit(host)
     ));
-}
-
-/// What the stub last received as `name`'s config.
-fn received_config(h: &Harness, name: &str) -> Option<String> {
-    fs::read_to_string(h.record.join(format!("{name}.config"))).ok()
-}
-
-fn wait_config(h: &Harness, name: &str, expected: &str) {
-    wait_until(DEADLINE, format!("{name} to receive config {expected:?}"), || {
-        cond(received_config(h, name).as_deref() == Some(expected))
-    });
-}
-
-fn recvs(h: &Harness, name: &str, byte: u8) -> usize {
-    h.events(name).iter().filter(|e| e.is_recv(byte)).count()
-}
-
-fn wait_recvs(h: &Harness, name: &str, byte: u8, n: usize) {
-    wait_until(DEADLINE, format!("{name}: {n} × recv {byte}"), || cond(recvs(h, name, byte) >= n));
 }
 
 #[test]

@@ -73,16 +73,6 @@ fn start(h: &mut Harness, endpoint: &str) {
     wait_until(DEADLINE, "the zmq socket to be bound", || cond(h.log_text().contains("zmq PULL socket bound")));
 }
 
-fn received_config(h: &Harness, name: &str) -> String {
-    std::fs::read_to_string(h.record.join(format!("{name}.config"))).unwrap_or_default()
-}
-
-fn wait_config(h: &Harness, name: &str, n: usize, text: &str) {
-    wait_until(DEADLINE, format!("{name}: config #{n} = {text:?}"), || {
-        cond(h.events_of(name, "config").len() >= n && received_config(h, name) == text)
-    });
-}
-
 #[test]
 fn touch_spawns_and_reloads_every_time_and_destroy_stops() {
     let mut h = Harness::new();
@@ -92,15 +82,15 @@ fn touch_spawns_and_reloads_every_time_and_destroy_stops() {
     send(&h, &ep, &[vec![b"touch", b"app.ini", one.as_bytes()]]);
     let start = h.wait_start("app.ini");
     assert_eq!(start.argv(), "--ini emperor://app.ini");
-    wait_config(&h, "app.ini", 1, &one);
+    wait_nth_config(&h, "app.ini", 1, &one);
 
     let two = uwsgi_ini("# two");
     send(&h, &ep, &[vec![b"touch", b"app.ini", two.as_bytes()]]);
-    wait_config(&h, "app.ini", 2, &two);
+    wait_nth_config(&h, "app.ini", 2, &two);
     // The same config again, typically within the same second: it reloads
     // again (upstream ignores a second touch within one second).
     send(&h, &ep, &[vec![b"touch", b"app.ini", two.as_bytes()]]);
-    wait_config(&h, "app.ini", 3, &two);
+    wait_nth_config(&h, "app.ini", 3, &two);
     assert!(h.events("app.ini").iter().any(|e| e.is_recv(1)), "reload is byte 1 on the control channel");
     assert_eq!(h.starts("app.ini").len(), 1, "reloads happen in place");
 
@@ -125,7 +115,7 @@ fn five_part_message_is_valid_and_uid_gid_are_reported_once() {
     // Upstream mis-frames a 5-part message and swallows the next one.
     h.wait_start("five.ini");
     h.wait_start("next.ini");
-    wait_config(&h, "five.ini", 1, &cfg);
+    wait_nth_config(&h, "five.ini", 1, &cfg);
     let log = h.log_text();
     assert_eq!(log.matches("only honoured in tyrant mode").count(), 1, "uid/gid reported once:\n{log}");
 }
@@ -197,11 +187,11 @@ fn crashed_vassal_is_respawned() {
     let cfg = uwsgi_ini("# crash me");
     send(&h, &ep, &[vec![b"touch", b"crash.ini", cfg.as_bytes()]]);
     let first = h.wait_start("crash.ini");
-    wait_config(&h, "crash.ini", 1, &cfg);
+    wait_nth_config(&h, "crash.ini", 1, &cfg);
     kill(first.pid, libc::SIGKILL);
     let starts = h.wait_starts("crash.ini", 2);
     assert_ne!(starts[1].pid, first.pid);
-    wait_config(&h, "crash.ini", 2, &cfg);
+    wait_nth_config(&h, "crash.ini", 2, &cfg);
 }
 
 #[test]
@@ -213,17 +203,7 @@ fn ipc_endpoint() {
     let cfg = uwsgi_ini("# over ipc");
     send(&h, &ep, &[vec![b"touch", b"ipc.ini", cfg.as_bytes()]]);
     h.wait_start("ipc.ini");
-    wait_config(&h, "ipc.ini", 1, &cfg);
-}
-
-/// A second emperor process on the same state dir, killed when dropped.
-struct Second(Child);
-
-impl Drop for Second {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    wait_nth_config(&h, "ipc.ini", 1, &cfg);
 }
 
 /// Needs the lead's persistence of message sources (desired set restored at
@@ -236,7 +216,7 @@ fn emperor_restart_keeps_vassals_and_takes_new_commands() {
     let cfg = uwsgi_ini("# kept");
     send(&h, &ep, &[vec![b"touch", b"kept.ini", cfg.as_bytes()]]);
     let kept = h.wait_start("kept.ini");
-    wait_config(&h, "kept.ini", 1, &cfg);
+    wait_nth_config(&h, "kept.ini", 1, &cfg);
     // A barrier: the emperor's loop records and flushes its state after each
     // round, so once a later message has been acted on, kept.ini is on disk.
     wait_until(DEADLINE, "the spawn logged", || cond(h.log_text().contains("vassal spawned")));
@@ -247,7 +227,7 @@ fn emperor_restart_keeps_vassals_and_takes_new_commands() {
     h.wait_emperor_exit(DEADLINE);
     // libzmq queues while nobody listens and delivers once the emperor binds again.
     let mut sender = spawn_sender(&h.root, &ep, &[vec![b"touch", b"new.ini", cfg.as_bytes()]], 30_000);
-    let _second = Second(h.command(&["--stop-timeout", "5", &format!("zmq://{ep}")]).spawn().expect("restart"));
+    let _second = Run(h.command(&["--stop-timeout", "5", &format!("zmq://{ep}")]).spawn().expect("restart"));
     h.wait_start("new.ini");
     let status = wait_until(DEADLINE, "the libzmq sender to finish", || sender.try_wait().unwrap());
     assert!(status.success());

@@ -486,3 +486,32 @@ impl Drop for Run {
         let _ = self.0.wait();
     }
 }
+
+/// What the stub last received as `name`'s inline config.
+pub fn received_config(h: &Harness, name: &str) -> Option<String> {
+    fs::read_to_string(h.record.join(format!("{}.config", escape(name)))).ok()
+}
+
+/// Waits until the stub received `expected` as `name`'s inline config.
+pub fn wait_config(h: &Harness, name: &str, expected: &str) {
+    wait_until(DEADLINE, format!("{name} to receive config {expected:?}"), || {
+        cond(received_config(h, name).as_deref() == Some(expected))
+    });
+}
+
+/// How many times `name` received the control byte `byte`.
+pub fn recvs(h: &Harness, name: &str, byte: u8) -> usize {
+    h.events(name).iter().filter(|e| e.is_recv(byte)).count()
+}
+
+/// Waits until `name` received the control byte `byte` at least `n` times.
+pub fn wait_recvs(h: &Harness, name: &str, byte: u8, n: usize) {
+    wait_until(DEADLINE, format!("{name}: {n} × recv {byte}"), || cond(recvs(h, name, byte) >= n));
+}
+
+/// Waits until `name` has received `n` inline configs, the last one `text`.
+pub fn wait_nth_config(h: &Harness, name: &str, n: usize, text: &str) {
+    wait_until(DEADLINE, format!("{name}: config #{n} = {text:?}"), || {
+        cond(h.events_of(name, "config").len() >= n && received_config(h, name).as_deref() == Some(text))
+    });
+}
