@@ -181,14 +181,7 @@ fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
 
     let port = m.port;
     m.restart_on(port);
-    wait_until(RECOVERY, "new.ini to start after the outage", || h.starts("new.ini").first().cloned());
-    wait_until(RECOVERY, "gone.ini to stop", || cond(reaped(gone)));
-    wait_config(&h, "keep.ini", &config("k2"));
-    assert!(alive(keep));
-    assert_eq!(h.starts("keep.ini").len(), 1);
-    let log = h.log_text();
-    assert_eq!(log.matches("failed; running vassals are kept").count(), 1, "one warning per outage:\n{log}");
-    assert_eq!(log.matches("source recovered").count(), 1, "one recovery line:\n{log}");
+    assert_outage_recovered(&h, keep, gone, &config("k2"), RECOVERY);
 }
 
 #[test]

@@ -2,11 +2,14 @@
 //! it serves HTTP, a touch is a graceful reload (same master pid, new
 //! workers), and deleting its config stops it.
 
+mod common;
+
+use common::wait_until;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const UWSGI: &str = "/usr/bin/uwsgi";
 const PLUGIN: &str = "/usr/lib/uwsgi/plugins/python3_plugin.so";
@@ -107,17 +110,6 @@ fn pids() -> Vec<i32> {
     std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).collect()
 }
 
-fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -167,7 +159,7 @@ fn write_app(dir: &Path, port: u16) -> PathBuf {
 fn reloads_gracefully(s: &Setup, master: i32) {
     let before = s.get().expect("serving before the reload");
     s.touch();
-    let after = wait_until("a new worker after the reload", Duration::from_secs(30), || {
+    let after = wait_until(Duration::from_secs(30), "a new worker after the reload", || {
         s.get().filter(|body| body.starts_with("worker ") && *body != before)
     });
     assert_ne!(before, after);
@@ -178,7 +170,7 @@ fn reloads_gracefully(s: &Setup, master: i32) {
 fn real_uwsgi_serves_reloads_gracefully_and_stops() {
     let mut s = Setup::new();
     s.start_emperor();
-    let first = wait_until("uWSGI to answer HTTP", Duration::from_secs(20), || s.get());
+    let first = wait_until(Duration::from_secs(20), "uWSGI to answer HTTP", || s.get());
     assert!(first.starts_with("worker "), "unexpected body {first:?}");
     let masters = master_pids(&s.name);
     assert_eq!(masters.len(), 1, "one uWSGI master expected, found {masters:?}");
@@ -190,10 +182,10 @@ fn real_uwsgi_serves_reloads_gracefully_and_stops() {
 
     // delete → byte 0 → the master and its workers exit and are reaped.
     std::fs::remove_file(&s.config).unwrap();
-    wait_until("the uWSGI master to be gone", Duration::from_secs(20), || {
+    wait_until(Duration::from_secs(20), "the uWSGI master to be gone", || {
         (!Path::new(&format!("/proc/{master}")).exists()).then_some(())
     });
-    wait_until("the HTTP port to close", Duration::from_secs(10), || s.get().is_none().then_some(()));
+    wait_until(Duration::from_secs(10), "the HTTP port to close", || s.get().is_none().then_some(()));
     assert!(s.vassal_log().contains("uWSGI"), "the vassal's output goes to its log file");
 }
 
@@ -201,14 +193,14 @@ fn real_uwsgi_serves_reloads_gracefully_and_stops() {
 fn real_uwsgi_survives_an_emperor_kill9_and_is_readopted() {
     let mut s = Setup::new();
     s.start_emperor();
-    wait_until("uWSGI to answer HTTP", Duration::from_secs(20), || s.get());
+    wait_until(Duration::from_secs(20), "uWSGI to answer HTTP", || s.get());
     let master = master_pids(&s.name)[0];
 
     s.kill9_emperor();
     assert!(s.get().is_some(), "uWSGI keeps serving while the emperor is down");
 
     s.start_emperor();
-    wait_until("the restarted emperor to re-adopt uWSGI", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the restarted emperor to re-adopt uWSGI", || {
         s.emperor_log().contains("vassal re-adopted").then_some(())
     });
     assert_eq!(master_pids(&s.name), vec![master], "same master after the restart");
