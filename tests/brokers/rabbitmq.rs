@@ -189,14 +189,11 @@ impl Node {
     }
 
     fn wait_ready(&self) {
-        let start = Instant::now();
-        while !amqp_ready(self.port) {
-            if start.elapsed() > START_DEADLINE {
-                let log = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
-                panic!("rabbitmq not ready on port {} after {START_DEADLINE:?}; its output:\n{log}", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.dir.join("stdout.log");
+        let what = format!("rabbitmq to accept AMQP on port {} (its output: {})", self.port, log.display());
+        crate::common::wait_every(START_DEADLINE, Duration::from_millis(50), what, || {
+            crate::common::cond(amqp_ready(self.port))
+        });
     }
 
     fn command(&self, cmd: &str) {

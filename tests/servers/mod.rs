@@ -39,11 +39,7 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < SERVER_DEADLINE, "timed out after {SERVER_DEADLINE:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::wait_until(SERVER_DEADLINE, what, || crate::common::cond(ok()));
 }
 
 /// A current-thread runtime for the test-side clients.
