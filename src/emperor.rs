@@ -16,8 +16,8 @@ use std::time::Instant;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-/// Runs the emperor until a stop signal.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the emperor until a stop signal or until `shutdown` completes.
+pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
     let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
@@ -70,7 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
     Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new(), recorded: Vec::new() }
-        .serve(src_rx, proc_rx)
+        .serve(src_rx, proc_rx, shutdown)
         .await
 }
 
@@ -126,8 +126,11 @@ impl Emperor {
         mut self,
         mut sources: UnboundedReceiver<Envelope>,
         mut procs: UnboundedReceiver<ProcEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let mut signals = Signals::new().context("installing signal handlers")?;
+        let shutdown = futures::FutureExt::fuse(shutdown);
+        tokio::pin!(shutdown);
         self.on_children(); // anything that exited before SIGCHLD was watched
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
@@ -153,6 +156,7 @@ impl Emperor {
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
                 _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
                 _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
+                () = &mut shutdown, if !shutting_down => shutting_down = self.shutdown("shutdown request"),
                 // A child exited: reap it (and whatever else exited) at once.
                 _ = signals.chld.recv() => self.on_children(),
                 _ = signals.usr2.recv() => {

@@ -1,0 +1,31 @@
+//! `emperor`: keeps vassals running from declared config sources.
+//!
+//! The library holds the whole emperor; the `emperor` binary only parses
+//! its command line and calls [`run`]. Tests and embedders can run the loop
+//! in-process with a shutdown future of their own.
+
+pub mod cli;
+pub mod emperor;
+mod failpoint;
+pub mod source;
+pub mod supervisor;
+pub mod vassal;
+
+use anyhow::Context;
+
+/// Runs what the command line asks for: the fd holder (an internal role) or
+/// the emperor itself, until a stop signal or until `shutdown` completes
+/// (which stops every vassal, like SIGTERM).
+pub fn run(cli: cli::Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(socket) = &cli.fd_holder {
+        return supervisor::serve_fd_holder(socket).with_context(|| format!("fd holder on {}", socket.display()));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(emperor::run(cli, shutdown))
+}
+
+/// Marks every inherited fd close-on-exec so vassals inherit nothing of
+/// the emperor's caller; call first thing in `main`.
+pub fn prepare_process() {
+    supervisor::cloexec_inherited_fds();
+}
