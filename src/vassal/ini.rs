@@ -4,7 +4,8 @@
 //! comments and lines without `=` are skipped. Inside it every line must be
 //! `key = value`.
 
-use super::native::{Node, SpecBuilder};
+use super::native::SpecBuilder;
+use super::node::Node;
 use super::{ConfigError, Format, NativeSpec};
 
 /// Returns the native spec if the file has a `[vassal]` section, else None.
@@ -50,23 +51,14 @@ fn add_line(builder: &mut SpecBuilder, line: &str, number: usize) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
-
-    fn native(text: &str) -> NativeSpec {
-        match parse(Format::Ini, text).unwrap() {
-            VassalConfig::Native(spec) => spec,
-            other => panic!("expected native, got {other:?}"),
-        }
-    }
-
-    fn error(text: &str) -> ConfigError {
-        parse(Format::Ini, text).unwrap_err()
-    }
 
     #[test]
     fn full_native_section() {
         let spec = native(
+            Format::Ini,
             "; a comment\n[uwsgi]\nmaster = true\n\n[vassal]\n\
              exec = /usr/bin/python3 -m http.server 'port 8000' \"a b\"\n\
              chdir=/srv/app\n\
@@ -103,7 +95,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let spec = native("[vassal]\nexec = sleep 10\nstop-timeout = 3\nreload = restart\n");
+        let spec = native(Format::Ini, "[vassal]\nexec = sleep 10\nstop-timeout = 3\nreload = restart\n");
         assert_eq!(spec.exec, ["sleep", "10"]);
         assert_eq!(spec.stop_signal, libc::SIGTERM);
         assert_eq!(spec.stop_timeout, Some(Duration::from_secs(3)));
@@ -120,55 +112,55 @@ mod tests {
 
     #[test]
     fn missing_and_empty_exec() {
-        assert!(matches!(error("[vassal]\nchdir = /tmp\n"), ConfigError::MissingExec));
-        assert!(matches!(error("[vassal]\n"), ConfigError::MissingExec));
-        let err = error("[vassal]\nexec =\n");
+        assert!(matches!(error(Format::Ini, "[vassal]\nchdir = /tmp\n"), ConfigError::MissingExec));
+        assert!(matches!(error(Format::Ini, "[vassal]\n"), ConfigError::MissingExec));
+        let err = error(Format::Ini, "[vassal]\nexec =\n");
         assert!(err.to_string().contains("`exec` (line 2)"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let err = error("[vassal]\nexec = true\nstop_signal = TERM\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nstop_signal = TERM\n");
         assert!(matches!(&err, ConfigError::UnknownKey { key, line: Some(3) } if key == "stop_signal"), "{err}");
     }
 
     #[test]
     fn repeated_key_is_an_error() {
-        let err = error("[vassal]\nexec = true\nuid = a\nuid = b\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nuid = a\nuid = b\n");
         assert!(matches!(&err, ConfigError::DuplicateKey { key, line: Some(4) } if key == "uid"), "{err}");
     }
 
     #[test]
     fn bad_signal() {
-        let err = error("[vassal]\nexec = true\nstop-signal = SIGFOO\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nstop-signal = SIGFOO\n");
         assert!(matches!(&err, ConfigError::BadSignal { value, line: Some(3), .. } if value == "SIGFOO"), "{err}");
-        let err = error("[vassal]\nexec = true\nreload = SIGBAR\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nreload = SIGBAR\n");
         assert!(err.to_string().contains("`reload` (line 3)"), "{err}");
     }
 
     #[test]
     fn bad_stop_timeout() {
         for value in ["-1", "soon", "1e3", "inf", "10s", "1.2.3"] {
-            let err = error(&format!("[vassal]\nexec = true\nstop-timeout = {value}\n"));
+            let err = error(Format::Ini, &format!("[vassal]\nexec = true\nstop-timeout = {value}\n"));
             assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{value}: {err}");
         }
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = error("[vassal]\nexec = true\njust words\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\njust words\n");
         assert!(matches!(err, ConfigError::Syntax { format: Format::Ini, line: Some(3), .. }), "{err}");
-        let err = error("[vassal]\n= value\n");
+        let err = error(Format::Ini, "[vassal]\n= value\n");
         assert!(matches!(err, ConfigError::Syntax { line: Some(2), .. }), "{err}");
-        let err = error("[vassal]\nexec = python3 'unclosed\n");
+        let err = error(Format::Ini, "[vassal]\nexec = python3 'unclosed\n");
         assert!(err.to_string().contains("`exec` (line 2)"), "{err}");
     }
 
     #[test]
     fn bad_env() {
-        let err = error("[vassal]\nexec = true\nenv = NOEQUALS\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nenv = NOEQUALS\n");
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
-        let err = error("[vassal]\nexec = true\nenv = =x\n");
+        let err = error(Format::Ini, "[vassal]\nexec = true\nenv = =x\n");
         assert!(matches!(err, ConfigError::BadValue { .. }), "{err}");
     }
 }

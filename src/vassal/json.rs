@@ -8,7 +8,8 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::native::{self, Node};
+use super::native;
+use super::node::Node;
 use super::{ConfigError, Format, NativeSpec};
 
 /// Returns the native spec if the top-level object has a `"vassal"` key, else None.
@@ -106,23 +107,14 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
-
-    fn native(text: &str) -> NativeSpec {
-        match parse(Format::Json, text).unwrap() {
-            VassalConfig::Native(spec) => spec,
-            other => panic!("expected native, got {other:?}"),
-        }
-    }
-
-    fn error(text: &str) -> ConfigError {
-        parse(Format::Json, text).unwrap_err()
-    }
 
     #[test]
     fn full_native_section() {
         let spec = native(
+            Format::Json,
             r#"{"vassal": {"exec": ["node", "server.js"], "chdir": "/srv/app",
                 "env": {"ZED": "last-alpha-first", "PORT": 3000}, "uid": 1000, "gid": 1000,
                 "stop-signal": "SIGINT", "stop-timeout": 0.25, "reload": "restart"}}"#,
@@ -144,7 +136,7 @@ mod tests {
 
     #[test]
     fn string_exec_and_env_list() {
-        let spec = native(r#"{"vassal": {"exec": "sh -c 'echo hi'", "env": ["A=1"], "reload": "hup"}}"#);
+        let spec = native(Format::Json, r#"{"vassal": {"exec": "sh -c 'echo hi'", "env": ["A=1"], "reload": "hup"}}"#);
         assert_eq!(spec.exec, ["sh", "-c", "echo hi"]);
         assert_eq!(spec.env, [("A".into(), "1".into())]);
         assert_eq!(spec.reload, ReloadMode::Signal(libc::SIGHUP));
@@ -159,27 +151,27 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(error(r#"{"vassal": {}}"#), ConfigError::MissingExec));
-        let err = error(r#"{"vassal": {"exec": "x", "exec_": 1}}"#);
+        assert!(matches!(error(Format::Json, r#"{"vassal": {}}"#), ConfigError::MissingExec));
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "exec_": 1}}"#);
         assert!(matches!(&err, ConfigError::UnknownKey { key, line: None } if key == "exec_"), "{err}");
-        let err = error(r#"{"vassal": {"exec": "x", "exec": "y"}}"#);
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "exec": "y"}}"#);
         assert!(matches!(&err, ConfigError::DuplicateKey { key, .. } if key == "exec"), "{err}");
-        let err = error(r#"{"vassal": {"exec": "x", "stop-signal": 0}}"#);
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "stop-signal": 0}}"#);
         assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "0"), "{err}");
-        let err = error(r#"{"vassal": {"exec": "x", "stop-timeout": -1}}"#);
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "stop-timeout": -1}}"#);
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error(r#"{"vassal": {"exec": "x", "uid": -5}}"#);
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "uid": -5}}"#);
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "uid"), "{err}");
-        let err = error(r#"{"vassal": {"exec": "x", "env": {"A": null}}}"#);
+        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "env": {"A": null}}}"#);
         assert!(err.to_string().contains("`A`"), "{err}");
-        let err = error(r#"{"vassal": ["x"]}"#);
+        let err = error(Format::Json, r#"{"vassal": ["x"]}"#);
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = error("{\n  \"vassal\": {\n    \"exec\": \"x\",\n  }\n}");
+        let err = error(Format::Json, "{\n  \"vassal\": {\n    \"exec\": \"x\",\n  }\n}");
         assert!(matches!(err, ConfigError::Syntax { format: Format::Json, line: Some(4), .. }), "{err}");
-        assert!(matches!(error(""), ConfigError::Syntax { .. }));
+        assert!(matches!(error(Format::Json, ""), ConfigError::Syntax { .. }));
     }
 }

@@ -8,7 +8,10 @@
 mod ini;
 mod json;
 mod native;
+mod node;
 mod signal;
+#[cfg(test)]
+mod testing;
 mod toml;
 mod value;
 mod xml;
@@ -142,7 +145,7 @@ pub enum ConfigError {
     #[error("the vassal section has no `exec` key; it must name the program to run")]
     MissingExec,
     /// A key the native section does not know (likely a typo).
-    #[error("unknown key `{key}`{} in the vassal section; known keys are: {}", at_line(.line), native::KEYS.join(", "))]
+    #[error("unknown key `{key}`{} in the vassal section; known keys are: {}", at_line(.line), native::Key::list())]
     UnknownKey {
         /// The key as written.
         key: String,

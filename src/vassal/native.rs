@@ -7,58 +7,57 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::node::Node;
 use super::value::{env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, Ctx};
 use super::{ConfigError, NativeSpec, ReloadMode};
 
-/// The keys a native section may hold, in the order we list them to operators.
-pub(super) const KEYS: &[&str] = &["exec", "chdir", "env", "uid", "gid", "stop-signal", "stop-timeout", "reload"];
-
-/// A syntax-neutral value: what YAML, JSON and TOML values (and INI/XML text) map to.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Node {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<Node>),
-    /// Entries in file order (duplicates kept, so they can be reported).
-    Map(Vec<(String, Node)>),
-    /// A value no key accepts (TOML date-time, YAML alias...), described with its article.
-    Other(&'static str),
+/// A key of the native section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    Exec,
+    Chdir,
+    Env,
+    Uid,
+    Gid,
+    StopSignal,
+    StopTimeout,
+    Reload,
 }
 
-impl Node {
-    /// The value's type with its article ("a string"), for error messages.
-    pub(super) fn kind(&self) -> &'static str {
+impl Key {
+    /// Every key, in the order we list them to operators.
+    const ALL: [Key; 8] =
+        [Key::Exec, Key::Chdir, Key::Env, Key::Uid, Key::Gid, Key::StopSignal, Key::StopTimeout, Key::Reload];
+
+    /// The key as written in a config.
+    pub(super) fn name(self) -> &'static str {
         match self {
-            Node::Null => "null",
-            Node::Bool(_) => "a boolean",
-            Node::Int(_) => "an integer",
-            Node::Float(_) => "a decimal number",
-            Node::Str(_) => "a string",
-            Node::List(_) => "a list",
-            Node::Map(_) => "a mapping",
-            Node::Other(kind) => kind,
+            Key::Exec => "exec",
+            Key::Chdir => "chdir",
+            Key::Env => "env",
+            Key::Uid => "uid",
+            Key::Gid => "gid",
+            Key::StopSignal => "stop-signal",
+            Key::StopTimeout => "stop-timeout",
+            Key::Reload => "reload",
         }
     }
 
-    /// The text of a scalar (numbers and booleans in decimal/`true` form).
-    pub(super) fn scalar_text(&self) -> Option<String> {
-        match self {
-            Node::Str(s) => Some(s.clone()),
-            Node::Int(n) => Some(n.to_string()),
-            Node::Float(f) => Some(f.to_string()),
-            Node::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
+    /// The key written as `name`, if the native section knows it.
+    fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| key.name() == name)
+    }
+
+    /// The known keys, comma-separated, for error messages.
+    pub(super) fn list() -> String {
+        Key::ALL.map(Key::name).join(", ")
     }
 }
 
 /// Collects native-section entries one by one, then yields a [`NativeSpec`].
 #[derive(Debug, Default)]
 pub(super) struct SpecBuilder {
-    seen: Vec<&'static str>,
+    seen: Vec<Key>,
     exec: Option<Vec<String>>,
     chdir: Option<PathBuf>,
     env: Vec<(String, String)>,
@@ -75,25 +74,28 @@ impl SpecBuilder {
         self.exec.is_some()
     }
 
-    /// Checks and records one entry; `line` is where the key is, when known.
-    pub(super) fn set(&mut self, key: &str, line: Option<usize>, value: Node) -> Result<(), ConfigError> {
-        let Some(&name) = KEYS.iter().find(|k| **k == key) else {
-            return Err(ConfigError::UnknownKey { key: key.to_string(), line });
-        };
-        if name != "env" && self.seen.contains(&name) {
-            return Err(ConfigError::DuplicateKey { key: name.to_string(), line });
+    /// Checks and records one entry written as `name`; `line` is where the key is, when known.
+    pub(super) fn set(&mut self, name: &str, line: Option<usize>, value: Node) -> Result<(), ConfigError> {
+        let key = Key::from_name(name).ok_or_else(|| ConfigError::UnknownKey { key: name.to_string(), line })?;
+        self.set_key(key, line, value)
+    }
+
+    /// Checks and records one entry; only `env` may be given more than once.
+    pub(super) fn set_key(&mut self, key: Key, line: Option<usize>, value: Node) -> Result<(), ConfigError> {
+        if key != Key::Env && self.seen.contains(&key) {
+            return Err(ConfigError::DuplicateKey { key: key.name().to_string(), line });
         }
-        self.seen.push(name);
-        let ctx = Ctx { key: name, line };
-        match name {
-            "exec" => self.exec = Some(exec_value(ctx, value)?),
-            "chdir" => self.chdir = Some(PathBuf::from(text_value(ctx, value)?)),
-            "env" => self.env.extend(env_value(ctx, value)?),
-            "uid" => self.uid = Some(id_value(ctx, value)?),
-            "gid" => self.gid = Some(id_value(ctx, value)?),
-            "stop-signal" => self.stop_signal = Some(signal_value(ctx, value)?),
-            "stop-timeout" => self.stop_timeout = Some(timeout_value(ctx, value)?),
-            _ => self.reload = Some(reload_value(ctx, value)?),
+        self.seen.push(key);
+        let ctx = Ctx { key: key.name(), line };
+        match key {
+            Key::Exec => self.exec = Some(exec_value(ctx, value)?),
+            Key::Chdir => self.chdir = Some(PathBuf::from(text_value(ctx, value)?)),
+            Key::Env => self.env.extend(env_value(ctx, value)?),
+            Key::Uid => self.uid = Some(id_value(ctx, value)?),
+            Key::Gid => self.gid = Some(id_value(ctx, value)?),
+            Key::StopSignal => self.stop_signal = Some(signal_value(ctx, value)?),
+            Key::StopTimeout => self.stop_timeout = Some(timeout_value(ctx, value)?),
+            Key::Reload => self.reload = Some(reload_value(ctx, value)?),
         }
         Ok(())
     }
@@ -123,4 +125,18 @@ where
         builder.set(&key, line, value)?;
     }
     builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_found_by_its_name() {
+        for key in Key::ALL {
+            assert_eq!(Key::from_name(key.name()), Some(key));
+        }
+        assert_eq!(Key::from_name("stop_signal"), None);
+        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload");
+    }
 }

@@ -10,7 +10,8 @@ use std::ops::Range;
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
-use super::native::{self, Node};
+use super::native;
+use super::node::Node;
 use super::{line_at, ConfigError, Format, NativeSpec};
 
 /// Returns the native spec if the document has a `vassal` table, else None.
@@ -58,23 +59,14 @@ fn to_node(value: &Spanned<DeValue>) -> Node {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
+    use super::super::testing::{error, native};
+    use super::super::{ConfigError, Format, NativeSpec, ReloadMode};
     use std::time::Duration;
-
-    fn native(text: &str) -> NativeSpec {
-        match parse(Format::Toml, text).unwrap() {
-            VassalConfig::Native(spec) => spec,
-            other => panic!("expected native, got {other:?}"),
-        }
-    }
-
-    fn error(text: &str) -> ConfigError {
-        parse(Format::Toml, text).unwrap_err()
-    }
 
     #[test]
     fn full_native_section() {
         let spec = native(
+            Format::Toml,
             "[other]\nx = 1\n\n[vassal]\nexec = [\"gunicorn\", \"-b\", \":8000\", \"app:app\"]\n\
              chdir = \"/srv/app\"\nuid = 33\ngid = \"www-data\"\nstop-signal = \"TERM\"\n\
              stop-timeout = 30\nreload = \"SIGHUP\"\n\n[vassal.env]\nZ = \"1\"\nA = 2\n",
@@ -96,7 +88,10 @@ mod tests {
 
     #[test]
     fn string_exec_and_inline_table() {
-        let spec = native("vassal = { exec = \"redis-server --port 7000\", env = [\"A=b\"], stop-timeout = 0.5 }\n");
+        let spec = native(
+            Format::Toml,
+            "vassal = { exec = \"redis-server --port 7000\", env = [\"A=b\"], stop-timeout = 0.5 }\n",
+        );
         assert_eq!(spec.exec, ["redis-server", "--port", "7000"]);
         assert_eq!(spec.env, [("A".into(), "b".into())]);
         assert_eq!(spec.stop_timeout, Some(Duration::from_millis(500)));
@@ -104,28 +99,28 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(error("[vassal]\nchdir = \"/\"\n"), ConfigError::MissingExec));
-        assert!(matches!(error("title = \"x\"\n"), ConfigError::NoUwsgiForToml));
-        assert!(matches!(error(""), ConfigError::NoUwsgiForToml));
-        let err = error("[vassal]\nexec = \"x\"\n\nstopsignal = \"TERM\"\n");
+        assert!(matches!(error(Format::Toml, "[vassal]\nchdir = \"/\"\n"), ConfigError::MissingExec));
+        assert!(matches!(error(Format::Toml, "title = \"x\"\n"), ConfigError::NoUwsgiForToml));
+        assert!(matches!(error(Format::Toml, ""), ConfigError::NoUwsgiForToml));
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\n\nstopsignal = \"TERM\"\n");
         assert!(matches!(&err, ConfigError::UnknownKey { key, line: Some(4) } if key == "stopsignal"), "{err}");
-        let err = error("[vassal]\nexec = \"x\"\nstop-signal = \"SIGNOPE\"\n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-signal = \"SIGNOPE\"\n");
         assert!(matches!(&err, ConfigError::BadSignal { line: Some(3), .. }), "{err}");
-        let err = error("[vassal]\nexec = \"x\"\nstop-timeout = -0.5\n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = -0.5\n");
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error("[vassal]\nexec = \"x\"\nstop-timeout = inf\n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = inf\n");
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error("[vassal]\nexec = \"x\"\nchdir = 1979-05-27\n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nchdir = 1979-05-27\n");
         assert!(err.to_string().contains("a date-time"), "{err}");
-        let err = error("vassal = 3\n");
+        let err = error(Format::Toml, "vassal = 3\n");
         assert!(matches!(&err, ConfigError::BadValue { key, line: Some(1), .. } if key == "vassal"), "{err}");
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = error("[vassal]\nexec = \"x\"\nuid = \n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nuid = \n");
         assert!(matches!(err, ConfigError::Syntax { format: Format::Toml, line: Some(3), .. }), "{err}");
-        let err = error("[vassal]\nexec = \"x\"\nexec = \"y\"\n");
+        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nexec = \"y\"\n");
         assert!(matches!(err, ConfigError::Syntax { line: Some(3), .. }), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::native::Node;
+use super::node::Node;
 use super::{parse_signal, ConfigError, ReloadMode};
 
 /// Where a value came from, to build precise errors.

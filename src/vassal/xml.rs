@@ -6,7 +6,8 @@
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
-use super::native::{Node, SpecBuilder};
+use super::native::{Key, SpecBuilder};
+use super::node::Node;
 use super::{line_at, ConfigError, Format, NativeSpec};
 
 /// One element: its name, line, concatenated text and child elements.
@@ -134,7 +135,7 @@ fn native(root: Element) -> Result<NativeSpec, ConfigError> {
             return Err(ConfigError::BadValue { key: "arg".into(), line: Some(line), message: message.into() });
         }
         let argv = args.into_iter().map(|(_, a)| Node::Str(a)).collect();
-        builder.set("exec", Some(line), Node::List(argv))?;
+        builder.set_key(Key::Exec, Some(line), Node::List(argv))?;
     }
     builder.finish()
 }
@@ -161,23 +162,14 @@ fn only_text(element: &Element) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
-
-    fn native(text: &str) -> NativeSpec {
-        match parse(Format::Xml, text).unwrap() {
-            VassalConfig::Native(spec) => spec,
-            other => panic!("expected native, got {other:?}"),
-        }
-    }
-
-    fn error(text: &str) -> ConfigError {
-        parse(Format::Xml, text).unwrap_err()
-    }
 
     #[test]
     fn full_native_section() {
         let spec = native(
+            Format::Xml,
             "<?xml version=\"1.0\"?>\n<!-- app -->\n<vassal>\n  <exec>python3 -m http.server 'a &amp; b'</exec>\n\
              \x20 <chdir>/srv/app</chdir>\n  <env>PORT=8000</env>\n  <env>Q=&lt;&#x41;&gt;</env>\n\
              \x20 <uid>www-data</uid>\n  <gid>33</gid>\n  <stop-signal>SIGQUIT</stop-signal>\n\
@@ -200,11 +192,12 @@ mod tests {
 
     #[test]
     fn arg_elements() {
-        let spec = native("<vassal><arg>echo</arg><arg> two words </arg><arg/><reload>restart</reload></vassal>");
+        let spec =
+            native(Format::Xml, "<vassal><arg>echo</arg><arg> two words </arg><arg/><reload>restart</reload></vassal>");
         assert_eq!(spec.exec, ["echo", "two words", ""]);
-        let spec = native("<vassal><arg>sh</arg><arg><![CDATA[a <b>]]></arg></vassal>");
+        let spec = native(Format::Xml, "<vassal><arg>sh</arg><arg><![CDATA[a <b>]]></arg></vassal>");
         assert_eq!(spec.exec, ["sh", "a <b>"]);
-        let err = error("<vassal><exec><arg>sh</arg></exec></vassal>");
+        let err = error(Format::Xml, "<vassal><exec><arg>sh</arg></exec></vassal>");
         assert!(err.to_string().contains("nested <arg>"), "{err}");
     }
 
@@ -219,7 +212,7 @@ mod tests {
     /// Asserts that each text fails with a message containing its expected part.
     fn fails(cases: &[(&str, &str)]) {
         for (text, expected) in cases {
-            let message = error(text).to_string();
+            let message = error(Format::Xml, text).to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
     }
@@ -227,7 +220,7 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn errors() {
-        let err = error("<vassal><chdir>/</chdir></vassal>");
+        let err = error(Format::Xml, "<vassal><chdir>/</chdir></vassal>");
         assert!(matches!(err, ConfigError::MissingExec));
         fails(&[
             ("<vassal>\n<exec>x</exec>\n<exe>y</exe>\n</vassal>", "unknown key `exe` (line 3)"),

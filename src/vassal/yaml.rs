@@ -2,7 +2,8 @@
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::native::{self, Node};
+use super::native;
+use super::node::Node;
 use super::{ConfigError, Format, NativeSpec};
 
 /// Returns the native spec if the first document has a top-level `vassal` key, else None.
@@ -59,23 +60,14 @@ fn to_node(value: &Yaml) -> Node {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
-
-    fn native(text: &str) -> NativeSpec {
-        match parse(Format::Yaml, text).unwrap() {
-            VassalConfig::Native(spec) => spec,
-            other => panic!("expected native, got {other:?}"),
-        }
-    }
-
-    fn error(text: &str) -> ConfigError {
-        parse(Format::Yaml, text).unwrap_err()
-    }
 
     #[test]
     fn full_native_section() {
         let spec = native(
+            Format::Yaml,
             "vassal:\n  exec: [python3, -m, http.server, 8000]\n  chdir: /srv/app\n\
              \x20 env:\n    PORT: 8000\n    DEBUG: true\n    NAME: app\n\
              \x20 uid: 1000\n  gid: www-data\n  stop-signal: QUIT\n  stop-timeout: 1.5\n  reload: SIGUSR1\n",
@@ -101,8 +93,10 @@ mod tests {
 
     #[test]
     fn string_exec_and_env_list() {
-        let spec =
-            native("vassal:\n  exec: \"sleep 'a b'\"\n  env: [A=1, B=x=y]\n  stop-signal: 2\n  stop-timeout: 4\n");
+        let spec = native(
+            Format::Yaml,
+            "vassal:\n  exec: \"sleep 'a b'\"\n  env: [A=1, B=x=y]\n  stop-signal: 2\n  stop-timeout: 4\n",
+        );
         assert_eq!(spec.exec, ["sleep", "a b"]);
         assert_eq!(spec.env, [("A".into(), "1".into()), ("B".into(), "x=y".into())]);
         assert_eq!(spec.stop_signal, 2);
@@ -119,30 +113,30 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(error("vassal:\n  chdir: /tmp\n"), ConfigError::MissingExec));
-        let err = error("vassal:\n  exec: []\n");
+        assert!(matches!(error(Format::Yaml, "vassal:\n  chdir: /tmp\n"), ConfigError::MissingExec));
+        let err = error(Format::Yaml, "vassal:\n  exec: []\n");
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "exec"), "{err}");
-        let err = error("vassal:\n  exec: x\n  user: root\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: x\n  user: root\n");
         assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "user"), "{err}");
-        let err = error("vassal:\n  exec: x\n  stop-signal: NOPE\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-signal: NOPE\n");
         assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "NOPE"), "{err}");
-        let err = error("vassal:\n  exec: x\n  stop-timeout: -3\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-timeout: -3\n");
         assert!(err.to_string().contains("negative"), "{err}");
-        let err = error("vassal:\n  exec: x\n  stop-timeout: [1]\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-timeout: [1]\n");
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error("vassal: python3\n");
+        let err = error(Format::Yaml, "vassal: python3\n");
         assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
-        let err = error("vassal:\n  exec: [python3, {a: b}]\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: [python3, {a: b}]\n");
         assert!(err.to_string().contains("item 2"), "{err}");
     }
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = error("vassal:\n  exec: [a, b\n  uid: 1\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: [a, b\n  uid: 1\n");
         assert!(matches!(err, ConfigError::Syntax { format: Format::Yaml, line: Some(_), .. }), "{err}");
-        let err = error("uwsgi:\n  http: :8000\n bad: indent\n");
+        let err = error(Format::Yaml, "uwsgi:\n  http: :8000\n bad: indent\n");
         assert!(matches!(err, ConfigError::Syntax { line: Some(3), .. }), "{err}");
-        let err = error("vassal:\n  exec: a\n  exec: b\n");
+        let err = error(Format::Yaml, "vassal:\n  exec: a\n  exec: b\n");
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
     }
 }
