@@ -51,7 +51,7 @@ fn add_line(builder: &mut SpecBuilder, line: &str, number: usize) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{error, native};
+    use super::super::testing::{bad_value_key, error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
 
@@ -141,8 +141,8 @@ mod tests {
     #[test]
     fn bad_stop_timeout() {
         for value in ["-1", "soon", "1e3", "inf", "10s", "1.2.3"] {
-            let err = error(Format::Ini, &format!("[vassal]\nexec = true\nstop-timeout = {value}\n"));
-            assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{value}: {err}");
+            let text = format!("[vassal]\nexec = true\nstop-timeout = {value}\n");
+            assert_eq!(bad_value_key(Format::Ini, &text), "stop-timeout", "{value}");
         }
     }
 

@@ -107,7 +107,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{error, native};
+    use super::super::testing::{bad_value_key, error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
 
@@ -158,14 +158,11 @@ mod tests {
         assert!(matches!(&err, ConfigError::DuplicateKey { key, .. } if key == "exec"), "{err}");
         let err = error(Format::Json, r#"{"vassal": {"exec": "x", "stop-signal": 0}}"#);
         assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "0"), "{err}");
-        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "stop-timeout": -1}}"#);
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error(Format::Json, r#"{"vassal": {"exec": "x", "uid": -5}}"#);
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "uid"), "{err}");
+        assert_eq!(bad_value_key(Format::Json, r#"{"vassal": {"exec": "x", "stop-timeout": -1}}"#), "stop-timeout");
+        assert_eq!(bad_value_key(Format::Json, r#"{"vassal": {"exec": "x", "uid": -5}}"#), "uid");
         let err = error(Format::Json, r#"{"vassal": {"exec": "x", "env": {"A": null}}}"#);
         assert!(err.to_string().contains("`A`"), "{err}");
-        let err = error(Format::Json, r#"{"vassal": ["x"]}"#);
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
+        assert_eq!(bad_value_key(Format::Json, r#"{"vassal": ["x"]}"#), "vassal");
     }
 
     #[test]

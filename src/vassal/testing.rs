@@ -14,3 +14,12 @@ pub(super) fn native(format: Format, text: &str) -> NativeSpec {
 pub(super) fn error(format: Format, text: &str) -> ConfigError {
     parse(format, text).unwrap_err()
 }
+
+/// Parses `text` as `format` and returns the key its `BadValue` error names,
+/// failing the test on any other outcome.
+pub(super) fn bad_value_key(format: Format, text: &str) -> String {
+    match error(format, text) {
+        ConfigError::BadValue { key, .. } => key,
+        other => panic!("expected a bad value, got: {other}"),
+    }
+}

@@ -59,7 +59,7 @@ fn to_node(value: &Spanned<DeValue>) -> Node {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{error, native};
+    use super::super::testing::{bad_value_key, error, native};
     use super::super::{ConfigError, Format, NativeSpec, ReloadMode};
     use std::time::Duration;
 
@@ -106,10 +106,8 @@ mod tests {
         assert!(matches!(&err, ConfigError::UnknownKey { key, line: Some(4) } if key == "stopsignal"), "{err}");
         let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-signal = \"SIGNOPE\"\n");
         assert!(matches!(&err, ConfigError::BadSignal { line: Some(3), .. }), "{err}");
-        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = -0.5\n");
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = inf\n");
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
+        assert_eq!(bad_value_key(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = -0.5\n"), "stop-timeout");
+        assert_eq!(bad_value_key(Format::Toml, "[vassal]\nexec = \"x\"\nstop-timeout = inf\n"), "stop-timeout");
         let err = error(Format::Toml, "[vassal]\nexec = \"x\"\nchdir = 1979-05-27\n");
         assert!(err.to_string().contains("a date-time"), "{err}");
         let err = error(Format::Toml, "vassal = 3\n");

@@ -60,7 +60,7 @@ fn to_node(value: &Yaml) -> Node {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{error, native};
+    use super::super::testing::{bad_value_key, error, native};
     use super::super::{parse, ConfigError, Format, NativeSpec, ReloadMode, VassalConfig};
     use std::time::Duration;
 
@@ -114,18 +114,15 @@ mod tests {
     #[test]
     fn errors() {
         assert!(matches!(error(Format::Yaml, "vassal:\n  chdir: /tmp\n"), ConfigError::MissingExec));
-        let err = error(Format::Yaml, "vassal:\n  exec: []\n");
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "exec"), "{err}");
+        assert_eq!(bad_value_key(Format::Yaml, "vassal:\n  exec: []\n"), "exec");
         let err = error(Format::Yaml, "vassal:\n  exec: x\n  user: root\n");
         assert!(matches!(&err, ConfigError::UnknownKey { key, .. } if key == "user"), "{err}");
         let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-signal: NOPE\n");
         assert!(matches!(&err, ConfigError::BadSignal { value, .. } if value == "NOPE"), "{err}");
         let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-timeout: -3\n");
         assert!(err.to_string().contains("negative"), "{err}");
-        let err = error(Format::Yaml, "vassal:\n  exec: x\n  stop-timeout: [1]\n");
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "stop-timeout"), "{err}");
-        let err = error(Format::Yaml, "vassal: python3\n");
-        assert!(matches!(&err, ConfigError::BadValue { key, .. } if key == "vassal"), "{err}");
+        assert_eq!(bad_value_key(Format::Yaml, "vassal:\n  exec: x\n  stop-timeout: [1]\n"), "stop-timeout");
+        assert_eq!(bad_value_key(Format::Yaml, "vassal: python3\n"), "vassal");
         let err = error(Format::Yaml, "vassal:\n  exec: [python3, {a: b}]\n");
         assert!(err.to_string().contains("item 2"), "{err}");
     }
