@@ -51,6 +51,7 @@ impl<'de> Deserialize<'de> for JsonNode {
     }
 }
 
+/// Builds a [`Node`] from whatever value serde_json meets.
 struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {

@@ -7,11 +7,17 @@
 /// A syntax-neutral value: what YAML, JSON and TOML values (and INI/XML text) map to.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Node {
+    /// An explicit null (`null`, `~`).
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A whole number that fits in 64 bits.
     Int(i64),
+    /// A decimal number, or a JSON integer too large for `Int`.
     Float(f64),
+    /// Text; all INI and XML values are text.
     Str(String),
+    /// A sequence, in file order.
     List(Vec<Node>),
     /// Entries in file order (duplicates kept, so they can be reported).
     Map(Vec<(String, Node)>),

@@ -30,6 +30,7 @@ pub(super) fn parse(text: &str) -> Result<Option<NativeSpec>, ConfigError> {
     }
 }
 
+/// An XML syntax error at `line`.
 fn syntax(line: usize, message: String) -> ConfigError {
     ConfigError::Syntax { format: Format::Xml, line: Some(line), message }
 }
@@ -92,12 +93,14 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, done: Element) {
     }
 }
 
+/// Appends text to the element being read, if any (text outside the root is dropped).
 fn push_text(stack: &mut [Element], text: &str) {
     if let Some(current) = stack.last_mut() {
         current.text.push_str(text);
     }
 }
 
+/// The message for an entity that is neither predefined nor a character reference.
 fn unknown_entity(reference: &BytesRef) -> String {
     format!("unknown entity `&{};`", String::from_utf8_lossy(reference))
 }
@@ -140,6 +143,7 @@ fn native(root: Element) -> Result<NativeSpec, ConfigError> {
     builder.finish()
 }
 
+/// A bad-value error naming the element and its line.
 fn bad(element: &Element, message: &str) -> ConfigError {
     ConfigError::BadValue { key: element.name.clone(), line: Some(element.line), message: message.to_string() }
 }
@@ -153,6 +157,7 @@ fn check_plain(element: &Element, key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Native keys hold text; a nested element is a mistake, not something to skip.
 fn only_text(element: &Element) -> Result<(), ConfigError> {
     match element.children.first() {
         Some(nested) => Err(bad(element, &format!("must contain text only, found nested <{}>", nested.name))),
