@@ -258,7 +258,7 @@ fn emperor_restart_keeps_vassals_and_applies_messages_queued_meanwhile() {
     publisher.publish(&ex, "kept.ini", changed.as_bytes());
     publisher.publish(&ex, "new.ini", config.as_bytes());
 
-    let _second = Run(h.command(&["--stop-timeout", "5", &uri]).spawn().expect("restart the emperor"));
+    let _second = h.spawn(&["--stop-timeout", "5", &uri], &[]);
     wait_consuming(&h, 2);
     h.wait_start("new.ini");
     wait_nth_config(&h, "kept.ini", 2, &changed);

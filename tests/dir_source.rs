@@ -362,7 +362,7 @@ fn the_same_name_from_two_sources_is_reported_and_runs_once() {
 fn vassal_inherits_only_its_channel_and_mapped_variables() {
     let h = Harness::new();
     put(&h.vassal("fds.ini"), &uwsgi_ini(""));
-    let _run = Run::start(&h, &[], &[("UWSGI_VASSAL_SOCKET", ":3031"), ("KEEP_ME", "1")]);
+    let _run = h.spawn_dir(&[], &[("UWSGI_VASSAL_SOCKET", ":3031"), ("KEEP_ME", "1")]);
     let pid = h.wait_start("fds.ini").pid;
     let control: String = env_of(pid, "UWSGI_EMPEROR_FD").expect("UWSGI_EMPEROR_FD");
     // Everything open in the vassal is stdio, the control channel, or what

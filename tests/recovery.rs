@@ -27,14 +27,14 @@ fn kill9_leaves_vassals_running_and_a_restart_readopts_them() {
         put(&h.vassal(name), &uwsgi_ini(""));
     }
     put(&h.vassal("n.ini"), &native_ini());
-    let first = Run::start(&h, &[], &[]);
+    let first = h.spawn_dir(&[], &[]);
     let pids: BTreeMap<&str, i32> = ["u1.ini", "u2.ini", "n.ini"].map(|n| (n, h.wait_start(n).pid)).into();
     first.kill9();
     for (name, pid) in &pids {
         assert!(alive(*pid), "{name} died with the emperor");
     }
 
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     wait_log(&h, "vassal re-adopted", 3);
     for (name, pid) in &pids {
         assert!(alive(*pid), "{name} must still run after the restart");
@@ -62,7 +62,7 @@ fn changes_made_while_the_emperor_is_down_are_applied_once() {
     for name in ["touched.ini", "removed.ini", "killed.ini"] {
         put(&h.vassal(name), &uwsgi_ini(""));
     }
-    let first = Run::start(&h, &[], &[]);
+    let first = h.spawn_dir(&[], &[]);
     let killed = h.wait_start("killed.ini").pid;
     let removed = h.wait_start("removed.ini").pid;
     let touched = h.wait_start("touched.ini").pid;
@@ -74,7 +74,7 @@ fn changes_made_while_the_emperor_is_down_are_applied_once() {
     kill(killed, libc::SIGKILL);
     wait_until(DEADLINE, "the killed vassal to die", || cond(dead(killed)));
 
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     h.wait_start("added.ini");
     h.wait_event("touched.ini", "recv 1", |e| e.is_recv(1));
     h.wait_event("removed.ini", "recv 0", |e| e.is_recv(0));
@@ -99,7 +99,7 @@ fn changes_made_while_the_emperor_is_down_are_applied_once() {
 fn a_recorded_pid_reused_by_another_process_is_never_signalled() {
     let h = Harness::new();
     put(&h.vassal("n.ini"), &native_ini());
-    let first = Run::start(&h, &[], &[]);
+    let first = h.spawn_dir(&[], &[]);
     let vassal = h.wait_start("n.ini").pid;
     first.kill9();
     kill(vassal, libc::SIGKILL);
@@ -118,7 +118,7 @@ fn a_recorded_pid_reused_by_another_process_is_never_signalled() {
         store.flush().unwrap();
     }
 
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     let starts = h.wait_starts("n.ini", 2);
     assert_ne!(starts[1].pid, stranger_pid);
     assert!(alive(stranger_pid), "the stranger must never be signalled");
@@ -132,14 +132,14 @@ fn sigusr2_exits_leaving_vassals_for_the_next_emperor() {
     let h = Harness::new();
     put(&h.vassal("u.ini"), &uwsgi_ini(""));
     put(&h.vassal("n.ini"), &native_ini());
-    let mut first = Run::start(&h, &[], &[]);
+    let mut first = h.spawn_dir(&[], &[]);
     let u = h.wait_start("u.ini").pid;
     let n = h.wait_start("n.ini").pid;
     kill(first.pid(), libc::SIGUSR2);
     assert!(first.wait_exit().success(), "SIGUSR2 exits 0");
     assert!(alive(u) && alive(n), "vassals keep running after an upgrade exit");
 
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     wait_log(&h, "vassal re-adopted", 2);
     touch(&h.vassal("u.ini"));
     assert_eq!(h.wait_event("u.ini", "recv 1", |e| e.is_recv(1)).pid, u);
@@ -150,7 +150,7 @@ fn sigusr2_exits_leaving_vassals_for_the_next_emperor() {
 fn a_second_emperor_on_the_same_state_dir_refuses_to_start() {
     let h = Harness::new();
     put(&h.vassal("u.ini"), &uwsgi_ini(""));
-    let _first = Run::start(&h, &[], &[]);
+    let _first = h.spawn_dir(&[], &[]);
     h.wait_start("u.ini");
     let out = h.command(&[&h.dir_source()]).stderr(std::process::Stdio::piped()).output().unwrap();
     assert!(!out.status.success());
@@ -169,7 +169,7 @@ fn an_unreadable_state_dir_is_refused_and_reset_moves_it_aside() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--reset-state"), "the message names the way out: {err}");
 
-    let _run = Run::start(&h, &["--reset-state"], &[]);
+    let _run = h.spawn_dir(&["--reset-state"], &[]);
     h.wait_start("u.ini");
     let aside = fs::read_dir(&h.state)
         .unwrap()
@@ -185,11 +185,11 @@ fn readoption_of_many_vassals_is_measured() {
     for i in 0..N {
         put(&h.vassal(&format!("v{i}.ini")), &uwsgi_ini(""));
     }
-    let first = Run::start(&h, &[], &[]);
+    let first = h.spawn_dir(&[], &[]);
     wait_until(Duration::from_secs(30), "every vassal started", || cond(our_vassals(&h).len() == N));
     first.kill9();
     let started = std::time::Instant::now();
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     wait_log(&h, "emperor started", 2);
     eprintln!("re-adoption of {N} vassals: {:?} to 'emperor started'", started.elapsed());
     let restarts: usize = (0..N).map(|i| h.starts(&format!("v{i}.ini")).len() - 1).sum();
@@ -200,14 +200,14 @@ fn readoption_of_many_vassals_is_measured() {
 fn a_source_missing_at_start_serves_its_last_known_snapshot() {
     let h = Harness::new();
     put(&h.vassal("u.ini"), &uwsgi_ini(""));
-    let first = Run::start(&h, &[], &[]);
+    let first = h.spawn_dir(&[], &[]);
     let pid = h.wait_start("u.ini").pid;
     first.kill9();
     // The directory is gone when the emperor comes back (an unmounted
     // volume, a checkout being replaced): nothing may be stopped.
     let away = h.root.join("away");
     fs::rename(&h.vassals, &away).unwrap();
-    let _second = Run::start(&h, &[], &[]);
+    let _second = h.spawn_dir(&[], &[]);
     wait_log(&h, "vassal re-adopted", 1);
     wait_log(&h, "cannot list the source yet", 1);
     assert!(alive(pid), "the vassal keeps running on the last known snapshot");

@@ -14,8 +14,8 @@ use std::process::ExitStatus;
 /// Starts an emperor on the harness's dir source, with `failpoint` armed if given.
 fn emperor(h: &Harness, failpoint: Option<&str>) -> Run {
     match failpoint {
-        Some(point) => Run::start(h, &[], &[("EMPEROR_FAILPOINTS", point)]),
-        None => Run::start(h, &[], &[]),
+        Some(point) => h.spawn_dir(&[], &[("EMPEROR_FAILPOINTS", point)]),
+        None => h.spawn_dir(&[], &[]),
     }
 }
 

@@ -227,7 +227,7 @@ fn emperor_restart_keeps_vassals_and_takes_new_commands() {
     h.wait_emperor_exit(DEADLINE);
     // libzmq queues while nobody listens and delivers once the emperor binds again.
     let mut sender = spawn_sender(&h.root, &ep, &[vec![b"touch", b"new.ini", cfg.as_bytes()]], 30_000);
-    let _second = Run(h.command(&["--stop-timeout", "5", &format!("zmq://{ep}")]).spawn().expect("restart"));
+    let _second = h.spawn(&["--stop-timeout", "5", &format!("zmq://{ep}")], &[]);
     h.wait_start("new.ini");
     let status = wait_until(DEADLINE, "the libzmq sender to finish", || sender.try_wait().unwrap());
     assert!(status.success());
