@@ -147,11 +147,13 @@ impl Secret for Amqp {
     }
 }
 
-mod shared {
+// Named so that the steady tests are handed out first: the restart test
+// waits for them and then holds the node alone.
+mod steady {
     conformance!(super::Amqp::shared() =>
         first_events, create_change_delete, bad_item_reported_once, no_secret_in_ids_or_logs);
 }
 
-mod exclusive {
+mod with_restart {
     conformance!(super::Amqp::exclusive() => outage_removes_nothing);
 }

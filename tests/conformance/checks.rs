@@ -4,7 +4,7 @@
 use crate::common::DEADLINE;
 use crate::harness::{start, touched, wait_warning, warnings, Running, View};
 use emperor::source::SourceEvent;
-use reconciler::SourceId;
+use reconciler::{ConfigRef, SourceId};
 use std::time::Duration;
 
 /// How a family tells the emperor what it offers.
@@ -72,6 +72,11 @@ pub trait BadItems: Driver {
     /// Names of good items [`BadItems::put_bad`] puts among the bad ones.
     fn also_good(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The inline config the first `good.ini` has (a later duplicate must
+    /// not replace it), for sources with inline configs.
+    fn good_config(&self) -> Option<String> {
+        None
     }
     /// Text every warning of this source contains (its id by default).
     fn scope(&self, id: &SourceId) -> String {
@@ -258,9 +263,12 @@ pub fn bad_item_reported_once<D: BadItems>(mut d: D) {
         assert!(says.is_none_or(|t| line.contains(t)), "{line}: should say {says:?}");
     }
     let mut expected = d.also_good();
-    expected.push(good);
+    expected.push(good.clone());
     expected.sort();
     assert_eq!(s.view.names(), expected, "only the good items arrive");
+    if let Some(config) = d.good_config() {
+        assert_eq!(s.view.specs[&good].config, ConfigRef::Inline(config), "the first good.ini is used");
+    }
     for _ in 0..3 {
         d.noop();
     }

@@ -92,6 +92,10 @@ impl BadItems for Mongodb {
         Bad { items: 5, refused: "", warnings: warnings.map(|(n, s)| (n.to_owned(), s)).into() }
     }
 
+    fn good_config(&self) -> Option<String> {
+        Some(uwsgi_ini("# good"))
+    }
+
     fn also_good(&self) -> Vec<String> {
         vec!["also-good.json".into()]
     }

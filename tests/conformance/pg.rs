@@ -101,6 +101,10 @@ impl BadItems for Pg {
         Bad { items: 7, refused: "", warnings: warnings.map(|(n, s)| (n.to_owned(), s)).into() }
     }
 
+    fn good_config(&self) -> Option<String> {
+        Some(uwsgi_ini("# good"))
+    }
+
     fn also_good(&self) -> Vec<String> {
         vec!["also-good.yaml".into()]
     }
