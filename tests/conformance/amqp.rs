@@ -1,5 +1,7 @@
 //! `amqp://` against the binary's RabbitMQ node (an exchange and a queue per
 //! test; the outage check has the node to itself while it restarts it).
+//! No unchanged-state check: a message source has nothing to re-read (see
+//! `checks::unchanged_state_sends_nothing`).
 
 use crate::checks::{Bad, BadItems, Driver, Family, Outage, Secret};
 use crate::common::{uwsgi_ini, wait_until, DEADLINE};

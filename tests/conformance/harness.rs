@@ -18,7 +18,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 /// that every check also runs through many rescans of an unchanged state.
 pub const RESYNC: Duration = Duration::from_millis(300);
 
-/// A started source: its id and what it sends.
+/// A started source: its id and what it sends. Dropping it closes the
+/// event channel, which a source notices at its next send; once sources
+/// take a shutdown signal, this is where it is given.
 pub struct Running {
     /// The id the source gave itself.
     pub id: SourceId,

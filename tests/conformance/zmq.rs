@@ -1,6 +1,7 @@
 //! `zmq://` fed by the real libzmq. No outage (the source is the server:
-//! it binds, and a sender that goes away is no outage of it) and no secret
-//! (an endpoint has none).
+//! it binds, and a sender that goes away is no outage of it), no secret (an
+//! endpoint has none), and no unchanged-state check (a message source has
+//! nothing to re-read, see `checks::unchanged_state_sends_nothing`).
 
 use crate::checks::{Bad, BadItems, Driver, Family};
 use crate::common::{uwsgi_ini, DEADLINE};
