@@ -1,20 +1,18 @@
 //! `mongodb://` and `mongodb2://` against a real MongoDB-wire server
-//! (SecantusDB): change streams, spawn / reload / stop from document
-//! changes, the three URI forms, filters and fleets, bad documents, and a
-//! server outage. Each test uses its own database of a shared server, except
-//! the outage test, which has a server of its own.
+//! (SecantusDB), end to end: change streams, spawn / reload / stop from
+//! document changes, the three URI forms, filters and fleets. Each test
+//! uses its own database of a shared server. Bad documents and server
+//! outages are checked at the source by the conformance suite
+//! (`tests/conformance/mongodb.rs`).
 
 mod common;
 mod servers;
 
 use common::*;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::Collection;
 use servers::{Mongo, MongoClient};
 use std::time::{Duration, Instant};
-
-/// Deadline for what follows a server restart (the source backs off up to 10 s).
-const RECOVERY: Duration = Duration::from_secs(40);
 
 fn config(tag: &str) -> String {
     uwsgi_ini(&format!("# {tag}"))
@@ -112,76 +110,6 @@ fn uri_forms_filters_and_fleet() {
     assert_eq!(b.recorded_names(), ["one.ini", "two.ini"]);
     assert_eq!(all.recorded_names(), ["one.ini", "three.ini"]);
     assert_eq!(all.starts("one.ini").len(), 1, "a host change is no change for the unfiltered emperor");
-}
-
-#[test]
-fn bad_documents_are_skipped_with_one_warning_each() {
-    let m = Mongo::shared();
-    let client = m.client();
-    let coll = client.coll("bad_docs", "vassals");
-    let now = DateTime::now();
-    let docs = vec![
-        doc! { "_id": 1, "name": "good.ini", "config": config("good"), "ts": now },
-        doc! { "_id": 2, "name": Bson::Null, "config": config("good"), "ts": now },
-        doc! { "_id": 3, "name": "../evil.ini", "config": config("good"), "ts": now },
-        doc! { "_id": 4, "name": "noconf.ini", "ts": now },
-        doc! { "_id": 5, "name": "good.ini", "config": config("dup"), "ts": now },
-        doc! { "_id": 6, "name": "badts.ini", "config": config("good"), "ts": "yesterday" },
-        doc! { "_id": 7, "name": "also-good.json", "config": "{\"uwsgi\": {\"master\": true}}", "ts": 17 },
-    ];
-    client.run(coll.insert_many(docs)).unwrap();
-    let mut h = Harness::new();
-    h.start(&[upstream_uri(&m, "bad_docs", "").as_str()]);
-
-    h.wait_start("good.ini");
-    h.wait_start("also-good.json");
-    wait_config(&h, "good.ini", &config("good"));
-    assert!(h.wait_complaint("_id=2").contains("NULL"));
-    assert!(h.wait_complaint("../evil.ini").contains("path separator"));
-    assert!(h.wait_complaint("noconf.ini").contains("config is NULL or missing"));
-    assert!(h.wait_complaint("_id=5").contains("duplicate"));
-    assert!(h.wait_complaint("badts.ini").contains("ts is not"));
-
-    // Later changes re-run the query; each bad document is still reported once.
-    insert(&client, &coll, vassal("later.ini", &config("l"), ""));
-    h.wait_start("later.ini");
-    for needle in ["_id=2", "../evil.ini", "noconf.ini", "_id=5", "badts.ini"] {
-        assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
-    }
-    assert_eq!(h.recorded_names(), ["also-good.json", "good.ini", "later.ini"]);
-}
-
-#[test]
-fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
-    let mut m = Mongo::private();
-    let client = m.client();
-    let coll = client.coll("outage", "vassals");
-    insert(&client, &coll, vassal("keep.ini", &config("k1"), ""));
-    insert(&client, &coll, vassal("gone.ini", &config("g"), ""));
-    let mut h = Harness::new();
-    h.start(&[upstream_uri(&m, "outage", "").as_str()]);
-    let keep = h.wait_start("keep.ini").pid;
-    let gone = h.wait_start("gone.ini").pid;
-
-    m.kill();
-    h.wait_complaint("failed; running vassals are kept");
-
-    // Back on another port, out of the emperor's reach: change the data there.
-    let side = servers::free_port();
-    m.restart_on(side);
-    let side_client = m.client_on(side);
-    let side_coll = side_client.coll("outage", "vassals");
-    update(&side_client, &side_coll, "keep.ini", doc! { "config": config("k2"), "ts": DateTime::now() });
-    side_client.run(side_coll.delete_one(doc! { "name": "gone.ini" })).unwrap();
-    insert(&side_client, &side_coll, vassal("new.ini", &config("n"), ""));
-    drop(side_client);
-    m.kill();
-    assert!(alive(keep) && alive(gone), "an outage must not stop vassals");
-    assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "gone.ini", 0), 0, "nothing stopped during the outage");
-
-    let port = m.port;
-    m.restart_on(port);
-    assert_outage_recovered(&h, keep, gone, &config("k2"), RECOVERY);
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! `pg://` against a real PostgreSQL: LISTEN/NOTIFY and polling, spawn /
-//! reload / stop from row changes, filters and fleets, bad rows, and a
-//! server outage. Each test uses its own database of a shared server, except
-//! the outage test, which has a server of its own.
+//! `pg://` against a real PostgreSQL, end to end: LISTEN/NOTIFY and
+//! polling, spawn / reload / stop from row changes, filters and fleets.
+//! Each test uses its own database of a shared server. Bad rows and server
+//! outages are checked at the source by the conformance suite
+//! (`tests/conformance/pg.rs`).
 
 mod common;
 mod servers;
@@ -9,9 +10,6 @@ mod servers;
 use common::*;
 use servers::{lit, PgClient, Postgres};
 use std::time::{Duration, Instant};
-
-/// Deadline for what follows a server restart (the source backs off up to 10 s).
-const RECOVERY: Duration = Duration::from_secs(40);
 
 fn config(tag: &str) -> String {
     uwsgi_ini(&format!("# {tag}"))
@@ -115,74 +113,6 @@ fn polling_upstream_uri_and_numeric_ts() {
 
     sql.exec("UPDATE vassals SET ts = ts + interval '1 microsecond' WHERE name = 'late.ini'");
     wait_recvs(&epoch, "late.ini", 1, 1);
-}
-
-#[test]
-fn bad_rows_are_skipped_with_one_warning_each() {
-    let pg = Postgres::shared();
-    let mut sql = pg.create_db("bad_rows");
-    sql.exec(&format!(
-        "CREATE TABLE loose (id serial, name text, config text, ts timestamptz DEFAULT now());
-         INSERT INTO loose (name, config) VALUES
-           ('good.ini', {good}), (NULL, {good}), ('../evil.ini', {good}), ('noconf.ini', NULL),
-           ('good.ini', {dup}), ('also-good.yaml', {yaml}), ('{long}.ini', {good}), ('run.sh', {good});",
-        good = lit(&config("good")),
-        dup = lit(&config("dup")),
-        yaml = lit("uwsgi:\n  master: true\n"),
-        long = "x".repeat(300),
-    ));
-    let mut h = Harness::new();
-    h.start(&[uri(&pg, "bad_rows", "SELECT name, config, ts FROM loose ORDER BY id;interval=0.1").as_str()]);
-
-    h.wait_start("good.ini");
-    h.wait_start("also-good.yaml");
-    wait_config(&h, "good.ini", &config("good"));
-    let null_name = h.wait_complaint("row 2");
-    assert!(null_name.contains("NULL"), "{null_name}");
-    assert!(h.wait_complaint("../evil.ini").contains("path separator"));
-    assert!(h.wait_complaint("noconf.ini").contains("config is NULL"));
-    assert!(h.wait_complaint("row 5").contains("duplicate"));
-    h.wait_complaint("row 7");
-    assert!(h.wait_complaint("run.sh").contains("does not end in"));
-
-    // More polls happen (a later row shows up); each bad row was still
-    // reported only once.
-    sql.exec(&format!("INSERT INTO loose (name, config) VALUES ('later.ini', {})", lit(&config("l"))));
-    h.wait_start("later.ini");
-    for needle in ["row 2", "../evil.ini", "noconf.ini", "row 5", "row 7", "run.sh"] {
-        assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
-    }
-    assert_eq!(h.recorded_names(), ["also-good.yaml", "good.ini", "later.ini"]);
-    assert!(h.emperor_running());
-}
-
-#[test]
-fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
-    let mut pg = Postgres::private();
-    let mut sql = pg.create_db("outage");
-    insert(&mut sql, "keep.ini", &config("k1"), "");
-    insert(&mut sql, "gone.ini", &config("g"), "");
-    let mut h = Harness::new();
-    h.start(&[listen_uri(&pg, "outage", "").as_str()]);
-    let keep = h.wait_start("keep.ini").pid;
-    let gone = h.wait_start("gone.ini").pid;
-
-    pg.kill();
-    h.wait_complaint("PostgreSQL connection failed");
-
-    // Back on the unix socket only: the emperor (TCP) still cannot connect,
-    // so these changes are made while it is cut off and no notification reaches it.
-    pg.restart(false);
-    let mut sql = pg.client("outage");
-    sql.exec(&format!("UPDATE vassals SET config = {} WHERE name = 'keep.ini'", lit(&config("k2"))));
-    sql.exec("DELETE FROM vassals WHERE name = 'gone.ini'");
-    insert(&mut sql, "new.ini", &config("n"), "");
-    pg.kill();
-    assert!(alive(keep) && alive(gone), "an outage must not stop vassals");
-    assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "gone.ini", 0), 0, "nothing stopped during the outage");
-
-    pg.restart(true);
-    assert_outage_recovered(&h, keep, gone, &config("k2"), RECOVERY);
 }
 
 #[test]

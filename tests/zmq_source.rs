@@ -1,70 +1,20 @@
 //! `zmq://` sources fed by the real libzmq (Debian `python3-zmq` under
-//! `/usr/bin/python3`): touch/destroy with inline configs and config paths,
-//! the 5-part tyrant form, hostile messages, crash respawn, ipc endpoints
-//! and an emperor restart.
+//! `/usr/bin/python3`), end to end: touch/destroy with inline configs and
+//! config paths, the 5-part tyrant form, crash respawn, ipc endpoints and an
+//! emperor restart. Hostile messages are checked at the source by the
+//! conformance suite (`tests/conformance/zmq.rs`).
 
 mod common;
+#[path = "brokers/libzmq.rs"]
+mod libzmq;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-/// The system Python that has Debian's python3-zmq (not the pyenv one).
-const PYTHON: &str = "/usr/bin/python3";
-
-/// Sends each message (hex-encoded parts) with a libzmq PUSH socket; close
-/// waits up to LINGER ms for delivery.
-const SENDER: &str = r#"
-import json, sys, zmq
-endpoint, path, linger = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ctx = zmq.Context()
-s = ctx.socket(zmq.PUSH)
-s.setsockopt(zmq.LINGER, linger)
-s.connect(endpoint)
-for parts in json.load(open(path)):
-    s.send_multipart([bytes.fromhex(p) for p in parts])
-s.close()
-ctx.term()
-"#;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Starts the libzmq sender for `messages` to `endpoint`.
-fn spawn_sender(dir: &Path, endpoint: &str, messages: &[Vec<&[u8]>], linger_ms: u32) -> Child {
-    let ok = Command::new(PYTHON).args(["-c", "import zmq"]).stderr(Stdio::null()).status();
-    assert!(
-        ok.is_ok_and(|s| s.success()),
-        "{PYTHON} cannot import zmq: install the Debian package python3-zmq (deploy/install-test-deps.sh)"
-    );
-    let script = dir.join("zmq_sender.py");
-    std::fs::write(&script, SENDER).unwrap();
-    let json: Vec<String> = messages
-        .iter()
-        .map(|m| format!("[{}]", m.iter().map(|p| format!("\"{}\"", hex(p))).collect::<Vec<_>>().join(",")))
-        .collect();
-    let file = tempfile::NamedTempFile::new_in(dir).unwrap().into_temp_path().keep().unwrap();
-    std::fs::write(&file, format!("[{}]", json.join(","))).unwrap();
-    Command::new(PYTHON)
-        .arg(&script)
-        .arg(endpoint)
-        .arg(&file)
-        .arg(linger_ms.to_string())
-        .spawn()
-        .expect("run the libzmq sender")
-}
+use libzmq::{spawn_sender, tcp_endpoint};
+use std::path::PathBuf;
 
 /// Sends `messages` and waits until the sender has delivered them.
 fn send(h: &Harness, endpoint: &str, messages: &[Vec<&[u8]>]) {
-    let mut child = spawn_sender(&h.root, endpoint, messages, 10_000);
-    let status = wait_until(DEADLINE * 2, "the libzmq sender to finish", || child.try_wait().unwrap());
-    assert!(status.success(), "libzmq sender failed: {status}");
-}
-
-fn tcp_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("tcp://127.0.0.1:{port}")
+    libzmq::send(&h.root, endpoint, messages, DEADLINE * 2);
 }
 
 /// Starts the emperor bound to `endpoint` and waits for the bind.
@@ -136,47 +86,6 @@ fn touch_without_config_uses_the_absolute_path() {
     h.wait_event("disk.ini", "reload (recv 1)", |e| e.is_recv(1));
     send(&h, &ep, &[vec![b"destroy", p]]);
     h.wait_reaped(start.pid, "disk.ini after destroy by path");
-}
-
-#[test]
-fn hostile_messages_are_refused_and_the_emperor_keeps_going() {
-    let mut h = Harness::new();
-    let ep = tcp_endpoint();
-    start(&mut h, &ep);
-    let cfg = uwsgi_ini("");
-    let long = format!("{}.ini", "n".repeat(300));
-    let long_path = format!("/tmp/{long}");
-    let big = "x".repeat(70_000);
-    let bad: Vec<Vec<&[u8]>> = vec![
-        vec![b"touch", b"../evil.ini", cfg.as_bytes()],
-        vec![b"touch", b"a/b.ini", cfg.as_bytes()],
-        vec![b"touch", b"nul\0.ini", cfg.as_bytes()],
-        vec![b"touch", long.as_bytes(), cfg.as_bytes()],
-        vec![b"touch", long_path.as_bytes()],
-        vec![b"touch", b"app.sh", cfg.as_bytes()],
-        vec![b"launch", b"x.ini", cfg.as_bytes()],
-        vec![b"touch"],
-        vec![b"touch", b"seven.ini", cfg.as_bytes(), b"", b"", b"", b"extra"],
-        vec![b"touch", b"\xff.ini", cfg.as_bytes()],
-        vec![b"touch", b"bin.ini", b"\xff\xfe"],
-        vec![b"touch", b"big.ini", big.as_bytes()],
-        vec![b"touch", b"relative.ini"],
-        vec![b"touch", b"/etc/../etc/evil.ini"],
-        vec![b"touch", b"uid.ini", cfg.as_bytes(), b"root"],
-        vec![b"destroy", b"../../etc/passwd.ini"],
-    ];
-    let mut all = bad.clone();
-    all.push(vec![b"touch", b"ok.ini", cfg.as_bytes()]);
-    send(&h, &ep, &all);
-    h.wait_start("ok.ini");
-    // Messages are handled in order: every bad one was refused before ok.ini.
-    let refused = h.log_text().matches("zmq message refused").count();
-    assert_eq!(refused, bad.len(), "one warning per bad message:\n{}", h.log_text());
-    assert_eq!(h.recorded_names(), ["ok.ini"], "only the good vassal was spawned");
-    assert!(h.emperor_running());
-    for needle in ["../evil.ini", "a/b.ini", "longer than 255", "unknown command", "1 part(s)", "7 part(s)", "65535"] {
-        assert!(!h.complaints_about(needle).is_empty(), "no warning naming {needle:?}:\n{}", h.log_text());
-    }
 }
 
 #[test]

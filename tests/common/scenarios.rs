@@ -1,14 +1,12 @@
 //! Waits and assertions that several test files share: inline configs and
-//! control bytes the stub received, the vassals an emperor manages, and the
-//! database-outage scenario.
+//! control bytes the stub received, and the vassals an emperor manages.
 
 use super::harness::Harness;
-use super::proc::{alive, all_pids, environ, proc_state, reaped, session_leader};
+use super::proc::{all_pids, environ, proc_state, session_leader};
 use super::stub::escape;
 use super::{cond, wait_until, DEADLINE};
 use std::collections::BTreeMap;
 use std::fs;
-use std::time::Duration;
 
 /// Live session leaders carrying this harness's emperor id (from
 /// `state/emperor-id`), by vassal name: the vassal processes the emperor of
@@ -59,19 +57,4 @@ pub fn wait_nth_config(h: &Harness, name: &str, n: usize, text: &str) {
     wait_until(DEADLINE, format!("{name}: config #{n} = {text:?}"), || {
         cond(h.events_of(name, "config").len() >= n && received_config(h, name).as_deref() == Some(text))
     });
-}
-
-/// After a database outage of the standard outage scenario: `new.ini`
-/// (inserted meanwhile) starts, `gone.ini` (deleted meanwhile, pid `gone`)
-/// stops, `keep.ini` (pid `keep`, updated meanwhile) gets `keep_config`
-/// without a restart, and the outage and the recovery are logged once each.
-pub fn assert_outage_recovered(h: &Harness, keep: i32, gone: i32, keep_config: &str, within: Duration) {
-    wait_until(within, "new.ini to start after the outage", || h.starts("new.ini").first().cloned());
-    wait_until(within, "gone.ini to stop", || cond(reaped(gone)));
-    wait_config(h, "keep.ini", keep_config);
-    assert!(alive(keep));
-    assert_eq!(h.starts("keep.ini").len(), 1);
-    let log = h.log_text();
-    assert_eq!(log.matches("failed; running vassals are kept").count(), 1, "one warning per outage:\n{log}");
-    assert_eq!(log.matches("source recovered").count(), 1, "one recovery line:\n{log}");
 }

@@ -10,9 +10,13 @@ pub fn escape(name: &str) -> String {
 /// One line the stub recorded: `<kind> pid=<pid> gen=<gen> <details>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// What happened: `start`, `recv`, `config`, `exit`, `child`, ...
     pub kind: String,
+    /// The stub process that recorded it.
     pub pid: i32,
+    /// The generation the emperor gave that process, if it told one.
     pub gen: Option<u64>,
+    /// The rest of the line.
     pub details: String,
 }
 
