@@ -2,7 +2,8 @@
 //! how each run mode is asked to reload or stop.
 
 use super::launch::{self, Launch};
-use super::{channel, spawn, Proc, Settings, Supervisor};
+use super::{channel, Proc, Settings, Supervisor};
+use crate::sys::spawn;
 use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
 use std::time::Instant;
@@ -171,16 +172,7 @@ pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
 }
 
 fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     // Straight to the socket: tokio's try_write would refuse until the
-    // reactor has seen the socket writable. One byte is never partial.
-    // SAFETY: a one-byte buffer that lives across the call, on a socket we own.
-    let sent = unsafe {
-        libc::send(stream.as_raw_fd(), std::ptr::from_ref(&byte).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    match sent {
-        1 => Ok(()),
-        0 => Err(std::io::ErrorKind::WriteZero.into()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    // reactor has seen the socket writable.
+    crate::sys::scm::send_byte(stream, byte)
 }

@@ -8,10 +8,10 @@ mod fdholder;
 mod launch;
 mod logs;
 mod process;
-mod spawn;
 mod user;
 mod watch;
 
+use crate::sys::{self, spawn};
 use channel::{Pair, VassalMessage};
 use executor::begin_stop;
 pub use fdholder::serve as serve_fd_holder;
@@ -19,7 +19,6 @@ use fdholder::FdHolder;
 use launch::{CommandLine, Launch};
 use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
-pub use spawn::cloexec_inherited_fds;
 use state::{Intent, Mode, Store, VassalRecord};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
@@ -154,7 +153,7 @@ impl Supervisor {
         for (kind, stream) in [("control", control), ("config", config)] {
             if let Some(stream) = stream {
                 let key = fdholder::key(kind, generation, name.as_str());
-                if let Err(e) = holder.put(&key, std::os::fd::AsRawFd::as_raw_fd(stream)) {
+                if let Err(e) = holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
                     tracing::warn!(vassal = %name, error = %e, "cannot hand the channel to the fd holder");
                 }
             }
@@ -162,10 +161,9 @@ impl Supervisor {
     }
 
     /// Makes the fd holder close its copies of a vassal's channel ends.
-    fn release(&self, name: &VassalName, generation: u64) {
-        let Some(holder) = &self.holder else { return };
-        for kind in ["control", "config"] {
-            let _ = holder.drop_key(&fdholder::key(kind, generation, name.as_str()));
+    fn release(&self, name: &str, generation: u64) {
+        if let Some(holder) = &self.holder {
+            holder.release(name, generation);
         }
     }
 
@@ -182,7 +180,7 @@ impl Supervisor {
     /// Reaps every child that has exited; returns the vassals among them.
     pub fn reap_children(&mut self) -> Vec<(VassalName, u64)> {
         let mut exited = Vec::new();
-        while let Some(pid) = process::next_exited_child() {
+        while let Some(pid) = sys::wait::next_exited_child() {
             match self.children.get(&pid).cloned() {
                 Some(name) => {
                     let generation = self.procs.get(&name).map_or(0, |p| p.generation);
@@ -192,7 +190,7 @@ impl Supervisor {
                 }
                 None => {
                     // Not a vassal (an fd holder we started, say): just reap it.
-                    let status = process::reap(pid);
+                    let status = sys::wait::reap(pid);
                     tracing::debug!(pid, ?status, "reaped a child that is not a vassal");
                 }
             }
@@ -207,14 +205,14 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.timed.remove(name);
-        self.release(name, generation);
+        self.release(name.as_str(), generation);
         let pid = proc.pid();
         let exit = match proc.handle {
             Handle::Child(pid) => {
                 self.children.remove(&pid);
                 // The leader is an unreaped zombie, so its group id cannot have been reused.
-                let _ = process::signal_group(pid, libc::SIGKILL);
-                process::reap(pid)
+                let _ = sys::signal::kill_group(pid, libc::SIGKILL);
+                sys::wait::reap(pid)
             }
             Handle::Adopted(..) => Ok(None),
         };
@@ -340,7 +338,7 @@ impl Supervisor {
         self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
         let request = spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user };
         let pid = spawn::spawn(request).map_err(|e| {
-            self.release(&spec.name, generation);
+            self.release(spec.name.as_str(), generation);
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                     StartError::Invalid(format!("cannot execute: {e}"))
@@ -367,7 +365,7 @@ impl Supervisor {
             generation,
             mode,
             pid,
-            start_time: pid.and_then(process::start_time),
+            start_time: pid.and_then(sys::proc::start_time),
             intent,
         };
         if let Err(e) = self.store.put_vassal(&record) {

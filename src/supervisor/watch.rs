@@ -62,7 +62,7 @@ fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream
     Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-type ExitFd = Arc<tokio::io::unix::AsyncFd<super::process::Pidfd>>;
+type ExitFd = Arc<tokio::io::unix::AsyncFd<crate::sys::pidfd::Pidfd>>;
 
 /// Watches one process: its exit (a readable pidfd) and its control channel.
 async fn watch(

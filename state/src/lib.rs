@@ -4,6 +4,7 @@
 //! generation number, one [`VassalRecord`] per managed vassal, and the last
 //! complete snapshot of each source. Writes are buffered by sled and made
 //! durable by [`Store::flush`], which the reconciler calls once per round.
+#![forbid(unsafe_code)]
 
 mod record;
 
