@@ -3,13 +3,16 @@
 //!
 //! Every wake-up (a source event, a process event, a timer, a signal)
 //! drains all pending events, then reconciles what they made dirty and
-//! flushes the state store once.
+//! flushes the state store once, if anything was written.
+
+mod journal;
 
 use crate::cli::Cli;
 use crate::failpoint;
 use crate::source::{self, Envelope, SourceContext, SourceEvent};
 use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
 use anyhow::Context;
+use journal::Journal;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -45,6 +48,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         heartbeat_timeout: cli.heartbeat_timeout,
     };
     let (proc_tx, proc_rx) = unbounded_channel();
+    let journal = Journal::new(store.clone(), next_generation);
+    let emperor_id = store.emperor_id().to_owned();
     let mut supervisor = Supervisor::new(settings, store, proc_tx, &state_dir);
     let known: HashMap<&VassalName, &VassalSpec> =
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
@@ -58,7 +63,6 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
     let (src_tx, src_rx) = unbounded_channel();
-    let emperor_id = supervisor.store().emperor_id().to_owned();
     for source in sources {
         let id = source.id();
         source.start(SourceContext {
@@ -69,7 +73,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         })?;
     }
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
-    Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new(), recorded: Vec::new() }
+    Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new() }
         .serve(src_rx, proc_rx, shutdown)
         .await
 }
@@ -93,10 +97,9 @@ fn open_store(state_dir: &std::path::Path, reset: bool) -> anyhow::Result<state:
 struct Emperor {
     controller: Controller,
     supervisor: Supervisor,
+    journal: Journal,
     clock: Instant,
     conflicts: HashSet<(VassalName, SourceId)>,
-    /// Sources waiting to hear that their events are durable.
-    recorded: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct Signals {
@@ -206,16 +209,7 @@ impl Emperor {
     /// Applies a source event to the desired state, recording it first so a
     /// restarted emperor knows the last desired state of every source.
     fn on_source(&mut self, Envelope { event, recorded }: Envelope) {
-        self.recorded.extend(recorded);
-        let store = self.supervisor.store();
-        let recorded = match &event {
-            SourceEvent::Snapshot { source, specs } => store.replace_specs(source, specs, true),
-            SourceEvent::Upsert(spec) => store.put_spec(spec),
-            SourceEvent::Remove { source, name } => store.remove_spec(source, name),
-        };
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "cannot record the desired state");
-        }
+        self.journal.record(&event, recorded);
         failpoint::hit("snapshot-written");
         match event {
             SourceEvent::Snapshot { source, specs } => {
@@ -263,21 +257,10 @@ impl Emperor {
         }
     }
 
+    /// Makes the round's writes durable and tells the sources waiting for it.
     fn persist(&mut self) {
-        let store = self.supervisor.store();
-        let result = store.set_next_generation(self.controller.next_generation()).and_then(|()| store.flush());
-        match result {
-            Ok(()) => {
-                for done in self.recorded.drain(..) {
-                    let _ = done.send(());
-                }
-            }
-            Err(e) => {
-                // Dropping the senders tells the sources their events are not durable.
-                self.recorded.clear();
-                tracing::error!(error = %e, "cannot write the state store");
-            }
-        }
+        self.journal.set_next_generation(self.controller.next_generation());
+        self.journal.commit();
     }
 }
 

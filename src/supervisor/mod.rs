@@ -110,7 +110,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor with no process yet; `state_dir` is where its fd holder listens.
+    /// A supervisor with no process yet, writing its vassal records through
+    /// its own handle on the state store; `state_dir` is where its fd
+    /// holder listens.
     pub fn new(settings: Settings, store: Store, events: UnboundedSender<ProcEvent>, state_dir: &Path) -> Self {
         let mut base_env = launch::vassal_env_mapping(std::env::vars());
         base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
@@ -165,11 +167,6 @@ impl Supervisor {
         if let Some(holder) = &self.holder {
             holder.release(name, generation);
         }
-    }
-
-    /// The state store.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Whether no process is left.
