@@ -243,10 +243,7 @@ impl Emperor {
     /// Tells the reconciler that a vassal's process is gone (and reaped).
     fn exited(&mut self, name: &VassalName, generation: u64) {
         let now = self.now();
-        self.controller.on_exit(name, generation, now);
-        if !self.controller.actual().contains_key(name) {
-            self.supervisor.forget(name);
-        }
+        self.controller.on_exit(name, generation, now, &mut self.supervisor);
     }
 
     fn report_conflicts(&mut self) {

@@ -4,7 +4,7 @@
 use super::launch::{self, Launch};
 use super::{channel, Proc, Settings, Supervisor};
 use crate::sys::spawn;
-use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
+use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
 use std::time::Instant;
 
@@ -26,16 +26,16 @@ impl Executor for Supervisor {
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let prepared = self.prepared.remove(&(spec.name.clone(), generation));
-        let intended = prepared.is_some();
-        let launch = prepared.unwrap_or_else(|| launch::load(spec)).map_err(|e| {
+        let key = (spec.name.clone(), generation);
+        if !self.prepared.contains_key(&key) {
+            // A start the round did not announce: its intent is made durable all the same.
+            self.intend(&[(spec.clone(), generation)]);
+        }
+        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
             tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
-        if !intended {
-            self.record(spec, generation, mode, None, Intent::Run);
-        }
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {
@@ -52,7 +52,7 @@ impl Executor for Supervisor {
         }
     }
 
-    fn reload(&mut self, spec: &VassalSpec, _current: &ActualVassal) -> ReloadOutcome {
+    fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
         let launch = match launch::load(spec) {
             Ok(l) => l,
@@ -76,11 +76,8 @@ impl Executor for Supervisor {
         outcome
     }
 
-    fn stop(&mut self, name: &VassalName, _current: &ActualVassal) -> bool {
-        let Some(proc) = self.procs.get_mut(name) else {
-            self.forget(name);
-            return false;
-        };
+    fn stop(&mut self, name: &VassalName) -> bool {
+        let Some(proc) = self.procs.get_mut(name) else { return false };
         if !proc.stopping {
             begin_stop(proc, &self.settings);
             crate::failpoint::hit("stop-after-signal");
@@ -90,6 +87,12 @@ impl Executor for Supervisor {
         tracing::info!(vassal = %name, pid, "stopping vassal");
         self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
+    }
+
+    fn forget(&mut self, name: &VassalName) {
+        if let Err(e) = self.store.remove_vassal(name) {
+            tracing::error!(vassal = %name, error = %e, "cannot update the state store");
+        }
     }
 }
 

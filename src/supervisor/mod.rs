@@ -369,11 +369,4 @@ impl Supervisor {
             tracing::error!(vassal = %spec.name, error = %e, "cannot record the vassal in the state store");
         }
     }
-
-    /// Forgets the record of a vassal the reconciler no longer tracks.
-    pub fn forget(&mut self, name: &VassalName) {
-        if let Err(e) = self.store.remove_vassal(name) {
-            tracing::error!(vassal = %name, error = %e, "cannot update the state store");
-        }
-    }
 }
