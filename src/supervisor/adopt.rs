@@ -278,9 +278,17 @@ mod tests {
             user: None,
         };
         let leader = crate::sys::spawn::spawn(request).unwrap();
-        let found = scan(&id);
-        crate::sys::signal::kill(leader, libc::SIGKILL).unwrap();
+        // posix_spawn returns while the kernel may still be writing the new
+        // environment: look until it shows, within a deadline.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            let found = scan(&id);
+            if !found.is_empty() || std::time::Instant::now() >= deadline {
+                break found;
+            }
+            std::thread::yield_now();
+        };
+        crate::sys::signal::kill(leader, libc::SIGKILL).unwrap();
         while crate::sys::wait::reap(leader).unwrap().is_none() {
             assert!(std::time::Instant::now() < deadline, "the session leader did not exit");
             std::thread::yield_now();
