@@ -1,16 +1,19 @@
 //! The emperor's main loop: wires sources, reconciler and supervisor, and
 //! handles the emperor's own signals.
 //!
-//! Every wake-up (a source event, a process event, a timer, a signal)
-//! drains all pending events, then reconciles what they made dirty and
-//! flushes the state store once, if anything was written.
+//! Events flow one way: source events go through the journal (written
+//! first) to the controller, which drives the supervisor; the supervisor
+//! hands back only the vassals whose process is gone. Every wake-up (a
+//! source event, an exit, a respawn timer, a signal) drains what is pending,
+//! then reconciles what it made dirty and flushes the state store once, if
+//! anything was written.
 
 mod journal;
 
 use crate::cli::Cli;
 use crate::failpoint;
 use crate::source::{self, Envelope, SourceContext, SourceEvent};
-use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
+use crate::supervisor::{Settings, Supervisor};
 use anyhow::Context;
 use journal::Journal;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
@@ -47,10 +50,9 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         stop_timeout: cli.stop_timeout,
         heartbeat_timeout: cli.heartbeat_timeout,
     };
-    let (proc_tx, proc_rx) = unbounded_channel();
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();
-    let mut supervisor = Supervisor::new(settings, store, proc_tx, &state_dir);
+    let mut supervisor = Supervisor::new(settings, store, &state_dir).context("watching SIGCHLD")?;
     let known: HashMap<&VassalName, &VassalSpec> =
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
     let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
@@ -74,7 +76,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     }
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
     Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new() }
-        .serve(src_rx, proc_rx, shutdown)
+        .serve(src_rx, shutdown)
         .await
 }
 
@@ -108,7 +110,6 @@ struct Signals {
     quit: Signal,
     hup: Signal,
     usr2: Signal,
-    chld: Signal,
 }
 
 impl Signals {
@@ -119,7 +120,6 @@ impl Signals {
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr2: signal(SignalKind::user_defined2())?,
-            chld: signal(SignalKind::child())?,
         })
     }
 }
@@ -128,13 +128,11 @@ impl Emperor {
     async fn serve(
         mut self,
         mut sources: UnboundedReceiver<Envelope>,
-        mut procs: UnboundedReceiver<ProcEvent>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let mut signals = Signals::new().context("installing signal handlers")?;
         let shutdown = futures::FutureExt::fuse(shutdown);
         tokio::pin!(shutdown);
-        self.on_children(); // anything that exited before SIGCHLD was watched
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
         let mut sources_changed = false;
@@ -148,20 +146,19 @@ impl Emperor {
                         self.on_source(more);
                     }
                 }
-                Some(event) = procs.recv() => {
-                    self.on_proc(event);
-                    while let Ok(more) = procs.try_recv() {
-                        self.on_proc(more);
+                // A vassal's process is gone (the supervisor reaped it).
+                (name, generation) = self.supervisor.next_exit() => {
+                    self.exited(&name, generation);
+                    while let Some((name, generation)) = self.supervisor.exited_now() {
+                        self.exited(&name, generation);
                     }
                 }
-                // A respawn backoff, a stop timeout or a heartbeat is due.
+                // A respawn backoff is due.
                 _ = sleep_until(deadline) => {}
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
                 _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
                 _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
                 () = &mut shutdown, if !shutting_down => shutting_down = self.shutdown("shutdown request"),
-                // A child exited: reap it (and whatever else exited) at once.
-                _ = signals.chld.recv() => self.on_children(),
                 _ = signals.usr2.recv() => {
                     tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
                     self.persist();
@@ -173,7 +170,6 @@ impl Emperor {
                     self.controller.reload_all(now, &mut self.supervisor);
                 }
             }
-            self.supervisor.tick(Instant::now());
             if shutting_down {
                 if self.supervisor.is_idle() {
                     self.supervisor.retire_holder();
@@ -196,8 +192,7 @@ impl Emperor {
     }
 
     fn deadline(&self, wake: Option<u64>) -> Option<Instant> {
-        let respawn = wake.map(|ms| self.clock + std::time::Duration::from_millis(ms));
-        [respawn, self.supervisor.next_deadline()].into_iter().flatten().min()
+        wake.map(|ms| self.clock + std::time::Duration::from_millis(ms))
     }
 
     fn shutdown(&mut self, signal: &str) -> bool {
@@ -218,25 +213,6 @@ impl Emperor {
             }
             SourceEvent::Upsert(spec) => self.controller.upsert(spec),
             SourceEvent::Remove { source, name } => self.controller.remove(&source, &name),
-        }
-    }
-
-    fn on_proc(&mut self, event: ProcEvent) {
-        let ProcEvent { name, generation, kind } = event;
-        match kind {
-            ProcEventKind::Exited => {
-                if self.supervisor.reap(&name, generation) {
-                    self.exited(&name, generation);
-                }
-            }
-            ProcEventKind::Message(byte) => self.supervisor.on_message(&name, generation, byte),
-            ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
-        }
-    }
-
-    fn on_children(&mut self) {
-        for (name, generation) in self.supervisor.reap_children() {
-            self.exited(&name, generation);
         }
     }
 

@@ -78,7 +78,7 @@ impl Executor for Supervisor {
 
     fn stop(&mut self, name: &VassalName) -> bool {
         let Some(proc) = self.procs.get_mut(name) else { return false };
-        if !proc.stopping {
+        if !proc.state.is_stopping() {
             begin_stop(proc, &self.settings);
             crate::failpoint::hit("stop-after-signal");
         }
@@ -169,9 +169,7 @@ pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
             native.stop_timeout.unwrap_or(settings.stop_timeout)
         }
     };
-    proc.stopping = true;
-    proc.last_heartbeat = None;
-    proc.stop_deadline = Some(Instant::now() + timeout);
+    proc.state.stop(Instant::now() + timeout);
 }
 
 fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
