@@ -49,7 +49,7 @@ mod tests {
     use crate::sys::{pidfd::Pidfd, proc};
 
     #[test]
-    #[allow(clippy::zombie_processes)] // reaped through the pidfd, not Child::wait
+    #[allow(clippy::zombie_processes)] // reaped through waitid, not Child::wait
     fn pidfd_signals_and_reaps_a_child() {
         let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
