@@ -289,10 +289,7 @@ mod tests {
             std::thread::yield_now();
         };
         crate::sys::signal::kill(leader, libc::SIGKILL).unwrap();
-        while crate::sys::wait::reap(leader).unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "the session leader did not exit");
-            std::thread::yield_now();
-        }
+        crate::sys::wait::reap_soon(leader);
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].name.as_str(), found[0].generation), ("x:y.ini", 7));
         assert_eq!(found[0].pid, leader);

@@ -45,7 +45,7 @@ impl Handle {
 
 #[cfg(test)]
 mod tests {
-    use crate::sys::wait::{reap, Exit};
+    use crate::sys::wait::{reap, reap_soon, Exit};
     use crate::sys::{pidfd::Pidfd, proc};
 
     #[test]
@@ -57,14 +57,7 @@ mod tests {
         assert!(proc::start_time(pid).is_some());
         assert_eq!(reap(pid).unwrap(), None);
         fd.signal(libc::SIGTERM).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let exit = loop {
-            if let Some(exit) = reap(pid).unwrap() {
-                break exit;
-            }
-            assert!(std::time::Instant::now() < deadline, "child did not exit");
-            std::thread::yield_now();
-        };
+        let exit = reap_soon(pid);
         assert_eq!(exit, Exit::Signal(libc::SIGTERM));
         assert_eq!(exit.to_string(), "killed by signal 15 (SIGTERM)");
         assert!(proc::start_time(pid).is_none() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok());

@@ -54,6 +54,19 @@ pub fn reap(pid: i32) -> io::Result<Option<Exit>> {
     }))
 }
 
+/// Reaps the child `pid` once it has exited; panics after five seconds.
+#[cfg(test)]
+pub(crate) fn reap_soon(pid: i32) -> Exit {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(exit) = reap(pid).unwrap() {
+            return exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "child {pid} did not exit");
+        std::thread::yield_now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,15 +75,7 @@ mod tests {
     #[allow(clippy::zombie_processes)] // reaped through `reap`, not Child::wait
     fn reaps_a_child_and_tells_how_it_ended() {
         let child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
-        let pid = child.id() as i32;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let exit = loop {
-            if let Some(exit) = reap(pid).unwrap() {
-                break exit;
-            }
-            assert!(std::time::Instant::now() < deadline, "child did not exit");
-            std::thread::yield_now();
-        };
+        let exit = reap_soon(child.id() as i32);
         assert_eq!(exit, Exit::Code(3));
         assert_eq!(exit.to_string(), "exit code 3");
         assert_eq!(Exit::Signal(libc::SIGKILL).to_string(), "killed by signal 9 (SIGKILL)");
