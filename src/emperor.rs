@@ -172,6 +172,7 @@ impl Emperor {
             }
             if shutting_down {
                 if self.supervisor.is_idle() {
+                    self.persist();
                     self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
                     return Ok(());
