@@ -6,7 +6,7 @@
 //! [`Harness`] drop guard SIGKILLs the emperor and every process that carries
 //! this harness's `STUB_RECORD`, and prints the emperor's log and the stub
 //! records when the test is failing (or always, with `EMPEROR_TEST_DUMP=1`).
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 use std::fmt::Display;
 use std::fs;

@@ -10,7 +10,7 @@
 //! database); `private()` gives a server of its own to a test that stops and
 //! restarts it. Missing binaries fail the test naming
 //! `deploy/install-test-deps.sh`.
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
