@@ -20,7 +20,7 @@ impl Executor for Supervisor {
             }
             self.prepared.insert((spec.name.clone(), *generation), launch);
         }
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.store.flush_if_written() {
             tracing::error!(error = %e, "cannot flush the state store");
         }
     }
