@@ -1,5 +1,6 @@
 //! The supervisor: owns the vassal processes and carries out the
-//! reconciler's actions on them (it is the reconciler's [`Executor`]).
+//! reconciler's actions on them (it is the reconciler's
+//! [`Executor`](reconciler::Executor)).
 //!
 //! What the processes do comes back to the supervisor alone: it reaps its
 //! children on SIGCHLD, watches re-adopted processes through pidfds, serves
