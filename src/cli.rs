@@ -92,8 +92,7 @@ impl Cli {
         if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
             return dir.into();
         }
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if crate::sys::user::is_root() {
             return "/var/lib/emperor".into();
         }
         let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {

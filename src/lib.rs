@@ -3,12 +3,16 @@
 //! The library holds the whole emperor; the `emperor` binary only parses
 //! its command line and calls [`run`]. Tests and embedders can run the loop
 //! in-process with a shutdown future of their own.
+//!
+//! Only `sys` may bypass the compiler's memory checks (the package denies
+//! it everywhere else): it wraps the system calls behind safe functions.
 
 pub mod cli;
 pub mod emperor;
 mod failpoint;
 pub mod source;
 pub mod supervisor;
+mod sys;
 pub mod vassal;
 
 use anyhow::Context;
@@ -27,5 +31,5 @@ pub fn run(cli: cli::Cli, shutdown: impl std::future::Future<Output = ()>) -> an
 /// Marks every inherited fd close-on-exec so vassals inherit nothing of
 /// the emperor's caller; call first thing in `main`.
 pub fn prepare_process() {
-    supervisor::cloexec_inherited_fds();
+    sys::spawn::cloexec_inherited_fds();
 }

@@ -1,6 +1,7 @@
 //! The real uWSGI (Debian's uwsgi-core + uwsgi-plugin-python3) as a vassal:
 //! it serves HTTP, a touch is a graceful reload (same master pid, new
 //! workers), and deleting its config stops it.
+#![allow(unsafe_code)] // raw calls of its own (the package denies them elsewhere)
 
 mod common;
 

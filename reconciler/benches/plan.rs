@@ -113,12 +113,13 @@ impl Executor for Noop {
     fn start(&mut self, _: &VassalSpec, _: u64) -> Result<(), StartError> {
         Ok(())
     }
-    fn reload(&mut self, _: &VassalSpec, _: &ActualVassal) -> ReloadOutcome {
+    fn reload(&mut self, _: &VassalSpec) -> ReloadOutcome {
         ReloadOutcome::Reloaded
     }
-    fn stop(&mut self, _: &VassalName, _: &ActualVassal) -> bool {
+    fn stop(&mut self, _: &VassalName) -> bool {
         true
     }
+    fn forget(&mut self, _: &VassalName) {}
 }
 
 fn bench_controller(c: &mut Criterion) {

@@ -1,10 +1,8 @@
 //! Respawn throttling as a plain value: exponential, capped, reset by a
 //! healthy run.
 
-use serde::{Deserialize, Serialize};
-
 /// The throttling policy shared by every vassal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffPolicy {
     /// Delay after the second consecutive quick failure (the first respawns at once), in ms.
     pub min_ms: u64,
@@ -21,7 +19,7 @@ impl Default for BackoffPolicy {
 }
 
 /// One vassal's throttling state: how many quick failures in a row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backoff {
     failures: u32,
 }

@@ -36,16 +36,21 @@ pub enum ReloadOutcome {
 /// Performs actions on real processes. Implementations own all side effects.
 pub trait Executor {
     /// Called once per round, before any of them happens, with every start
-    /// the round will make: the place to record intents durably in one go.
+    /// the round will make and the generation each will get: the place to
+    /// record intents durably in one go.
     fn intend(&mut self, _starts: &[(VassalSpec, u64)]) {}
-    /// Starts `spec` as generation `generation`.
+    /// Starts `spec` as generation `generation` (the one announced to
+    /// [`Executor::intend`]).
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError>;
-    /// Applies `spec` (a new version) to the running vassal `current`.
-    fn reload(&mut self, spec: &VassalSpec, current: &ActualVassal) -> ReloadOutcome;
-    /// Begins stopping `current`; returns `false` when nothing was running
-    /// (so it can be forgotten at once). Called for every planned stop,
-    /// also of vassals that are not running, so records can be dropped.
-    fn stop(&mut self, name: &VassalName, current: &ActualVassal) -> bool;
+    /// Applies `spec` (a new version) to the running vassal of that name.
+    fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome;
+    /// Begins stopping the vassal `name`; returns `false` when nothing was
+    /// running. Called for every planned stop, also of vassals that are
+    /// not running.
+    fn stop(&mut self, name: &VassalName) -> bool;
+    /// Forgets the vassal `name`: the controller no longer tracks it (it
+    /// stopped, or was stopped while not running), so its records can go.
+    fn forget(&mut self, name: &VassalName);
 }
 
 /// Desired + actual state, dirty set and timers; see the module docs.
@@ -117,15 +122,10 @@ impl Controller {
         self.dirty.insert(name.clone());
     }
 
-    /// Marks every known name dirty (full resync, SIGHUP-style sweeps).
-    pub fn mark_all_dirty(&mut self) {
-        let names: Vec<VassalName> = self.desired.names().chain(self.actual.keys()).cloned().collect();
-        self.dirty.extend(names);
-    }
-
-    /// Records that generation `generation` of `name` exited at `now`.
-    /// Exits of stale generations are ignored.
-    pub fn on_exit(&mut self, name: &VassalName, generation: u64, now: u64) {
+    /// Records that generation `generation` of `name` exited at `now`; a
+    /// vassal that was stopping is then forgotten through `exec`. Exits of
+    /// stale generations are ignored.
+    pub fn on_exit(&mut self, name: &VassalName, generation: u64, now: u64, exec: &mut impl Executor) {
         let Some(have) = self.actual.get_mut(name) else { return };
         if have.generation != generation {
             return;
@@ -133,6 +133,7 @@ impl Controller {
         match have.phase {
             Phase::Stopping => {
                 self.actual.remove(name);
+                exec.forget(name);
             }
             Phase::Running { since } => {
                 let delay = have.backoff.on_exit(&self.policy, now.saturating_sub(since));
@@ -155,15 +156,22 @@ impl Controller {
         let starts: Vec<(VassalSpec, u64)> = plan
             .actions
             .iter()
-            .filter(|a| matches!(a.kind, ActionKind::Spawn | ActionKind::Respawn))
-            .zip(self.next_generation..)
-            .map(|(a, generation)| (self.desired.get(&a.name).expect("planned from desired").clone(), generation))
+            .filter(|a| is_start(a))
+            .map(|a| (self.desired.get(&a.name).expect("planned from desired").clone(), self.allocate_generation()))
             .collect();
         if !starts.is_empty() {
             exec.intend(&starts);
         }
+        let mut starts = starts.into_iter();
         for action in &plan.actions {
-            self.apply(action, now, exec);
+            match action.kind {
+                ActionKind::Spawn | ActionKind::Respawn => {
+                    let (spec, generation) = starts.next().expect("one generation per start");
+                    self.start(spec, generation, now, exec);
+                }
+                ActionKind::Reload => self.reload(&action.name, exec),
+                ActionKind::Stop => self.stop(&action.name, exec),
+            }
         }
         for name in &names {
             if let Some(ActualVassal { phase: Phase::Crashed { restart_at }, .. }) = self.actual.get(name) {
@@ -175,38 +183,38 @@ impl Controller {
         self.timers.keys().next().copied()
     }
 
-    fn apply(&mut self, action: &Action, now: u64, exec: &mut impl Executor) {
-        let name = &action.name;
-        match action.kind {
-            ActionKind::Spawn | ActionKind::Respawn => {
-                let spec = self.desired.get(name).expect("planned from desired").clone();
-                self.start(spec, now, exec);
-            }
-            ActionKind::Reload => {
-                let spec = self.desired.get(name).expect("planned from desired").clone();
-                let have = self.actual.get_mut(name).expect("planned from actual");
-                match exec.reload(&spec, have) {
-                    ReloadOutcome::Reloaded | ReloadOutcome::Kept(_) => {}
-                    ReloadOutcome::Restarting => have.phase = Phase::Stopping,
-                }
-                have.version = spec.version;
-                have.source = spec.source;
-            }
-            ActionKind::Stop => {
-                let have = self.actual.get_mut(name).expect("planned from actual");
-                let running = exec.stop(name, have) && matches!(have.phase, Phase::Running { .. });
-                if running {
-                    have.phase = Phase::Stopping;
-                } else {
-                    self.actual.remove(name);
-                }
-            }
+    /// The next unused generation, taken.
+    fn allocate_generation(&mut self) -> u64 {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        generation
+    }
+
+    /// Applies a new spec to a running vassal.
+    fn reload(&mut self, name: &VassalName, exec: &mut impl Executor) {
+        let spec = self.desired.get(name).expect("planned from desired").clone();
+        let have = self.actual.get_mut(name).expect("planned from actual");
+        match exec.reload(&spec) {
+            ReloadOutcome::Reloaded | ReloadOutcome::Kept(_) => {}
+            ReloadOutcome::Restarting => have.phase = Phase::Stopping,
+        }
+        have.version = spec.version;
+        have.source = spec.source;
+    }
+
+    /// Stops a vassal no longer wanted; one that was not running is forgotten at once.
+    fn stop(&mut self, name: &VassalName, exec: &mut impl Executor) {
+        let have = self.actual.get_mut(name).expect("planned from actual");
+        let running = exec.stop(name) && matches!(have.phase, Phase::Running { .. });
+        if running {
+            have.phase = Phase::Stopping;
+        } else {
+            self.actual.remove(name);
+            exec.forget(name);
         }
     }
 
-    fn start(&mut self, spec: VassalSpec, now: u64, exec: &mut impl Executor) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
+    fn start(&mut self, spec: VassalSpec, generation: u64, now: u64, exec: &mut impl Executor) {
         let backoff = self.actual.get(&spec.name).map(|a| a.backoff).unwrap_or_default();
         let mut record = ActualVassal {
             source: spec.source.clone(),
@@ -236,7 +244,7 @@ impl Controller {
             let have = self.actual.get_mut(&name).expect("listed from actual");
             match have.phase {
                 Phase::Running { .. } => {
-                    if exec.reload(&spec, have) == ReloadOutcome::Restarting {
+                    if exec.reload(&spec) == ReloadOutcome::Restarting {
                         have.phase = Phase::Stopping;
                     }
                     have.version = spec.version;
@@ -266,20 +274,13 @@ impl Controller {
         self.desired.conflicts()
     }
 
-    /// Whether any action may be pending without a timer (dirty names).
-    pub fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
-    }
-
     /// The next generation number that will be used.
     pub fn next_generation(&self) -> u64 {
         self.next_generation
     }
+}
 
-    /// Forgets every failure of `name` (operator restart).
-    pub fn reset_backoff(&mut self, name: &VassalName) {
-        if let Some(a) = self.actual.get_mut(name) {
-            a.backoff.reset();
-        }
-    }
+/// Whether an action starts a process.
+fn is_start(action: &Action) -> bool {
+    matches!(action.kind, ActionKind::Spawn | ActionKind::Respawn)
 }

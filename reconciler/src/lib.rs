@@ -4,6 +4,7 @@
 //! does ([`Actual`]); [`plan`] compares the two without any I/O and returns the
 //! [`Action`]s that converge them. [`Controller`] wraps the plan with a dirty
 //! set and respawn timers and applies actions through an [`Executor`].
+#![forbid(unsafe_code)]
 
 mod backoff;
 mod controller;

@@ -2,7 +2,6 @@
 //! what runs ([`Actual`]).
 
 use crate::{Backoff, SourceId, VassalName, VassalSpec};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One source's current wishes.
@@ -87,7 +86,7 @@ impl Desired {
 }
 
 /// Where a known vassal is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// A process runs (or is starting); `since` is when it was started (ms).
     Running {
@@ -106,7 +105,7 @@ pub enum Phase {
 }
 
 /// What the emperor knows of one vassal it manages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActualVassal {
     /// The source whose spec it runs.
     pub source: SourceId,

@@ -1,10 +1,9 @@
 //! The pure heart of the emperor: compare desired with actual, say what to do.
 
 use crate::{Actual, Desired, Phase, VassalName};
-use serde::{Deserialize, Serialize};
 
 /// What to do to one vassal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionKind {
     /// Start a vassal that is not known yet.
     Spawn,
@@ -17,7 +16,7 @@ pub enum ActionKind {
 }
 
 /// Why an action was planned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// A source wants a vassal that does not run.
     New,
@@ -34,7 +33,7 @@ pub enum Reason {
 }
 
 /// One step of convergence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
     /// The vassal concerned.
     pub name: VassalName,

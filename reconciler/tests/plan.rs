@@ -138,6 +138,7 @@ fn the_first_source_wins_a_name_conflict() {
 #[derive(Default)]
 struct Recorder {
     calls: Vec<String>,
+    forgotten: Vec<String>,
     fail_start: BTreeSet<String>,
     invalid: BTreeSet<String>,
     restart_on_reload: bool,
@@ -159,7 +160,7 @@ impl Executor for Recorder {
         }
         Ok(())
     }
-    fn reload(&mut self, spec: &VassalSpec, _: &ActualVassal) -> ReloadOutcome {
+    fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         self.calls.push(format!("reload {} {}", spec.name, spec.version));
         if self.restart_on_reload {
             ReloadOutcome::Restarting
@@ -167,9 +168,12 @@ impl Executor for Recorder {
             ReloadOutcome::Reloaded
         }
     }
-    fn stop(&mut self, name: &VassalName, current: &ActualVassal) -> bool {
+    fn stop(&mut self, name: &VassalName) -> bool {
         self.calls.push(format!("stop {name}"));
-        matches!(current.phase, Phase::Running { .. })
+        true
+    }
+    fn forget(&mut self, name: &VassalName) {
+        self.forgotten.push(name.to_string());
     }
 }
 
@@ -192,9 +196,11 @@ fn controller_spawns_reloads_and_stops() {
     c.reconcile(2, &mut ex);
     assert_eq!(ex.calls, ["intend x.ini g1", "start x.ini v1 g1", "reload x.ini v2", "stop x.ini"]);
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Stopping);
-    c.on_exit(&name("x.ini"), 1, 3);
+    assert!(ex.forgotten.is_empty(), "still stopping");
+    c.on_exit(&name("x.ini"), 1, 3, &mut ex);
     assert!(c.actual().is_empty());
-    assert!(!c.has_dirty() || c.reconcile(4, &mut ex).is_none());
+    assert_eq!(ex.forgotten, ["x.ini"], "forgotten once it exited");
+    assert!(c.reconcile(4, &mut ex).is_none());
     assert_eq!(ex.calls.len(), 4, "nothing more to do");
 }
 
@@ -205,9 +211,9 @@ fn crash_loop_backs_off_without_blocking_others() {
     c.set_snapshot(&src("a"), snapshot(&[spec("x.ini", "a", "v1"), spec("y.ini", "a", "v1")]), true);
     c.reconcile(0, &mut ex);
     // x crashes right away, repeatedly.
-    c.on_exit(&name("x.ini"), 1, 10);
+    c.on_exit(&name("x.ini"), 1, 10, &mut ex);
     assert_eq!(c.reconcile(10, &mut ex), None, "first crash respawns at once");
-    c.on_exit(&name("x.ini"), 3, 20);
+    c.on_exit(&name("x.ini"), 3, 20, &mut ex);
     assert_eq!(c.reconcile(20, &mut ex), Some(120), "second crash waits min_ms");
     // Meanwhile y gets a new version: handled at once.
     c.set_snapshot(&src("a"), snapshot(&[spec("x.ini", "a", "v1"), spec("y.ini", "a", "v2")]), true);
@@ -216,7 +222,7 @@ fn crash_loop_backs_off_without_blocking_others() {
     assert_eq!(c.reconcile(119, &mut ex), Some(120), "not yet");
     assert_eq!(c.reconcile(120, &mut ex), None);
     assert_eq!(ex.calls.last().unwrap(), "start x.ini v1 g4");
-    c.on_exit(&name("x.ini"), 4, 130);
+    c.on_exit(&name("x.ini"), 4, 130, &mut ex);
     assert_eq!(c.reconcile(130, &mut ex), Some(330), "doubles");
 }
 
@@ -226,7 +232,7 @@ fn stale_exits_are_ignored() {
     let mut ex = Recorder::default();
     c.set_snapshot(&src("a"), snapshot(&[spec("x.ini", "a", "v1")]), true);
     c.reconcile(0, &mut ex);
-    c.on_exit(&name("x.ini"), 99, 5);
+    c.on_exit(&name("x.ini"), 99, 5, &mut ex);
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Running { since: 0 });
 }
 
@@ -254,7 +260,7 @@ fn restart_reloads_go_through_stopping() {
     c.set_snapshot(&src("a"), snapshot(&[spec("x.ini", "a", "v2")]), true);
     c.reconcile(1, &mut ex);
     assert_eq!(c.actual()[&name("x.ini")].phase, Phase::Stopping);
-    c.on_exit(&name("x.ini"), 1, 2);
+    c.on_exit(&name("x.ini"), 1, 2, &mut ex);
     c.reconcile(2, &mut ex);
     assert_eq!(
         ex.calls,
@@ -290,6 +296,7 @@ fn incomplete_snapshots_never_stop_until_complete() {
     c.set_snapshot(&src("a"), snapshot(&[]), true);
     c.reconcile(1, &mut ex);
     assert_eq!(ex.calls, ["stop old.ini"]);
+    assert!(ex.forgotten.is_empty(), "a running vassal is forgotten only once it exited");
 }
 
 // ---- properties ----

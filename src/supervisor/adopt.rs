@@ -10,9 +10,11 @@
 use super::channel;
 use super::fdholder;
 use super::launch::{self, Launch};
-use super::process::{self, Handle, Pidfd};
+use super::process::Handle;
 use super::watch::Watched;
 use super::Supervisor;
+use crate::sys::pidfd::Pidfd;
+use crate::sys::proc;
 use crate::vassal::{Format, NativeSpec, ReloadMode};
 use reconciler::{ActualVassal, Backoff, ConfigRef, Phase, VassalName, VassalSpec};
 use state::{Intent, Mode, VassalRecord};
@@ -20,7 +22,6 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use tokio::io::unix::AsyncFd;
 
 /// A live process that carries our emperor id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,13 +46,11 @@ pub fn scan(emperor_id: &str) -> Vec<Found> {
 
 /// Reads who `pid` is, if it is one of our vassals' session leaders.
 fn identify(pid: i32, emperor_id: &str) -> Option<Found> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    // Fields after the command: state(0) ppid(1) pgrp(2) session(3) … starttime(19).
-    if fields.first() == Some(&"Z") || fields.get(3)?.parse::<i32>().ok()? != pid {
+    let stat = proc::stat(pid)?;
+    if stat.is_zombie() || !stat.leads_session(pid) {
         return None;
     }
-    let start_time = fields.get(19)?.parse().ok()?;
+    let start_time = stat.start_time;
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let var = |key: &str| environ.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes())?.strip_prefix(b"="));
     if var("EMPEROR_ID")? != emperor_id.as_bytes() {
@@ -115,7 +114,7 @@ impl Supervisor {
         }
         self.stop_strays(found.into_values());
         for ((name, generation), _) in held {
-            self.release_raw(&name, generation);
+            self.release(&name, generation);
         }
         actual
     }
@@ -124,11 +123,10 @@ impl Supervisor {
     fn adopt(&mut self, record: &VassalRecord, found: &Found, spec: Option<VassalSpec>, fds: HeldFds) -> Option<i32> {
         let pidfd = Pidfd::open(found.pid).ok()?;
         // The pidfd now pins the process; check it is still the one we identified.
-        if process::start_time(found.pid) != Some(found.start_time) {
+        if proc::start_time(found.pid) != Some(found.start_time) {
             return None;
         }
-        // SAFETY: Pidfd owns its fd and always reports that same fd.
-        let pidfd = Arc::new(unsafe { AsyncFd::register(pidfd) }.ok()?);
+        let pidfd = Arc::new(pidfd.into_async().ok()?);
         let spec = spec.unwrap_or_else(|| placeholder_spec(record));
         let launch = launch::load(&spec).unwrap_or_else(|_| fallback_launch(record));
         let control = fds.control.map(UnixStream::from);
@@ -157,7 +155,7 @@ impl Supervisor {
     fn stop_strays(&self, strays: impl Iterator<Item = Found>) {
         for stray in strays {
             let Ok(pidfd) = Pidfd::open(stray.pid) else { continue };
-            if process::start_time(stray.pid) != Some(stray.start_time) {
+            if proc::start_time(stray.pid) != Some(stray.start_time) {
                 continue;
             }
             tracing::warn!(vassal = %stray.name, pid = stray.pid, generation = stray.generation, "stopping an unrecorded vassal process");
@@ -183,14 +181,6 @@ impl Supervisor {
             }
         }
         out
-    }
-
-    fn release_raw(&self, name: &str, generation: u64) {
-        if let Some(holder) = &self.holder {
-            for kind in ["control", "config"] {
-                let _ = holder.drop_key(&fdholder::key(kind, generation, name));
-            }
-        }
     }
 }
 
@@ -276,20 +266,32 @@ mod tests {
         plain.kill().unwrap();
         plain.wait().unwrap();
         assert!(found_plain.is_empty());
-        let mut leader = command();
-        // SAFETY: setsid is async-signal-safe.
-        unsafe {
-            leader.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let mut leader = leader.spawn().unwrap();
-        let found = scan(&id);
-        leader.kill().unwrap();
-        leader.wait().unwrap();
+        // A session leader, started the way vassals are.
+        let request = crate::sys::spawn::SpawnRequest {
+            program: "sleep".into(),
+            args: vec!["30".into()],
+            cwd: None,
+            env: vec![("EMPEROR_ID".into(), id.clone()), ("EMPEROR_VASSAL".into(), "x:y.ini:7".into())],
+            env_remove: Vec::new(),
+            keep_fds: Vec::new(),
+            log: std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap(),
+            user: None,
+        };
+        let leader = crate::sys::spawn::spawn(request).unwrap();
+        // posix_spawn returns while the kernel may still be writing the new
+        // environment: look until it shows, within a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            let found = scan(&id);
+            if !found.is_empty() || std::time::Instant::now() >= deadline {
+                break found;
+            }
+            std::thread::yield_now();
+        };
+        crate::sys::signal::kill(leader, libc::SIGKILL).unwrap();
+        crate::sys::wait::reap_soon(leader);
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].name.as_str(), found[0].generation), ("x:y.ini", 7));
-        assert_eq!(found[0].pid, leader.id() as i32);
+        assert_eq!(found[0].pid, leader);
     }
 }

@@ -2,8 +2,9 @@
 //! how each run mode is asked to reload or stop.
 
 use super::launch::{self, Launch};
-use super::{channel, spawn, Proc, Settings, Supervisor};
-use reconciler::{ActualVassal, Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
+use super::{channel, Proc, Settings, Supervisor};
+use crate::sys::spawn;
+use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
 use std::time::Instant;
 
@@ -19,22 +20,22 @@ impl Executor for Supervisor {
             }
             self.prepared.insert((spec.name.clone(), *generation), launch);
         }
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.store.flush_if_written() {
             tracing::error!(error = %e, "cannot flush the state store");
         }
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let prepared = self.prepared.remove(&(spec.name.clone(), generation));
-        let intended = prepared.is_some();
-        let launch = prepared.unwrap_or_else(|| launch::load(spec)).map_err(|e| {
+        let key = (spec.name.clone(), generation);
+        if !self.prepared.contains_key(&key) {
+            // A start the round did not announce: its intent is made durable all the same.
+            self.intend(&[(spec.clone(), generation)]);
+        }
+        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
             tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
-        if !intended {
-            self.record(spec, generation, mode, None, Intent::Run);
-        }
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {
@@ -51,7 +52,7 @@ impl Executor for Supervisor {
         }
     }
 
-    fn reload(&mut self, spec: &VassalSpec, _current: &ActualVassal) -> ReloadOutcome {
+    fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
         let launch = match launch::load(spec) {
             Ok(l) => l,
@@ -75,12 +76,9 @@ impl Executor for Supervisor {
         outcome
     }
 
-    fn stop(&mut self, name: &VassalName, _current: &ActualVassal) -> bool {
-        let Some(proc) = self.procs.get_mut(name) else {
-            self.forget(name);
-            return false;
-        };
-        if !proc.stopping {
+    fn stop(&mut self, name: &VassalName) -> bool {
+        let Some(proc) = self.procs.get_mut(name) else { return false };
+        if !proc.state.is_stopping() {
             begin_stop(proc, &self.settings);
             crate::failpoint::hit("stop-after-signal");
         }
@@ -89,6 +87,12 @@ impl Executor for Supervisor {
         tracing::info!(vassal = %name, pid, "stopping vassal");
         self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
+    }
+
+    fn forget(&mut self, name: &VassalName) {
+        if let Err(e) = self.store.remove_vassal(name) {
+            tracing::error!(vassal = %name, error = %e, "cannot update the state store");
+        }
     }
 }
 
@@ -165,22 +169,11 @@ pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
             native.stop_timeout.unwrap_or(settings.stop_timeout)
         }
     };
-    proc.stopping = true;
-    proc.last_heartbeat = None;
-    proc.stop_deadline = Some(Instant::now() + timeout);
+    proc.state.stop(Instant::now() + timeout);
 }
 
 fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     // Straight to the socket: tokio's try_write would refuse until the
-    // reactor has seen the socket writable. One byte is never partial.
-    // SAFETY: a one-byte buffer that lives across the call, on a socket we own.
-    let sent = unsafe {
-        libc::send(stream.as_raw_fd(), std::ptr::from_ref(&byte).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    match sent {
-        1 => Ok(()),
-        0 => Err(std::io::ErrorKind::WriteZero.into()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    // reactor has seen the socket writable.
+    crate::sys::scm::send_byte(stream, byte)
 }

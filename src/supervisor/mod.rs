@@ -1,32 +1,42 @@
 //! The supervisor: owns the vassal processes and carries out the
-//! reconciler's actions on them (it is the reconciler's [`Executor`]).
+//! reconciler's actions on them (it is the reconciler's
+//! [`Executor`](reconciler::Executor)).
+//!
+//! What the processes do comes back to the supervisor alone: it reaps its
+//! children on SIGCHLD, watches re-adopted processes through pidfds, serves
+//! the control channels and enforces stop timeouts and heartbeats. The main
+//! loop hears only that a vassal's process is gone
+//! ([`Supervisor::next_exit`]).
 
 mod adopt;
 mod channel;
 mod executor;
+mod exits;
 mod fdholder;
 mod launch;
 mod logs;
+mod proc;
 mod process;
-mod spawn;
 mod user;
 mod watch;
 
-use channel::{Pair, VassalMessage};
+use crate::sys::{self, spawn};
+use channel::Pair;
 use executor::begin_stop;
+use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
 use launch::{CommandLine, Launch};
+use proc::Proc;
 use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
-pub use spawn::cloexec_inherited_fds;
 use state::{Intent, Mode, Store, VassalRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use watch::Watched;
 
 /// The supervisor's settings, from the command line.
@@ -42,77 +52,37 @@ pub struct Settings {
     pub heartbeat_timeout: Duration,
 }
 
-/// Something a vassal process did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcEvent {
-    /// The vassal.
-    pub name: VassalName,
-    /// Its generation.
-    pub generation: u64,
-    /// What happened.
-    pub kind: ProcEventKind,
-}
-
-/// The kinds of [`ProcEvent`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcEventKind {
-    /// The process exited (not reaped yet).
-    Exited,
-    /// A byte arrived on the control channel.
-    Message(u8),
-    /// The control channel closed.
-    Eof,
-}
-
-/// One running vassal process.
-struct Proc {
-    generation: u64,
-    /// Our child (reaped by us) or an adopted process (reaped by init).
-    handle: Handle,
-    spec: VassalSpec,
-    launch: Launch,
-    control: Option<Arc<tokio::net::UnixStream>>,
-    config: Option<(UnixStream, Vec<u8>)>,
-    stop_deadline: Option<Instant>,
-    last_heartbeat: Option<Instant>,
-    stopping: bool,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn pid(&self) -> i32 {
-        self.handle.pid()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
 /// Owns every vassal process; see the module docs.
 pub struct Supervisor {
     settings: Settings,
     store: Store,
     procs: HashMap<VassalName, Proc>,
-    events: UnboundedSender<ProcEvent>,
+    /// Where the watch tasks report (the sending side they clone).
+    event_tx: UnboundedSender<ProcEvent>,
+    event_rx: UnboundedReceiver<ProcEvent>,
+    /// SIGCHLD, watched from before the first child is spawned.
+    sigchld: Signal,
+    /// Processes gone and reaped, not yet handed to the main loop.
+    exits: VecDeque<(VassalName, u64)>,
     base_env: Vec<(String, String)>,
     holder: Option<FdHolder>,
-    /// Vassals with a stop deadline or a heartbeat to check: what
-    /// [`Supervisor::tick`] looks at, so idle vassals cost nothing.
-    timed: std::collections::HashSet<VassalName>,
-    /// Our children, by pid: SIGCHLD names pids.
-    children: HashMap<i32, VassalName>,
+    /// Vassals with a stop deadline or a heartbeat to check, so idle
+    /// vassals cost nothing.
+    timed: HashSet<VassalName>,
+    /// Our children, by pid (SIGCHLD names pids), so every exited child is
+    /// reaped, a vassal or not.
+    children: HashMap<i32, (VassalName, u64)>,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
 }
 
 impl Supervisor {
-    /// A supervisor with no process yet; `state_dir` is where its fd holder listens.
-    pub fn new(settings: Settings, store: Store, events: UnboundedSender<ProcEvent>, state_dir: &Path) -> Self {
+    /// A supervisor with no process yet, writing its vassal records through
+    /// its own handle on the state store; `state_dir` is where its fd
+    /// holder listens. Fails only if SIGCHLD cannot be watched.
+    pub fn new(settings: Settings, store: Store, state_dir: &Path) -> std::io::Result<Self> {
+        let sigchld = signal(SignalKind::child())?;
+        let (event_tx, event_rx) = unbounded_channel();
         let mut base_env = launch::vassal_env_mapping(std::env::vars());
         base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
         let holder = logs::open_named(&settings.log_dir, "fd-holder.log")
@@ -121,17 +91,23 @@ impl Supervisor {
                 |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
             )
             .ok();
-        Self {
+        let mut supervisor = Self {
             settings,
             store,
             procs: HashMap::new(),
-            events,
+            event_tx,
+            event_rx,
+            sigchld,
+            exits: VecDeque::new(),
             base_env,
             holder,
-            timed: Default::default(),
+            timed: HashSet::new(),
             children: HashMap::new(),
             prepared: HashMap::new(),
-        }
+        };
+        // Whatever exited before SIGCHLD was watched.
+        supervisor.reap_children();
+        Ok(supervisor)
     }
 
     /// Ends the fd holder; call once every vassal has stopped.
@@ -154,7 +130,7 @@ impl Supervisor {
         for (kind, stream) in [("control", control), ("config", config)] {
             if let Some(stream) = stream {
                 let key = fdholder::key(kind, generation, name.as_str());
-                if let Err(e) = holder.put(&key, std::os::fd::AsRawFd::as_raw_fd(stream)) {
+                if let Err(e) = holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
                     tracing::warn!(vassal = %name, error = %e, "cannot hand the channel to the fd holder");
                 }
             }
@@ -162,16 +138,10 @@ impl Supervisor {
     }
 
     /// Makes the fd holder close its copies of a vassal's channel ends.
-    fn release(&self, name: &VassalName, generation: u64) {
-        let Some(holder) = &self.holder else { return };
-        for kind in ["control", "config"] {
-            let _ = holder.drop_key(&fdholder::key(kind, generation, name.as_str()));
+    fn release(&self, name: &str, generation: u64) {
+        if let Some(holder) = &self.holder {
+            holder.release(name, generation);
         }
-    }
-
-    /// The state store.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Whether no process is left.
@@ -179,126 +149,9 @@ impl Supervisor {
         self.procs.is_empty()
     }
 
-    /// Reaps every child that has exited; returns the vassals among them.
-    pub fn reap_children(&mut self) -> Vec<(VassalName, u64)> {
-        let mut exited = Vec::new();
-        while let Some(pid) = process::next_exited_child() {
-            match self.children.get(&pid).cloned() {
-                Some(name) => {
-                    let generation = self.procs.get(&name).map_or(0, |p| p.generation);
-                    if self.reap(&name, generation) {
-                        exited.push((name, generation));
-                    }
-                }
-                None => {
-                    // Not a vassal (an fd holder we started, say): just reap it.
-                    let status = process::reap(pid);
-                    tracing::debug!(pid, ?status, "reaped a child that is not a vassal");
-                }
-            }
-        }
-        exited
-    }
-
-    /// Reaps an exited process; `false` if it was not ours (a stale generation).
-    pub fn reap(&mut self, name: &VassalName, generation: u64) -> bool {
-        if self.procs.get(name).is_none_or(|p| p.generation != generation) {
-            return false;
-        }
-        let proc = self.procs.remove(name).expect("checked above");
-        self.timed.remove(name);
-        self.release(name, generation);
-        let pid = proc.pid();
-        let exit = match proc.handle {
-            Handle::Child(pid) => {
-                self.children.remove(&pid);
-                // The leader is an unreaped zombie, so its group id cannot have been reused.
-                let _ = process::signal_group(pid, libc::SIGKILL);
-                process::reap(pid)
-            }
-            Handle::Adopted(..) => Ok(None),
-        };
-        let status = match &exit {
-            Ok(Some(exit)) => exit.to_string(),
-            Ok(None) if matches!(proc.handle, Handle::Adopted(..)) => {
-                "exit status unknown (adopted process)".to_owned()
-            }
-            Ok(None) => "still running?".to_owned(),
-            Err(e) => format!("unknown status ({e})"),
-        };
-        if proc.stopping {
-            tracing::info!(vassal = %name, pid, generation, %status, "vassal stopped");
-        } else {
-            let log = logs::path(&self.settings.log_dir, name);
-            tracing::warn!(vassal = %name, pid, generation, %status, log = %log.display(), "vassal died");
-        }
-        true
-    }
-
-    /// Handles a byte from a vassal's control channel.
-    pub fn on_message(&mut self, name: &VassalName, generation: u64, byte: u8) {
-        let Some(proc) = self.procs.get_mut(name).filter(|p| p.generation == generation) else { return };
-        match VassalMessage::from(byte) {
-            VassalMessage::ConfigRequest => {
-                if let Some((stream, framed)) = &proc.config {
-                    if let Err(e) = channel::send_all(stream, framed) {
-                        tracing::warn!(vassal = %name, error = %e, "cannot resend the config");
-                    }
-                }
-            }
-            VassalMessage::Heartbeat => {
-                if proc.last_heartbeat.is_none() && !proc.stopping {
-                    let timeout = self.settings.heartbeat_timeout.as_secs_f64();
-                    tracing::info!(vassal = %name, timeout, "vassal sends heartbeats; a silence this long gets it killed and respawned");
-                }
-                proc.last_heartbeat = Some(Instant::now());
-                self.timed.insert(name.clone());
-            }
-            VassalMessage::WantsStop => {
-                tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
-                begin_stop(proc, &self.settings);
-                self.timed.insert(name.clone());
-            }
-            VassalMessage::Reinforcements => {
-                tracing::debug!(vassal = %name, "reinforcements requested; not supported")
-            }
-            other => tracing::debug!(vassal = %name, message = ?other, "vassal message"),
-        }
-    }
-
-    /// Enforces stop timeouts and heartbeats; call after every wake-up.
-    pub fn tick(&mut self, now: Instant) {
-        let timeout = self.settings.heartbeat_timeout;
-        self.timed.retain(|name| {
-            let Some(proc) = self.procs.get_mut(name) else { return false };
-            if proc.stop_deadline.is_some_and(|d| d <= now) {
-                tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
-                Self::signal_group(proc, libc::SIGKILL);
-                proc.stop_deadline = None;
-            }
-            if proc.last_heartbeat.is_some_and(|h| h + timeout <= now) {
-                tracing::warn!(vassal = %name, pid = proc.pid(), "vassal missed its heartbeat; killing it for a respawn");
-                Self::signal_group(proc, libc::SIGKILL);
-                proc.last_heartbeat = None;
-            }
-            proc.stop_deadline.is_some() || proc.last_heartbeat.is_some()
-        });
-    }
-
-    /// The next time [`Supervisor::tick`] has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let hb = self.settings.heartbeat_timeout;
-        self.timed
-            .iter()
-            .filter_map(|name| self.procs.get(name))
-            .flat_map(|p| [p.stop_deadline, p.last_heartbeat.map(|h| h + hb)])
-            .flatten()
-            .min()
-    }
-
     /// Asks every vassal to stop (emperor shutdown).
     pub fn stop_all(&mut self) {
-        for (name, proc) in self.procs.iter_mut().filter(|(_, p)| !p.stopping) {
+        for (name, proc) in self.procs.iter_mut().filter(|(_, p)| !p.state.is_stopping()) {
             begin_stop(proc, &self.settings);
             self.timed.insert(name.clone());
         }
@@ -340,7 +193,7 @@ impl Supervisor {
         self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
         let request = spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user };
         let pid = spawn::spawn(request).map_err(|e| {
-            self.release(&spec.name, generation);
+            self.release(spec.name.as_str(), generation);
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                     StartError::Invalid(format!("cannot execute: {e}"))
@@ -367,18 +220,11 @@ impl Supervisor {
             generation,
             mode,
             pid,
-            start_time: pid.and_then(process::start_time),
+            start_time: pid.and_then(sys::proc::start_time),
             intent,
         };
         if let Err(e) = self.store.put_vassal(&record) {
             tracing::error!(vassal = %spec.name, error = %e, "cannot record the vassal in the state store");
-        }
-    }
-
-    /// Forgets the record of a vassal the reconciler no longer tracks.
-    pub fn forget(&mut self, name: &VassalName) {
-        if let Err(e) = self.store.remove_vassal(name) {
-            tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Resolving the `uid`/`gid` of a native vassal to numeric ids.
 
-use std::ffi::CString;
+use crate::sys::user as db;
 
 /// Why a user or group cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -19,12 +19,9 @@ pub fn resolve(uid: Option<&str>, gid: Option<&str>) -> Result<Option<(u32, u32)
     if uid.is_none() && gid.is_none() {
         return Ok(None);
     }
-    // SAFETY: getuid/getgid cannot fail.
-    let (mut u, mut g) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (mut u, mut g) = db::ids();
     if let Some(user) = uid {
-        let (pu, pg) = lookup_user(user)?;
-        u = pu;
-        g = pg;
+        (u, g) = lookup_user(user)?;
     }
     if let Some(group) = gid {
         g = lookup_group(group)?;
@@ -32,36 +29,19 @@ pub fn resolve(uid: Option<&str>, gid: Option<&str>) -> Result<Option<(u32, u32)
     Ok(Some((u, g)))
 }
 
+/// A user by name, or by number (a number without an entry is its own group).
 fn lookup_user(user: &str) -> Result<(u32, u32), UserError> {
-    let c = CString::new(user).map_err(|_| UserError::NoUser(user.to_owned()))?;
-    // SAFETY: getpwnam/getpwuid return a pointer into static storage or null; read at once.
-    unsafe {
-        let pw = match user.parse::<u32>() {
-            Ok(n) => libc::getpwuid(n),
-            Err(_) => libc::getpwnam(c.as_ptr()),
-        };
-        if pw.is_null() {
-            return match user.parse::<u32>() {
-                Ok(n) => Ok((n, n)),
-                Err(_) => Err(UserError::NoUser(user.to_owned())),
-            };
-        }
-        Ok(((*pw).pw_uid, (*pw).pw_gid))
+    match user.parse::<u32>() {
+        Ok(n) => Ok(db::user_by_id(n).unwrap_or((n, n))),
+        Err(_) => db::user_by_name(user).ok_or_else(|| UserError::NoUser(user.to_owned())),
     }
 }
 
+/// A group by name or number.
 fn lookup_group(group: &str) -> Result<u32, UserError> {
-    if let Ok(n) = group.parse::<u32>() {
-        return Ok(n);
-    }
-    let c = CString::new(group).map_err(|_| UserError::NoGroup(group.to_owned()))?;
-    // SAFETY: as above.
-    unsafe {
-        let gr = libc::getgrnam(c.as_ptr());
-        if gr.is_null() {
-            return Err(UserError::NoGroup(group.to_owned()));
-        }
-        Ok((*gr).gr_gid)
+    match group.parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(_) => db::group_by_name(group).ok_or_else(|| UserError::NoGroup(group.to_owned())),
     }
 }
 

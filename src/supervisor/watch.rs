@@ -2,9 +2,11 @@
 //! and, for a re-adopted process, its exit through its pidfd (the exits of
 //! our own children arrive through SIGCHLD).
 
+use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::Launch;
+use super::proc::{Proc, ProcState};
 use super::process::Handle;
-use super::{Proc, ProcEvent, ProcEventKind, Supervisor};
+use super::Supervisor;
 use reconciler::{VassalName, VassalSpec};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -32,12 +34,12 @@ impl Supervisor {
         let exit = match &w.handle {
             Handle::Adopted(_, pidfd) => Some(pidfd.clone()),
             Handle::Child(pid) => {
-                self.children.insert(*pid, w.spec.name.clone());
+                self.children.insert(*pid, (w.spec.name.clone(), w.generation));
                 None
             }
         };
         let task = (exit.is_some() || control.is_some()).then(|| {
-            let watch = watch(w.spec.name.clone(), w.generation, exit, control.clone(), self.events.clone());
+            let watch = watch(w.spec.name.clone(), w.generation, exit, control.clone(), self.event_tx.clone());
             tokio::spawn(watch)
         });
         Proc {
@@ -47,9 +49,7 @@ impl Supervisor {
             launch: w.launch,
             control,
             config: w.config,
-            stop_deadline: None,
-            last_heartbeat: None,
-            stopping: false,
+            state: ProcState::STARTED,
             task,
         }
     }
@@ -62,7 +62,7 @@ fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream
     Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-type ExitFd = Arc<tokio::io::unix::AsyncFd<super::process::Pidfd>>;
+type ExitFd = Arc<tokio::io::unix::AsyncFd<crate::sys::pidfd::Pidfd>>;
 
 /// Watches one process: its exit (a readable pidfd) and its control channel.
 async fn watch(

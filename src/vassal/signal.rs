@@ -1,50 +1,7 @@
-//! Signal names and numbers, as written in configs.
+//! Signal names and numbers, as written in configs (the name table is
+//! [`crate::sys::signal`]'s).
 
-/// Signal names without the `SIG` prefix, with their libc numbers.
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("IOT", libc::SIGIOT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("CHLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("SYS", libc::SIGSYS),
-];
-
-/// The highest signal number the platform accepts.
-#[cfg(target_os = "linux")]
-fn max_signal() -> i32 {
-    libc::SIGRTMAX()
-}
-
-/// The highest signal number the platform accepts.
-#[cfg(not(target_os = "linux"))]
-fn max_signal() -> i32 {
-    31
-}
+use crate::sys::signal;
 
 /// Parses a signal name or number ("SIGTERM", "TERM", "term", "15", "HUP",
 /// "SIGUSR1"...) into its libc number, so configs can name signals portably.
@@ -52,11 +9,11 @@ fn max_signal() -> i32 {
 pub fn parse_signal(text: &str) -> Option<i32> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok().filter(|n| (1..=max_signal()).contains(n));
+        return text.parse().ok().filter(|n| (1..=signal::max()).contains(n));
     }
     let upper = text.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, num)| *num)
+    signal::by_name(name)
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! It keeps, per state directory: an emperor id generated once, the next
 //! generation number, one [`VassalRecord`] per managed vassal, and the last
 //! complete snapshot of each source. Writes are buffered by sled and made
-//! durable by [`Store::flush`], which the reconciler calls once per round.
+//! durable by [`Store::flush`]; [`Store::flush_if_written`] skips the sync
+//! when no handle wrote anything since the last one. A [`Store`] is a cheap
+//! handle: clones share the same database.
+#![forbid(unsafe_code)]
 
 mod record;
 
@@ -12,6 +15,8 @@ pub use record::{Intent, Mode, VassalRecord};
 use reconciler::{SourceId, VassalName, VassalSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -61,14 +66,18 @@ pub struct SourceSnapshot {
     pub specs: Vec<VassalSpec>,
 }
 
-/// The open state store of one state directory.
+/// The open state store of one state directory; clones are handles on the
+/// same database.
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     vassals: sled::Tree,
     specs: sled::Tree,
     sources: sled::Tree,
-    emperor_id: String,
+    emperor_id: Arc<str>,
+    /// Whether any handle wrote since the last flush.
+    written: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -107,7 +116,8 @@ impl Store {
             sources: db.open_tree("sources")?,
             meta,
             db,
-            emperor_id,
+            emperor_id: emperor_id.into(),
+            written: Arc::default(),
         };
         store.flush()?;
         Ok(store)
@@ -139,12 +149,14 @@ impl Store {
     /// Records the next unused generation number.
     pub fn set_next_generation(&self, next: u64) -> Result<(), StateError> {
         self.meta.insert("next_generation", encode(&next))?;
+        self.wrote();
         Ok(())
     }
 
     /// Writes (or replaces) a vassal's record.
     pub fn put_vassal(&self, record: &VassalRecord) -> Result<(), StateError> {
         self.vassals.insert(record.name.as_str(), encode(record))?;
+        self.wrote();
         Ok(())
     }
 
@@ -156,6 +168,7 @@ impl Store {
     /// Deletes a vassal's record.
     pub fn remove_vassal(&self, name: &VassalName) -> Result<(), StateError> {
         self.vassals.remove(name.as_str())?;
+        self.wrote();
         Ok(())
     }
 
@@ -210,13 +223,32 @@ impl Store {
 
     fn mark_known(&self, source: &SourceId, complete: bool) -> Result<(), StateError> {
         self.sources.insert(source.0.as_str(), encode(&complete))?;
+        self.wrote();
         Ok(())
+    }
+
+    /// Notes that the database holds writes not yet flushed.
+    fn wrote(&self) {
+        self.written.store(true, Ordering::Release);
     }
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StateError> {
-        self.db.flush()?;
+        self.written.store(false, Ordering::Release);
+        if let Err(e) = self.db.flush() {
+            self.wrote();
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// Makes every write so far durable, if any handle wrote since the last
+    /// flush; returns whether it flushed.
+    pub fn flush_if_written(&self) -> Result<bool, StateError> {
+        if !self.written.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.flush().map(|()| true)
     }
 }
 
@@ -302,6 +334,18 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert_eq!(store.vassals().unwrap(), vec![record("b.ini", 2)]);
         assert_eq!(store.next_generation().unwrap(), 3);
+    }
+
+    #[test]
+    fn clones_share_the_database_and_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let handle = store.clone();
+        assert!(!store.flush_if_written().unwrap(), "nothing written since open");
+        handle.put_vassal(&record("a.ini", 3)).unwrap();
+        assert_eq!(store.vassal(&VassalName::parse("a.ini").unwrap()).unwrap().unwrap().generation, 3);
+        assert!(store.flush_if_written().unwrap(), "a clone's write is flushed");
+        assert!(!handle.flush_if_written().unwrap(), "and only once");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! also closes the pipe and waits for the watchdog, so no beam or epmd is
 //! left when `cargo test` returns. Tests that need the node steady take
 //! [`Node::shared`]; the restart test takes [`Node::exclusive`].
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -11,7 +11,7 @@
 //! [`Harness`] drop guard SIGKILLs the emperor and every process that carries
 //! this harness's `STUB_RECORD`, and prints the emperor's log and the stub
 //! records when the test is failing (or always, with `EMPEROR_TEST_DUMP=1`).
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unsafe_code)]
 
 pub mod harness;
 pub mod proc;

@@ -10,7 +10,7 @@
 //! database); `private()` gives a server of its own to a test that stops and
 //! restarts it. Missing binaries fail the test naming
 //! `deploy/install-test-deps.sh`.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unsafe_code)]
 
 mod mongo;
 mod postgres;

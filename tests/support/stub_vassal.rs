@@ -14,6 +14,7 @@
 //! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
 //! `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
 //! the next timer deadline, so nothing busy-waits.
+#![allow(unsafe_code)] // raw calls of its own (the package denies them elsewhere)
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

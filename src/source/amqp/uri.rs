@@ -166,12 +166,8 @@ pub fn default_queue(emperor_id: &str) -> String {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
-    if ok && !name.is_empty() {
+    let name = crate::sys::host::name().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    if !name.is_empty() {
         name
     } else {
         "localhost".into()

@@ -1,0 +1,167 @@
+//! The event loop: source events, exits, respawn timers and the emperor's
+//! own signals, each wake-up followed by one reconcile round and one commit
+//! of the journal.
+
+use super::journal::Journal;
+use crate::failpoint;
+use crate::source::{Envelope, SourceEvent};
+use crate::supervisor::Supervisor;
+use anyhow::Context;
+use reconciler::{Controller, SourceId, VassalName};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The loop's state: what it reconciles, with what, and how it records.
+pub(super) struct Emperor {
+    pub(super) controller: Controller,
+    pub(super) supervisor: Supervisor,
+    pub(super) journal: Journal,
+    /// The origin of the controller's millisecond clock.
+    pub(super) clock: Instant,
+    /// Name conflicts already reported.
+    pub(super) conflicts: HashSet<(VassalName, SourceId)>,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+impl Emperor {
+    /// Serves source events, exits and signals until the emperor stops.
+    pub(super) async fn serve(
+        mut self,
+        mut sources: UnboundedReceiver<Envelope>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let mut signals = Signals::new().context("installing signal handlers")?;
+        let shutdown = futures::FutureExt::fuse(shutdown);
+        tokio::pin!(shutdown);
+        let mut wake: Option<u64> = None;
+        let mut shutting_down = false;
+        let mut sources_changed = false;
+        loop {
+            let deadline = self.deadline(wake);
+            tokio::select! {
+                Some(event) = sources.recv() => {
+                    sources_changed = true;
+                    self.on_source(event);
+                    while let Ok(more) = sources.try_recv() {
+                        self.on_source(more);
+                    }
+                }
+                // A vassal's process is gone (the supervisor reaped it).
+                (name, generation) = self.supervisor.next_exit() => {
+                    self.exited(&name, generation);
+                    while let Some((name, generation)) = self.supervisor.exited_now() {
+                        self.exited(&name, generation);
+                    }
+                }
+                // A respawn backoff is due.
+                _ = sleep_until(deadline) => {}
+                _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
+                _ = signals.int.recv() => shutting_down = self.shutdown("SIGINT"),
+                _ = signals.quit.recv() => shutting_down = self.shutdown("SIGQUIT"),
+                () = &mut shutdown, if !shutting_down => shutting_down = self.shutdown("shutdown request"),
+                _ = signals.usr2.recv() => {
+                    tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
+                    self.persist();
+                    return Ok(());
+                }
+                _ = signals.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading every vassal");
+                    let now = self.now();
+                    self.controller.reload_all(now, &mut self.supervisor);
+                }
+            }
+            if shutting_down {
+                if self.supervisor.is_idle() {
+                    self.persist();
+                    self.supervisor.retire_holder();
+                    tracing::info!("every vassal stopped; bye");
+                    return Ok(());
+                }
+                continue;
+            }
+            if std::mem::take(&mut sources_changed) {
+                self.report_conflicts();
+            }
+            let now = self.now();
+            wake = self.controller.reconcile(now, &mut self.supervisor);
+            self.persist();
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn deadline(&self, wake: Option<u64>) -> Option<Instant> {
+        wake.map(|ms| self.clock + std::time::Duration::from_millis(ms))
+    }
+
+    fn shutdown(&mut self, signal: &str) -> bool {
+        tracing::info!(signal, "stopping every vassal");
+        self.supervisor.stop_all();
+        true
+    }
+
+    /// Applies a source event to the desired state, recording it first so a
+    /// restarted emperor knows the last desired state of every source.
+    fn on_source(&mut self, Envelope { event, recorded }: Envelope) {
+        self.journal.record(&event, recorded);
+        failpoint::hit("snapshot-written");
+        match event {
+            SourceEvent::Snapshot { source, specs } => {
+                let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+                self.controller.set_snapshot(&source, specs, true);
+            }
+            SourceEvent::Upsert(spec) => self.controller.upsert(spec),
+            SourceEvent::Remove { source, name } => self.controller.remove(&source, &name),
+        }
+    }
+
+    /// Tells the reconciler that a vassal's process is gone (and reaped).
+    fn exited(&mut self, name: &VassalName, generation: u64) {
+        let now = self.now();
+        self.controller.on_exit(name, generation, now, &mut self.supervisor);
+    }
+
+    fn report_conflicts(&mut self) {
+        for c in self.controller.conflicts() {
+            if self.conflicts.insert((c.name.clone(), c.loser.clone())) {
+                tracing::warn!(vassal = %c.name, used = %c.winner, ignored = %c.loser, "the same vassal name comes from two sources; using the first");
+            }
+        }
+    }
+
+    /// Makes the round's writes durable and tells the sources waiting for it.
+    fn persist(&mut self) {
+        self.journal.set_next_generation(self.controller.next_generation());
+        self.journal.commit();
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,97 @@
+//! The emperor's main loop: wires sources, reconciler and supervisor, and
+//! handles the emperor's own signals.
+//!
+//! Events flow one way: source events go through the journal (written
+//! first) to the controller, which drives the supervisor; the supervisor
+//! hands back only the vassals whose process is gone. Every wake-up (a
+//! source event, an exit, a respawn timer, a signal) drains what is pending,
+//! then reconciles what it made dirty and flushes the state store once, if
+//! anything was written.
+
+mod event_loop;
+mod journal;
+
+use crate::cli::Cli;
+use crate::source::{self, SourceContext};
+use crate::supervisor::{Settings, Supervisor};
+use anyhow::Context;
+use event_loop::Emperor;
+use journal::Journal;
+use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use tokio::sync::mpsc::unbounded_channel;
+
+/// Runs the emperor until a stop signal or until `shutdown` completes.
+pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
+    let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
+    for dir in [&state_dir, &log_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = open_store(&state_dir, cli.reset_state)?;
+    let policy = BackoffPolicy {
+        min_ms: cli.backoff_min.as_millis() as u64,
+        max_ms: cli.backoff_max.as_millis() as u64,
+        reset_after_ms: cli.backoff_reset.as_millis() as u64,
+    };
+    let next_generation = store.next_generation()?;
+    let ids: Vec<SourceId> = sources.iter().map(|s| s.id()).collect();
+    let mut restored = Vec::new();
+    for id in &ids {
+        if let Some(snapshot) = store.snapshot(id)? {
+            restored.push((id.clone(), snapshot));
+        }
+    }
+    let settings = Settings {
+        vassal_binary: cli.vassal_binary.clone(),
+        log_dir,
+        stop_timeout: cli.stop_timeout,
+        heartbeat_timeout: cli.heartbeat_timeout,
+    };
+    let journal = Journal::new(store.clone(), next_generation);
+    let emperor_id = store.emperor_id().to_owned();
+    let mut supervisor = Supervisor::new(settings, store, &state_dir).context("watching SIGCHLD")?;
+    let known: HashMap<&VassalName, &VassalSpec> =
+        restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
+    let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
+    let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
+    for id in &ids {
+        controller.add_source(id.clone());
+    }
+    for (id, snapshot) in restored {
+        let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+        controller.set_snapshot(&id, specs, snapshot.complete);
+    }
+    let (src_tx, src_rx) = unbounded_channel();
+    for source in sources {
+        let id = source.id();
+        source.start(SourceContext {
+            id,
+            events: src_tx.clone(),
+            resync: cli.resync,
+            emperor_id: emperor_id.clone(),
+        })?;
+    }
+    tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
+    Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new() }
+        .serve(src_rx, shutdown)
+        .await
+}
+
+/// Opens the state store; with `reset`, a store that cannot be opened is
+/// moved aside first and a fresh one started.
+fn open_store(state_dir: &std::path::Path, reset: bool) -> anyhow::Result<state::Store> {
+    match state::Store::open(state_dir) {
+        Ok(store) => Ok(store),
+        Err(e @ state::StateError::Locked(_)) => Err(e.into()),
+        Err(e) if reset => {
+            let aside = state::Store::move_aside(state_dir)?;
+            tracing::warn!(error = %e, moved_to = %aside.display(), "state store unusable; moved aside, starting fresh");
+            Ok(state::Store::open(state_dir)?)
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot open the state store (start with --reset-state to move it aside and start fresh)")),
+    }
+}

@@ -1,0 +1,67 @@
+//! Reading `/proc/PID/stat`: the fields that identify one of our processes.
+
+/// What `/proc/PID/stat` tells about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Its state letter (`R`, `S`, `Z`…).
+    pub state: char,
+    /// The session it belongs to.
+    pub session: i32,
+    /// Its start time in clock ticks since boot: with the pid, it identifies
+    /// the process across pid reuse.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// Whether the process leads its own session (as every vassal does).
+    pub fn leads_session(&self, pid: i32) -> bool {
+        self.session == pid
+    }
+
+    /// Whether the process is a zombie (exited, not reaped yet).
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// Reads `/proc/PID/stat`; `None` when the process does not exist.
+pub fn stat(pid: i32) -> Option<Stat> {
+    parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time of `pid` (`/proc/PID/stat` field 22).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|s| s.start_time)
+}
+
+/// Parses the text of a stat file.
+fn parse(text: &str) -> Option<Stat> {
+    // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
+    let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split_whitespace().collect();
+    // Fields after the command: state(0) ppid(1) pgrp(2) session(3) … starttime(19).
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_command_with_spaces_and_parentheses() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        let stat = parse(line).unwrap();
+        assert_eq!(stat, Stat { state: 'S', session: 42, start_time: 12345 });
+        assert!(stat.leads_session(42));
+        assert!(!stat.is_zombie());
+        assert_eq!(parse("7 (x) Z"), None);
+    }
+
+    #[test]
+    fn start_time_of_self_parses() {
+        assert!(start_time(std::process::id() as i32).unwrap() > 0);
+    }
+}
