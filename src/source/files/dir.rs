@@ -1,8 +1,8 @@
 //! `dir://PATH`: every config file directly inside one directory is a vassal
 //! named by its file name.
 
-use super::watch::{self, Classified, Layout};
-use super::{Source, SourceContext, SourceError};
+use super::{self as watch, Classified, Layout};
+use crate::source::{Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};

@@ -10,10 +10,12 @@
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
 //! with exponential backoff.
 
-use super::outage::Outage;
-use super::pgvalue::{self, Raw};
-use super::rows::{self, Complaints, Field, Publisher, Row};
-use super::{Source, SourceContext, SourceError};
+use crate::source::table::rows::{self, Complaints, Field, Publisher, Row};
+use crate::source::util::retry::Outage;
+use crate::source::{Source, SourceContext, SourceError};
+use value::{self as pgvalue, Raw};
+
+mod value;
 use reconciler::SourceId;
 use std::str::FromStr;
 use std::time::Duration;
@@ -184,7 +186,7 @@ impl Source for PgSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        super::spawn_async(ctx, move |ctx| self.run(ctx))
+        crate::source::spawn_async(ctx, move |ctx| self.run(ctx))
     }
 }
 

@@ -6,8 +6,8 @@
 //! [`VassalName::parse`], paths must be absolute without `..`, sizes are
 //! bounded, and every refused message is logged with what was wrong.
 
-use super::message::{self, MessageError, Versioner, MAX_MESSAGE};
-use super::{Source, SourceContext, SourceError, SourceEvent};
+use super::{self as message, MessageError, Versioner, MAX_MESSAGE};
+use crate::source::{Source, SourceContext, SourceError, SourceEvent};
 use reconciler::{SourceId, VassalName};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +30,7 @@ impl Endpoint {
             if path.is_empty() || path.contains('\0') {
                 return Err("ipc:// needs a socket path".into());
             }
-            return Ok(Self::Ipc(super::dir::absolute(std::path::Path::new(path))));
+            return Ok(Self::Ipc(crate::source::files::absolute(std::path::Path::new(path))));
         }
         let hostport = match rest.split_once("://") {
             Some(("tcp", hostport)) => hostport,
@@ -90,7 +90,7 @@ impl Source for ZmqSource {
         let start_err = |message: String| SourceError::Start { uri: uri.clone(), message };
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let endpoint = self.endpoint;
-        super::spawn_async(ctx, move |ctx| async move {
+        crate::source::spawn_async(ctx, move |ctx| async move {
             if let Endpoint::Ipc(path) = &endpoint {
                 remove_stale_socket(path);
             }
@@ -267,7 +267,7 @@ impl Receiver {
                     (Some(config), _) => {
                         message::inline_upsert(&self.ctx.id, name.clone(), &config, &mut self.versions)
                     }
-                    (None, Some(path)) => match super::files::file_version(&path) {
+                    (None, Some(path)) => match crate::source::files::file_version(&path) {
                         Ok(Some(v)) => {
                             let version = self.versions.next(v.as_bytes());
                             Ok(message::file_spec(&self.ctx.id, name.clone(), path, version))

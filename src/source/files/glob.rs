@@ -2,8 +2,8 @@
 //! vassal named by its path (e.g. `/opt/apps/*/uwsgi.ini`).
 
 use super::dir::absolute;
-use super::watch::{self, Classified, Layout};
-use super::{Source, SourceContext, SourceError};
+use super::{self as watch, Classified, Layout};
+use crate::source::{Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};

@@ -15,10 +15,10 @@
 //! handed to the emperor. Connection loss stops nothing: the source
 //! reconnects with exponential backoff.
 
-use super::http::{self, HttpError};
-use super::message::{self, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
-use super::{Source, SourceContext, SourceError, SourceEvent};
+use super::{self as message, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
+use crate::source::{Source, SourceContext, SourceError, SourceEvent};
 use futures::StreamExt;
+use http::HttpError;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
@@ -29,6 +29,7 @@ use reconciler::{SourceId, VassalName};
 use std::time::Duration;
 use uri::{default_queue, parse, redact, Settings};
 
+mod http;
 mod uri;
 
 /// First and longest delay between reconnection attempts.
@@ -65,7 +66,7 @@ impl Source for AmqpSource {
         let queue = self.settings.queue.clone().unwrap_or_else(|| default_queue(&ctx.emperor_id));
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
         let settings = self.settings;
-        super::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
+        crate::source::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
     }
 }
 
@@ -245,7 +246,7 @@ impl Consumer {
             return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
         }
         let (path, name) = message::checked_path(text)?;
-        match super::files::file_version(&path) {
+        match crate::source::files::file_version(&path) {
             Ok(Some(version)) => {
                 tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
                 Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))

@@ -13,11 +13,11 @@
 //! per batch of changes (plus every `--resync` seconds); when the server
 //! refuses change streams it polls every `interval` seconds (default 3).
 
-use super::outage::Outage;
-use super::pg::mask_url_password;
-use super::relaxed_json;
-use super::rows::{self, Complaints, Field, Publisher, Row};
-use super::{Source, SourceContext, SourceError};
+use crate::source::table::pg::mask_url_password;
+use crate::source::util::retry::Outage;
+mod relaxed_json;
+use crate::source::table::rows::{self, Complaints, Field, Publisher, Row};
+use crate::source::{Source, SourceContext, SourceError};
 use ::mongodb::bson::{doc, Bson, Document};
 use ::mongodb::error::{Error as MongoError, ErrorKind};
 use ::mongodb::options::{ClientOptions, ConnectionString, Credential, ServerAddress};
@@ -212,7 +212,7 @@ impl Source for MongoSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        super::spawn_async(ctx, move |ctx| self.run(ctx))
+        crate::source::spawn_async(ctx, move |ctx| self.run(ctx))
     }
 }
 

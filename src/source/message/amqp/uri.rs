@@ -181,7 +181,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::amqp::AmqpSource;
+    use crate::source::message::amqp::AmqpSource;
 
     #[test]
     fn uri_defaults_are_upstream() {

@@ -3,8 +3,11 @@
 //! name and path checks that keep a hostile sender from spawning anything
 //! outside the rules.
 
-use super::files::fnv1a;
-use super::SourceEvent;
+pub mod amqp;
+pub mod zmq;
+
+use crate::source::files::fnv1a;
+use crate::source::SourceEvent;
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

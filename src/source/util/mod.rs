@@ -1,0 +1,3 @@
+//! Helpers every source family shares.
+
+pub mod retry;
