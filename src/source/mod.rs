@@ -7,7 +7,7 @@
 mod files;
 mod message;
 mod table;
-mod util;
+pub(crate) mod util;
 
 use reconciler::{SourceId, VassalName, VassalSpec};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! named by its file name.
 
 use super::{self as watch, Classified, Layout};
+use crate::source::util::path::absolute;
 use crate::source::{Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
@@ -76,11 +77,6 @@ impl Layout for DirSource {
             None => Classified::Rescan,
         }
     }
-}
-
-/// `path` made absolute against the current directory, without resolving links.
-pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[cfg(test)]

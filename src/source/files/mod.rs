@@ -6,8 +6,7 @@ mod dir;
 mod fileset;
 mod glob;
 
-pub use dir::{absolute, DirSource};
-pub use fileset::{file_version, fnv1a};
+pub use dir::DirSource;
 pub use glob::GlobSource;
 
 use crate::source::{SourceContext, SourceEvent};

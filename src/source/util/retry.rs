@@ -1,13 +1,14 @@
-//! Outage handling shared by the database sources: exponential backoff
-//! between retries, and one warning per outage (not per retry) plus one info
-//! line when the server answers again.
+//! The one retry policy of every source: exponential backoff from
+//! [`MIN_DELAY`] doubling up to [`MAX_DELAY`], one warning per outage (not
+//! per retry) and one info line when the server answers again. The source
+//! supervisor restarts a failed source with the same policy.
 
 use reconciler::SourceId;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 /// First retry delay.
-const MIN_DELAY: Duration = Duration::from_millis(200);
+pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
