@@ -232,7 +232,7 @@ impl Receiver {
                     }
                 }
                 // Do not spin on a persistent error.
-                Err(e) => tokio::time::sleep(outage.failed("receiving on the zmq socket", &e)).await,
+                Err(e) => tokio::time::sleep(outage.failed("receiving on the zmq socket failed", &e)).await,
             }
         }
     }

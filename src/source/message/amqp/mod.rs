@@ -101,7 +101,7 @@ impl Consumer {
         loop {
             let delay = match self.session(&mut outage).await {
                 End::Shutdown => return,
-                End::Lost(error) => outage.failed("the amqp broker connection", &error),
+                End::Lost(error) => outage.failed("amqp broker unreachable", &error),
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -165,8 +165,13 @@ impl Consumer {
             Ok(pair) => pair,
             Err(e) => return lost(e),
         };
+        match outage.is_down() {
+            true => {
+                tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp broker reachable again; consuming")
+            }
+            false => tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp connected; consuming"),
+        }
         outage.ok();
-        tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp connected; consuming");
         loop {
             let delivery = tokio::select! {
                 d = consumer.next() => d,

@@ -258,7 +258,7 @@ impl MongoSource {
                     None
                 }
                 Err(e) => {
-                    tokio::time::sleep(outage.failed("opening the MongoDB change stream", &e)).await;
+                    tokio::time::sleep(outage.failed("opening the MongoDB change stream failed", &e)).await;
                     continue;
                 }
             };
@@ -271,12 +271,12 @@ impl MongoSource {
                         }
                     }
                     Ok(Err(e)) => {
-                        tokio::time::sleep(outage.failed("the MongoDB vassal query", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB vassal query failed", &e)).await;
                         break;
                     }
                     Err(_) => {
                         let e = format!("timed out after {QUERY_TIMEOUT:?}");
-                        tokio::time::sleep(outage.failed("the MongoDB vassal query", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB vassal query failed", &e)).await;
                         break;
                     }
                 }
@@ -299,7 +299,7 @@ impl MongoSource {
                         }
                     }
                     Some(Err(e)) => {
-                        tokio::time::sleep(outage.failed("the MongoDB change stream", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB change stream failed", &e)).await;
                         break;
                     }
                     None => break,

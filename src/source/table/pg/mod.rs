@@ -162,13 +162,13 @@ impl PgSource {
             let (client, mut notes) = match self.connect().await {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tokio::time::sleep(outage.failed("connecting to PostgreSQL", &e)).await;
+                    tokio::time::sleep(outage.failed("connecting to PostgreSQL failed", &e)).await;
                     continue;
                 }
             };
             match self.session(&client, &mut notes, &ctx, &mut outage, &mut publisher, &mut complaints).await {
                 End::Shutdown => return,
-                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection", &e)).await,
+                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection failed", &e)).await,
             }
         }
     }
@@ -222,7 +222,7 @@ impl PgSource {
             let wait = match tokio::time::timeout(QUERY_TIMEOUT, self.fetch(client)).await {
                 Err(_) => return End::Lost(format!("query timed out after {QUERY_TIMEOUT:?}")),
                 Ok(Err(Fetch::Closed(e))) => return End::Lost(e),
-                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query", &e).min(self.period(ctx.resync)),
+                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query failed", &e).min(self.period(ctx.resync)),
                 Ok(Ok(rows)) => {
                     outage.ok();
                     if !publisher.publish(rows::collect(&ctx.id, &rows, complaints)) {
