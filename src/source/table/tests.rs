@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::source::util::retry::MIN_DELAY;
-use crate::source::{Envelope, SourceEvent};
+use crate::source::{Envelope, Shutdown, SourceEvent};
 use reconciler::SourceId;
 use rows::Field;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, Receiver};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -99,19 +99,16 @@ fn row(name: &str, config: &str) -> Row {
     }
 }
 
-fn start(fake: &Fake) -> UnboundedReceiver<Envelope> {
-    let (tx, rx) = unbounded_channel();
-    let ctx = SourceContext {
-        id: SourceId("fake://t".into()),
-        events: tx,
-        resync: Duration::from_secs(3600),
-        emperor_id: "e".into(),
-    };
+fn start(fake: &Fake) -> Receiver<Envelope> {
+    let (tx, rx) = channel(16);
+    let (stop, shutdown) = Shutdown::pair();
+    std::mem::forget(stop); // never shut down
+    let ctx = SourceContext::new(SourceId("fake://t".into()), tx, Duration::from_secs(3600), "e".into(), shutdown);
     tokio::spawn(run(fake.clone(), ctx));
     rx
 }
 
-async fn snapshot(rx: &mut UnboundedReceiver<Envelope>) -> Vec<String> {
+async fn snapshot(rx: &mut Receiver<Envelope>) -> Vec<String> {
     let envelope = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("a snapshot in time");
     match envelope.expect("the source is running").event {
         SourceEvent::Snapshot { specs, .. } => specs.into_iter().map(|s| s.name.to_string()).collect(),
