@@ -54,7 +54,8 @@ impl Shutdown {
 /// How one source is doing, for the emperor's loop and a status display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceStatus {
-    /// Running and, since its last restart, delivering.
+    /// `true` once built; `false` from a failure until the restarted
+    /// source delivers an event again.
     pub up: bool,
     /// When `up` last changed.
     pub since: Instant,
