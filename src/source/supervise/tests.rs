@@ -19,7 +19,12 @@ enum Act {
     Run,
     /// Runs on a blocking thread until shutdown.
     Blocking,
+    /// Sends `FLOOD` more events, counting them.
+    Flood,
 }
+
+/// Events a flooding source sends after its snapshot.
+const FLOOD: usize = 100;
 
 #[derive(Clone)]
 struct Fake {
@@ -27,13 +32,14 @@ struct Fake {
     script: Arc<Mutex<VecDeque<Act>>>,
     gate: Arc<Notify>,
     alive: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
     claims: Vec<Resource>,
 }
 
 impl Fake {
     fn new(id: &'static str, script: Vec<Act>) -> Self {
         let script = Arc::new(Mutex::new(script.into()));
-        Self { id, script, gate: Arc::default(), alive: Arc::default(), claims: Vec::new() }
+        Self { id, script, gate: Arc::default(), alive: Arc::default(), sent: Arc::default(), claims: Vec::new() }
     }
 }
 
@@ -64,7 +70,7 @@ impl Source for Fake {
 
     fn build(&self, ctx: SourceContext) -> Built<'_> {
         let act = self.script.lock().unwrap().pop_front().unwrap_or(Act::Run);
-        let (alive, gate) = (self.alive.clone(), self.gate.clone());
+        let (alive, gate, sent) = (self.alive.clone(), self.gate.clone(), self.sent.clone());
         Box::pin(async move {
             Ok(Box::pin(async move {
                 let _alive = Alive::new(&alive);
@@ -76,6 +82,13 @@ impl Source for Fake {
                     Act::Fail => Err(SourceError::Failed { uri: ctx.id.0.clone(), message: "boom".into() }),
                     Act::Panic => panic!("kaboom"),
                     Act::Run | Act::RunAfterGate => std::future::pending().await,
+                    Act::Flood => {
+                        for _ in 0..FLOOD {
+                            ctx.send(SourceEvent::Snapshot { source: ctx.id.clone(), specs: Vec::new() }).await;
+                            sent.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::future::pending().await
+                    }
                     Act::Blocking => {
                         let shutdown = ctx.shutdown.clone();
                         let _ = tokio::task::spawn_blocking(move || {
@@ -176,4 +189,24 @@ async fn two_sources_claiming_one_resource_are_refused_by_name() {
         let err = check_resources(&sources).unwrap_err().to_string();
         assert!(err.contains(&sources[0].id().0) && err.contains(&sources[1].id().0), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_flooding_source_waits_for_the_emperor() {
+    let fake = Fake::new("fake://flood", vec![Act::Flood]);
+    let settings = Settings { capacity: 4, ..settings() };
+    let (mut events, _sources) = run_one(Box::new(fake.clone()), settings).await.unwrap();
+    wait_for("the queue to fill", || fake.sent.load(Ordering::SeqCst) >= 3).await;
+    let mut received = 0;
+    while received < 3 {
+        // While nothing is read, the source cannot get further than the queue holds.
+        assert!(fake.sent.load(Ordering::SeqCst) < 3 + received + 2, "the source did not wait");
+        events.recv().await.expect("an event");
+        received += 1;
+    }
+    while received < FLOOD + 1 {
+        events.recv().await.expect("an event");
+        received += 1;
+    }
+    wait_for("every event sent", || fake.sent.load(Ordering::SeqCst) == FLOOD).await;
 }
