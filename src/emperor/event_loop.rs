@@ -11,7 +11,7 @@ use reconciler::{Controller, SourceId, VassalName};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 /// The loop's state: what it reconciles, with what, and how it records.
 pub(super) struct Emperor {
@@ -48,7 +48,7 @@ impl Emperor {
     /// Serves source events, exits and signals until the emperor stops.
     pub(super) async fn serve(
         mut self,
-        mut sources: UnboundedReceiver<Envelope>,
+        mut sources: Receiver<Envelope>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let mut signals = Signals::new().context("installing signal handlers")?;

@@ -12,7 +12,7 @@ mod event_loop;
 mod journal;
 
 use crate::cli::Cli;
-use crate::source::{self, SourceContext};
+use crate::source;
 use crate::supervisor::{Settings, Supervisor};
 use anyhow::Context;
 use event_loop::Emperor;
@@ -20,7 +20,6 @@ use journal::Journal;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
-use tokio::sync::mpsc::unbounded_channel;
 
 /// Runs the emperor until a stop signal or until `shutdown` completes.
 pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
@@ -64,16 +63,10 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
-    let (src_tx, src_rx) = unbounded_channel();
-    for source in sources {
-        let id = source.id();
-        source.start(SourceContext {
-            id,
-            events: src_tx.clone(),
-            resync: cli.resync,
-            emperor_id: emperor_id.clone(),
-        })?;
-    }
+    let settings =
+        source::supervise::Settings { resync: cli.resync, emperor_id, capacity: source::supervise::CAPACITY };
+    // Owns the running sources; dropped when this function returns, which stops them.
+    let (src_rx, _sources) = source::supervise::start(sources, settings).await?;
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
     Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new() }
         .serve(src_rx, shutdown)

@@ -1,27 +1,29 @@
 //! Config sources ("imperial monitors"): each turns one URI into a stream of
 //! desired-state events for the reconciler.
 //!
-//! Adding a source means one new file implementing [`Source`] plus one line
-//! in [`SCHEMES`].
+//! Sources come in families that share their machinery: `files` (an
+//! inotify watcher over a layout of config files), `table` (one driver for
+//! every database: connect, fetch, wait for a change, publish snapshots) and
+//! `message` (untrusted messages, each one event). Adding a source is one
+//! file (a layout, a table backend or a message source) plus one line in
+//! [`SCHEMES`].
 
-mod amqp;
-mod dir;
 mod files;
-mod glob;
-mod http;
 mod message;
-mod mongodb;
-mod outage;
-mod pg;
-mod pgvalue;
-mod relaxed_json;
-mod rows;
-mod watch;
-mod zmq;
+mod table;
+pub(crate) mod util;
+
+pub mod supervise;
+
+pub use supervise::{Shutdown, SourceStatus};
 
 use reconciler::{SourceId, VassalName, VassalSpec};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
+use supervise::StatusCell;
+use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
 /// What a source tells the reconciler.
@@ -60,27 +62,85 @@ pub struct Envelope {
 pub struct SourceContext {
     /// The source's id (its URI).
     pub id: SourceId,
-    /// Where to send its events.
-    pub events: UnboundedSender<Envelope>,
+    /// Where to send its events: bounded, so that a flooding source waits
+    /// (a message source then stops reading or acknowledging).
+    pub events: Sender<Envelope>,
     /// Interval of the safety-net full rescan.
     pub resync: Duration,
     /// The id of this emperor's state dir: stable across restarts, distinct
     /// per state dir (for names a source must keep, like a durable queue).
     pub emperor_id: String,
+    /// Completes when the emperor stops its sources.
+    pub shutdown: Shutdown,
+    /// The source's status, marked up again when it delivers.
+    status: StatusCell,
 }
 
 impl SourceContext {
-    /// Sends an event; `false` once the emperor is shutting down.
-    pub fn send(&self, event: SourceEvent) -> bool {
-        self.events.send(Envelope { event, recorded: None }).is_ok()
+    /// A context for source `id` sending to `events`, with `resync` as its
+    /// rescan period and its own status.
+    pub fn new(
+        id: SourceId,
+        events: Sender<Envelope>,
+        resync: Duration,
+        emperor_id: String,
+        shutdown: Shutdown,
+    ) -> Self {
+        let status = StatusCell::new(id.clone());
+        Self { id, events, resync, emperor_id, shutdown, status }
+    }
+
+    /// The status the supervisor keeps for this source.
+    pub fn status(&self) -> SourceStatus {
+        self.status.get()
+    }
+
+    /// Sends an event, waiting while the emperor's queue is full; `false`
+    /// once the emperor is shutting down.
+    pub async fn send(&self, event: SourceEvent) -> bool {
+        let sent = self.events.send(Envelope { event, recorded: None }).await.is_ok();
+        self.delivered(sent)
+    }
+
+    /// [`SourceContext::send`] for a source running on a thread of its own.
+    pub fn blocking_send(&self, event: SourceEvent) -> bool {
+        let sent = self.events.blocking_send(Envelope { event, recorded: None }).is_ok();
+        self.delivered(sent)
     }
 
     /// Sends an event; the receiver completes once the emperor has made it
     /// durable (so a message may be acknowledged), and fails if it could
     /// not. `None` once the emperor is shutting down.
-    pub fn send_recorded(&self, event: SourceEvent) -> Option<oneshot::Receiver<()>> {
+    pub async fn send_recorded(&self, event: SourceEvent) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        self.events.send(Envelope { event, recorded: Some(tx) }).ok().map(|()| rx)
+        let sent = self.events.send(Envelope { event, recorded: Some(tx) }).await.is_ok();
+        self.delivered(sent).then_some(rx)
+    }
+
+    fn delivered(&self, sent: bool) -> bool {
+        if sent {
+            self.status.delivered();
+        }
+        sent
+    }
+}
+
+/// Something a source holds exclusively: two sources claiming the same one
+/// are refused at start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resource {
+    /// A TCP port bound on this host.
+    TcpPort(u16),
+    /// A path owned by the source (a watched directory, a socket file).
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::TcpPort(port) => write!(f, "TCP port {port}"),
+            Resource::Path(path) => write!(f, "path {}", path.display()),
+        }
     }
 }
 
@@ -113,15 +173,47 @@ pub enum SourceError {
         /// What failed.
         message: String,
     },
+    /// Two sources claim the same resource.
+    #[error("sources {first:?} and {second:?} both use {resource}")]
+    Conflict {
+        /// The first source.
+        first: String,
+        /// The second source.
+        second: String,
+        /// What both claim.
+        resource: Resource,
+    },
+    /// A running source gave up.
+    #[error("source {uri:?}: {message}")]
+    Failed {
+        /// The source.
+        uri: String,
+        /// What failed.
+        message: String,
+    },
 }
 
-/// A config source: started once, it runs until the emperor stops.
-pub trait Source: Send {
+/// A running source: ends with `Ok` once the emperor stops listening, or
+/// with the error that stopped it (then it is built and run again).
+pub type SourceTask = Pin<Box<dyn Future<Output = Result<(), SourceError>> + Send>>;
+
+/// What building a source gives: the task to run, or why it cannot run.
+pub type Built<'a> = Pin<Box<dyn Future<Output = Result<SourceTask, SourceError>> + Send + 'a>>;
+
+/// A config source: built once at start (its URI checked, its resources
+/// claimed), then run as a task owned by the source supervisor, which
+/// builds and runs it again if it fails.
+pub trait Source: Send + Sync {
     /// The source's id (its URI, normalised).
     fn id(&self) -> SourceId;
-    /// Starts the source in the background (a thread or a task); it sends
-    /// a [`SourceEvent::Snapshot`] once its first full listing is done.
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError>;
+    /// What this source holds exclusively (a port, a directory).
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
+    }
+    /// Claims the source's resources (binds its socket, places its watches)
+    /// and returns the task that runs it; the task sends a
+    /// [`SourceEvent::Snapshot`] once its first full listing is done.
+    fn build(&self, ctx: SourceContext) -> Built<'_>;
 }
 
 /// Builds a source from the rest of its URI (after `scheme://`).
@@ -129,13 +221,13 @@ type Constructor = fn(&str) -> Result<Box<dyn Source>, SourceError>;
 
 /// Every known scheme and its constructor.
 const SCHEMES: &[(&str, Constructor)] = &[
-    ("dir", dir::DirSource::from_uri),
-    ("glob", glob::GlobSource::from_uri),
-    ("pg", pg::PgSource::from_uri),
-    ("mongodb", mongodb::MongoSource::from_uri),
-    ("mongodb2", mongodb::MongoSource::from_kv_uri),
-    ("amqp", amqp::AmqpSource::from_uri),
-    ("zmq", zmq::ZmqSource::from_uri),
+    ("dir", files::DirSource::from_uri),
+    ("glob", files::GlobSource::from_uri),
+    ("pg", table::pg::PgSource::from_uri),
+    ("mongodb", table::mongodb::MongoSource::from_uri),
+    ("mongodb2", table::mongodb::MongoSource::from_kv_uri),
+    ("amqp", message::amqp::AmqpSource::from_uri),
+    ("zmq", message::zmq::ZmqSource::from_uri),
 ];
 
 /// Parses a source argument: `scheme://rest`, or a bare path (an existing
@@ -150,26 +242,9 @@ pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
                 known: SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect::<Vec<_>>().join(" "),
             }),
         },
-        None if std::path::Path::new(arg).is_dir() => dir::DirSource::from_uri(arg),
-        None => glob::GlobSource::from_uri(arg),
+        None if std::path::Path::new(arg).is_dir() => files::DirSource::from_uri(arg),
+        None => files::GlobSource::from_uri(arg),
     }
-}
-
-/// Runs an async source on a thread of its own with its own small runtime,
-/// so a slow server never stalls the emperor's loop or another source.
-pub fn spawn_async<F, Fut>(ctx: SourceContext, run: F) -> Result<(), SourceError>
-where
-    F: FnOnce(SourceContext) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let uri = ctx.id.0.clone();
-    let fail = |e: std::io::Error| SourceError::Start { uri: uri.clone(), message: e.to_string() };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
-    std::thread::Builder::new()
-        .name(format!("source {}", ctx.id))
-        .spawn(move || runtime.block_on(run(ctx)))
-        .map_err(fail)?;
-    Ok(())
 }
 
 #[cfg(test)]

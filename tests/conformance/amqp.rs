@@ -119,7 +119,7 @@ impl BadItems for Amqp {
 
 impl Outage for Amqp {
     const NOTICE: &'static str = "amqp broker unreachable";
-    const RECOVERED: Option<&'static str> = Some("reachable again");
+    const RECOVERED: Option<&'static str> = Some("broker reachable again");
     const RECOVERY: Duration = Duration::from_secs(60);
 
     fn stop(&mut self) {
@@ -135,7 +135,7 @@ impl Outage for Amqp {
     /// Until the source consumes again (it binds the queue again).
     fn restart(&mut self) {
         self.node.start();
-        self.wait_logged("reachable again", 1, Self::RECOVERY);
+        self.wait_logged("broker reachable again", 1, Self::RECOVERY);
     }
 }
 
@@ -153,7 +153,7 @@ impl Secret for Amqp {
 // waits for them and then holds the node alone.
 mod steady {
     conformance!(super::Amqp::shared() =>
-        first_events, create_change_delete, bad_item_reported_once, no_secret_in_ids_or_logs);
+        first_events, ends_within_a_second_of_shutdown, create_change_delete, bad_item_reported_once, no_secret_in_ids_or_logs);
 }
 
 mod with_restart {

@@ -3,6 +3,7 @@
 
 use crate::common::DEADLINE;
 use crate::harness::{start, touched, wait_warning, warnings, Running, View};
+use emperor::source::supervise::SHUTDOWN_GRACE;
 use emperor::source::SourceEvent;
 use reconciler::{ConfigRef, SourceId};
 use std::time::Duration;
@@ -132,6 +133,16 @@ pub fn first_events<D: Driver>(mut d: D) {
         }
         other => panic!("the first event must be a snapshot, got {other:?}"),
     }
+}
+
+/// The source ends within one second of shutdown (its task and every
+/// sender of its events gone), even right after a change.
+pub fn ends_within_a_second_of_shutdown<D: Driver>(mut d: D) {
+    let (mut s, _) = started(&mut d);
+    d.put("late.ini", "one");
+    let (took, closed) = s.shutdown();
+    assert!(took < SHUTDOWN_GRACE, "{}: shutdown took {took:?}", s.id);
+    assert!(closed, "{}: the event queue is still open after shutdown", s.id);
 }
 
 /// Create → the vassal appears; change → its version changes; delete → it

@@ -33,4 +33,4 @@ impl Driver for Dir {
 tree_outage!(Dir);
 
 conformance!(Dir { tree: Tree::new("vassals") } =>
-    first_events, create_change_delete, unchanged_state_sends_nothing, outage_removes_nothing);
+    first_events, ends_within_a_second_of_shutdown, create_change_delete, unchanged_state_sends_nothing, outage_removes_nothing);

@@ -50,4 +50,4 @@ impl BadItems for Glob {
 tree_outage!(Glob);
 
 conformance!(Glob { tree: Tree::new("confs") } =>
-    first_events, create_change_delete, unchanged_state_sends_nothing, outage_removes_nothing, bad_item_reported_once);
+    first_events, ends_within_a_second_of_shutdown, create_change_delete, unchanged_state_sends_nothing, outage_removes_nothing, bad_item_reported_once);

@@ -5,43 +5,52 @@
 //! when the source API changes, only it changes.
 
 use crate::common::{wait_until, DEADLINE};
-use emperor::source::{self, Envelope, SourceContext, SourceEvent};
+use emperor::source::supervise::{self, Settings, Sources, CAPACITY};
+use emperor::source::{self, Envelope, SourceEvent, SourceStatus};
 use reconciler::{SourceId, VassalSpec};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::Receiver;
 
 /// Interval of the safety-net rescan the sources under test get: short, so
 /// that every check also runs through many rescans of an unchanged state.
 pub const RESYNC: Duration = Duration::from_millis(300);
 
-/// A started source: its id and what it sends. Dropping it closes the
-/// event channel, which a source notices at its next send; once sources
-/// take a shutdown signal, this is where it is given.
+/// A started source: its id, what it sends, and the supervisor that owns
+/// it. Dropping it stops the source.
 pub struct Running {
     /// The id the source gave itself.
     pub id: SourceId,
-    events: UnboundedReceiver<Envelope>,
+    events: Receiver<Envelope>,
+    sources: Option<Sources>,
     /// Its view so far: every event received applied in order.
     pub view: View,
 }
 
-/// Builds the source of `uri` and starts it with a fresh context; the
-/// captured log is installed first.
+/// Builds the source of `uri` and runs it alone under the source
+/// supervisor, as the emperor would; the captured log is installed first.
 pub fn start(uri: &str) -> Running {
     capture_logs();
-    static EMPERORS: AtomicUsize = AtomicUsize::new(0);
     let built = source::parse(uri).unwrap_or_else(|e| panic!("parse {uri}: {e}"));
+    start_source(built)
+}
+
+/// Runs an already parsed source alone under the source supervisor.
+pub fn start_source(built: Box<dyn source::Source>) -> Running {
+    capture_logs();
+    static EMPERORS: AtomicUsize = AtomicUsize::new(0);
     let id = built.id();
-    let (events, rx) = unbounded_channel();
     let n = EMPERORS.fetch_add(1, Ordering::Relaxed);
-    let emperor_id = format!("conformance-{}-{n}", std::process::id());
-    let ctx = SourceContext { id: id.clone(), events, resync: RESYNC, emperor_id };
-    built.start(ctx).unwrap_or_else(|e| panic!("start {uri}: {e}"));
-    Running { id, events: rx, view: View::default() }
+    let settings =
+        Settings { resync: RESYNC, emperor_id: format!("conformance-{}-{n}", std::process::id()), capacity: CAPACITY };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime to build the source");
+    let (events, sources) =
+        runtime.block_on(supervise::run_one(built, settings)).unwrap_or_else(|e| panic!("start {id}: {e}"));
+    Running { id, events, sources: Some(sources), view: View::default() }
 }
 
 impl Running {
@@ -82,6 +91,24 @@ impl Running {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             self.next_within(left, what);
         }
+    }
+
+    /// Asks the source to stop and waits until it has ended; returns how
+    /// long that took and whether its event queue was closed by then.
+    pub fn shutdown(&mut self) -> (Duration, bool) {
+        let sources = self.sources.take().expect("the source is running");
+        let started = std::time::Instant::now();
+        sources.shutdown();
+        let took = started.elapsed();
+        self.drain();
+        let closed = self.events.is_closed();
+        (took, closed)
+    }
+
+    /// The supervisor's status of the source.
+    pub fn status(&self) -> SourceStatus {
+        let sources = self.sources.as_ref().expect("the source is running");
+        sources.statuses().into_iter().next().expect("one source").1
     }
 
     /// Captured log lines that name this source (its id).

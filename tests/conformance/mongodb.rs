@@ -136,7 +136,7 @@ impl Secret for Mongodb {
 
 mod shared {
     conformance!(super::Mongodb::shared() =>
-        first_events, create_change_delete, unchanged_state_sends_nothing, bad_item_reported_once,
+        first_events, ends_within_a_second_of_shutdown, create_change_delete, unchanged_state_sends_nothing, bad_item_reported_once,
         no_secret_in_ids_or_logs);
 }
 

@@ -142,7 +142,7 @@ impl Secret for Pg {
 
 mod listen {
     conformance!(super::Pg::shared() =>
-        first_events, create_change_delete, unchanged_state_sends_nothing, no_secret_in_ids_or_logs);
+        first_events, ends_within_a_second_of_shutdown, create_change_delete, unchanged_state_sends_nothing, no_secret_in_ids_or_logs);
 }
 
 mod private {

@@ -79,4 +79,4 @@ impl BadItems for Zmq {
     }
 }
 
-conformance!(Zmq::new() => first_events, create_change_delete, bad_item_reported_once);
+conformance!(Zmq::new() => first_events, ends_within_a_second_of_shutdown, create_change_delete, bad_item_reported_once);

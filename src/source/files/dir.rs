@@ -1,8 +1,9 @@
 //! `dir://PATH`: every config file directly inside one directory is a vassal
 //! named by its file name.
 
-use super::watch::{self, Classified, Layout};
-use super::{Source, SourceContext, SourceError};
+use super::{self as watch, Classified, Layout};
+use crate::source::util::path::absolute;
+use crate::source::{Built, Resource, Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};
@@ -30,9 +31,13 @@ impl Source for DirSource {
         SourceId(format!("dir://{}", self.path.display()))
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let uri = ctx.id.0.clone();
-        watch::spawn(*self, ctx).map_err(|e| SourceError::Start { uri, message: e.to_string() })
+    fn resources(&self) -> Vec<Resource> {
+        vec![Resource::Path(self.path.canonicalize().unwrap_or_else(|_| self.path.clone()))]
+    }
+
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let layout = self.clone();
+        Box::pin(async move { watch::task(layout, ctx) })
     }
 }
 
@@ -76,11 +81,6 @@ impl Layout for DirSource {
             None => Classified::Rescan,
         }
     }
-}
-
-/// `path` made absolute against the current directory, without resolving links.
-pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[cfg(test)]

@@ -10,10 +10,14 @@
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
 //! with exponential backoff.
 
-use super::outage::Outage;
-use super::pgvalue::{self, Raw};
-use super::rows::{self, Complaints, Field, Publisher, Row};
-use super::{Source, SourceContext, SourceError};
+use crate::source::table::rows::{Field, Row};
+use crate::source::table::{self, Backend, Change, Failure};
+use crate::source::util::seconds;
+use crate::source::util::secret::mask;
+use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
+use value::{self as pgvalue, Raw};
+
+mod value;
 use reconciler::SourceId;
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,8 +28,6 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 pub const DEFAULT_QUERY: &str = "SELECT name,config,ts FROM vassals";
 /// Polling interval without `listen` (upstream's `--emperor-freq`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
-/// Longest a query may take before the connection is considered dead.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL table (or any query) of vassals.
 #[derive(Debug, Clone)]
@@ -60,12 +62,8 @@ impl PgSource {
                 }
                 listen.get_or_insert_with(|| channel.to_owned());
             } else if let Some(secs) = last.strip_prefix("interval=") {
-                let secs: f64 = secs
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| invalid(format!("interval={secs}: expected a positive number of seconds")))?;
-                interval.get_or_insert(Duration::from_secs_f64(secs));
+                let secs = seconds::parse_positive(secs).map_err(|e| invalid(format!("interval: {e}")))?;
+                interval.get_or_insert(secs);
             } else if last.is_empty() && !query.is_empty() {
                 // A trailing `;` ending the SQL.
             } else {
@@ -81,7 +79,7 @@ impl PgSource {
     }
 
     /// Seconds between two queries when no notification comes.
-    fn period(&self, resync: Duration) -> Duration {
+    fn poll_period(&self, resync: Duration) -> Duration {
         match (&self.listen, self.interval) {
             (_, Some(interval)) => interval,
             (Some(_), None) => resync,
@@ -131,100 +129,33 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
     config.keepalives_idle(Duration::from_secs(30));
 }
 
-/// The URI with passwords masked (`password=***`, `user:***@`), for ids and logs.
-fn mask(rest: &str) -> String {
-    let mut out = String::with_capacity(rest.len());
-    let mut it = rest;
-    while let Some(at) = it.find("password=") {
-        out.push_str(&it[..at + "password=".len()]);
-        out.push_str("***");
-        it = &it[at + "password=".len()..];
-        let end = match it.starts_with('\'') {
-            true => quoted_len(it),
-            false => it.find(|c: char| c.is_whitespace() || c == '&' || c == ';').unwrap_or(it.len()),
-        };
-        it = &it[end..];
-    }
-    out.push_str(it);
-    mask_url_password(&out)
-}
-
-/// Length of the libpq quoted value at the start of `text` (`\'` escapes a
-/// quote), closing quote included; all of `text` when it is not closed.
-fn quoted_len(text: &str) -> usize {
-    let mut chars = text.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '\'' => return i + 1,
-            _ => {}
-        }
-    }
-    text.len()
-}
-
-/// `scheme://user:secret@host` → `scheme://user:***@host`.
-pub fn mask_url_password(text: &str) -> String {
-    let Some(start) = text.find("://").map(|i| i + 3) else { return text.to_owned() };
-    let authority_end = text[start..].find(['/', '?', '#', ';']).map_or(text.len(), |i| start + i);
-    match text[start..authority_end].rfind('@') {
-        Some(at) => match text[start..start + at].find(':') {
-            Some(colon) => format!("{}:***{}", &text[..start + colon], &text[start + at..]),
-            None => text.to_owned(),
-        },
-        None => text.to_owned(),
-    }
-}
-
 impl Source for PgSource {
     fn id(&self) -> SourceId {
         SourceId(self.id.clone())
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        super::spawn_async(ctx, move |ctx| self.run(ctx))
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let backend = self.clone();
+        Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
 }
 
-/// Why a session on one connection ended.
-enum End {
-    /// The emperor is shutting down.
-    Shutdown,
-    /// The connection broke: reconnect.
-    Lost(String),
+/// One connection: the client, and the notifications its connection task
+/// forwards (`Err` once the connection has ended).
+pub struct Conn {
+    client: Client,
+    notes: UnboundedReceiver<Result<(), String>>,
 }
 
-/// What the connection task reports: a notification, or the connection's end.
-type Note = Result<(), String>;
+impl Backend for PgSource {
+    type Conn = Conn;
+    const NAME: &'static str = "PostgreSQL";
 
-impl PgSource {
-    async fn run(self, ctx: SourceContext) {
-        let mut outage = Outage::new(ctx.id.clone());
-        let mut publisher = Publisher::new(ctx.clone());
-        let mut complaints = Complaints::default();
-        tracing::info!(source = %ctx.id, listen = ?self.listen, period = ?self.period(ctx.resync), "pg source started");
-        loop {
-            let (client, mut notes) = match self.connect().await {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tokio::time::sleep(outage.failed("connecting to PostgreSQL", &e)).await;
-                    continue;
-                }
-            };
-            match self.session(&client, &mut notes, &ctx, &mut outage, &mut publisher, &mut complaints).await {
-                End::Shutdown => return,
-                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection", &e)).await,
-            }
-        }
-    }
-
-    /// Connects and spawns the task that drives the connection and forwards
-    /// notifications; the channel ends with an `Err` when the connection does.
-    async fn connect(&self) -> Result<(Client, UnboundedReceiver<Note>), tokio_postgres::Error> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
-        let (tx, rx) = unbounded_channel();
+    /// Connects, spawns the task that drives the connection and forwards
+    /// notifications, and runs `LISTEN` when asked to.
+    async fn connect(&self) -> Result<Conn, String> {
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (tx, notes) = unbounded_channel();
         tokio::spawn(async move {
             let end = loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -241,78 +172,44 @@ impl PgSource {
             };
             let _ = tx.send(Err(end));
         });
-        Ok((client, rx))
-    }
-
-    /// Queries on one connection until it breaks or the emperor stops.
-    async fn session(
-        &self,
-        client: &Client,
-        notes: &mut UnboundedReceiver<Note>,
-        ctx: &SourceContext,
-        outage: &mut Outage,
-        publisher: &mut Publisher,
-        complaints: &mut Complaints,
-    ) -> End {
         if let Some(channel) = &self.listen {
-            if let Err(e) = client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await {
-                return End::Lost(e.to_string());
-            }
+            client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await.map_err(|e| e.to_string())?;
         }
-        loop {
-            // Notifications that arrived before this query are answered by it.
-            while let Ok(note) = notes.try_recv() {
-                if let Err(e) = note {
-                    return End::Lost(e);
-                }
-            }
-            let wait = match tokio::time::timeout(QUERY_TIMEOUT, self.fetch(client)).await {
-                Err(_) => return End::Lost(format!("query timed out after {QUERY_TIMEOUT:?}")),
-                Ok(Err(Fetch::Closed(e))) => return End::Lost(e),
-                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query", &e).min(self.period(ctx.resync)),
-                Ok(Ok(rows)) => {
-                    outage.ok();
-                    if !publisher.publish(rows::collect(&ctx.id, &rows, complaints)) {
-                        return End::Shutdown;
-                    }
-                    self.period(ctx.resync)
-                }
-            };
-            tokio::select! {
-                note = notes.recv() => match note {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => return End::Lost(e),
-                    None => return End::Lost("connection task ended".into()),
-                },
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+        Ok(Conn { client, notes })
     }
 
     /// Runs the query once and decodes every row.
-    async fn fetch(&self, client: &Client) -> Result<Vec<Row>, Fetch> {
+    async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
         let fail = |e: tokio_postgres::Error| match e.is_closed() {
-            true => Fetch::Closed(e.to_string()),
-            false => Fetch::Failed(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
+            true => Failure::Lost(e.to_string()),
+            false => Failure::Query(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
         };
-        let statement = client.prepare(&self.query).await.map_err(fail)?;
+        let statement = conn.client.prepare(&self.query).await.map_err(fail)?;
         let columns = statement.columns().len();
         if !(3..=6).contains(&columns) {
-            return Err(Fetch::Failed(format!(
+            return Err(Failure::Query(format!(
                 "the query returns {columns} column(s); expected 3 to 6: name, config, ts[, uid, gid[, socket]]"
             )));
         }
-        let result = client.query(&statement, &[]).await.map_err(fail)?;
+        let result = conn.client.query(&statement, &[]).await.map_err(fail)?;
         Ok(result.iter().enumerate().map(|(i, row)| decode(i + 1, row)).collect())
     }
-}
 
-/// Why a query produced no rows.
-enum Fetch {
-    /// The connection is gone.
-    Closed(String),
-    /// The query failed on a working connection.
-    Failed(String),
+    async fn changed(&self, conn: &mut Conn, wait: Duration) -> Change {
+        tokio::select! {
+            biased;
+            note = conn.notes.recv() => match note {
+                Some(Ok(())) => Change::Changed,
+                Some(Err(e)) => Change::Lost(e),
+                None => Change::Lost("connection task ended".into()),
+            },
+            () = tokio::time::sleep(wait) => Change::Quiet,
+        }
+    }
+
+    fn period(&self, _conn: &Conn, resync: Duration) -> Duration {
+        self.poll_period(resync)
+    }
 }
 
 /// One result row (1-based `number`) as a vassal row.
@@ -349,7 +246,7 @@ mod tests {
         assert_eq!(s.config.get_user(), Some("foobar"));
         assert_eq!(s.config.get_dbname(), Some("emperor"));
         assert_eq!((s.listen.as_deref(), s.interval), (None, None));
-        assert_eq!(s.period(Duration::from_secs(60)), DEFAULT_INTERVAL);
+        assert_eq!(s.poll_period(Duration::from_secs(60)), DEFAULT_INTERVAL);
         let s = parse("host=db user=u");
         assert_eq!(s.query, DEFAULT_QUERY);
         let s = parse("postgresql://u@db:5433/emperor;SELECT a, b, c FROM t WHERE x = 'y;z';");
@@ -366,7 +263,7 @@ mod tests {
         assert_eq!(s.interval, Some(Duration::from_millis(500)));
         let s = parse("host=db;listen=ch");
         assert_eq!((s.query.as_str(), s.listen.as_deref()), (DEFAULT_QUERY, Some("ch")));
-        assert_eq!(s.period(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(s.poll_period(Duration::from_secs(60)), Duration::from_secs(60));
         assert!(PgSource::parse("host=db;SELECT 1;interval=-1").is_err());
         assert!(PgSource::parse("host=db;SELECT 1;listen=").is_err());
         assert!(PgSource::parse("bogus").is_err());

@@ -6,11 +6,11 @@
 //! [`VassalName::parse`], paths must be absolute without `..`, sizes are
 //! bounded, and every refused message is logged with what was wrong.
 
-use super::message::{self, MessageError, Versioner, MAX_MESSAGE};
-use super::{Source, SourceContext, SourceError, SourceEvent};
+use super::{self as message, MessageError, Versioner, MAX_MESSAGE};
+use crate::source::util::retry::Outage;
+use crate::source::{Built, Resource, Source, SourceContext, SourceError, SourceEvent, SourceTask};
 use reconciler::{SourceId, VassalName};
 use std::path::PathBuf;
-use std::time::Duration;
 use zeromq::{PullSocket, Socket, SocketRecv};
 
 /// Where the PULL socket binds.
@@ -30,7 +30,7 @@ impl Endpoint {
             if path.is_empty() || path.contains('\0') {
                 return Err("ipc:// needs a socket path".into());
             }
-            return Ok(Self::Ipc(super::dir::absolute(std::path::Path::new(path))));
+            return Ok(Self::Ipc(crate::source::util::path::absolute(std::path::Path::new(path))));
         }
         let hostport = match rest.split_once("://") {
             Some(("tcp", hostport)) => hostport,
@@ -85,34 +85,30 @@ impl Source for ZmqSource {
         SourceId(format!("zmq://{}", self.endpoint.url()))
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let uri = ctx.id.0.clone();
-        let start_err = |message: String| SourceError::Start { uri: uri.clone(), message };
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let endpoint = self.endpoint;
-        super::spawn_async(ctx, move |ctx| async move {
-            if let Endpoint::Ipc(path) = &endpoint {
+    fn resources(&self) -> Vec<Resource> {
+        match &self.endpoint {
+            Endpoint::Tcp(_, port) => vec![Resource::TcpPort(*port)],
+            Endpoint::Ipc(path) => vec![Resource::Path(path.clone())],
+        }
+    }
+
+    /// Binds the PULL socket (an error names the endpoint).
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        Box::pin(async move {
+            if let Endpoint::Ipc(path) = &self.endpoint {
                 remove_stale_socket(path);
             }
             let mut socket = PullSocket::new();
-            match socket.bind(&endpoint.url()).await {
-                Ok(bound) => {
-                    let _ = bound_tx.send(Ok(bound.to_string()));
-                    Receiver::new(ctx).run(socket).await;
-                }
-                Err(e) => {
-                    let _ = bound_tx.send(Err(format!("cannot bind {}: {e}", endpoint.url())));
-                }
-            }
-        })?;
-        match bound_rx.recv() {
-            Ok(Ok(bound)) => {
-                tracing::info!(source = %uri, endpoint = %bound, "zmq PULL socket bound");
+            let bound = socket.bind(&self.endpoint.url()).await.map_err(|e| SourceError::Start {
+                uri: ctx.id.0.clone(),
+                message: format!("cannot bind {}: {e}", self.endpoint.url()),
+            })?;
+            tracing::info!(source = %ctx.id, endpoint = %bound, "zmq PULL socket bound");
+            Ok(Box::pin(async move {
+                Receiver::new(ctx).run(socket).await;
                 Ok(())
-            }
-            Ok(Err(message)) => Err(start_err(message)),
-            Err(_) => Err(start_err("the source thread ended before binding".into())),
-        }
+            }) as SourceTask)
+        })
     }
 }
 
@@ -217,7 +213,7 @@ impl Receiver {
     }
 
     async fn run(mut self, mut socket: PullSocket) {
-        let mut errors = 0u32;
+        let mut outage = Outage::new(self.ctx.id.clone());
         loop {
             let msg = tokio::select! {
                 msg = socket.recv() => msg,
@@ -225,24 +221,20 @@ impl Receiver {
             };
             match msg {
                 Ok(msg) => {
-                    errors = 0;
+                    outage.ok();
                     let parts: Vec<&[u8]> = msg.iter().map(|f| f.as_ref()).collect();
-                    if !self.handle(&parts) {
+                    if !self.handle(&parts).await {
                         return;
                     }
                 }
-                Err(e) => {
-                    errors = errors.saturating_add(1);
-                    tracing::warn!(source = %self.ctx.id, error = %e, "zmq receive error");
-                    // Do not spin on a persistent error.
-                    tokio::time::sleep(Duration::from_millis(10 << errors.min(10))).await;
-                }
+                // Do not spin on a persistent error.
+                Err(e) => tokio::time::sleep(outage.failed("receiving on the zmq socket failed", &e)).await,
             }
         }
     }
 
     /// Applies one message; `false` once the emperor is shutting down.
-    fn handle(&mut self, parts: &[&[u8]]) -> bool {
+    async fn handle(&mut self, parts: &[&[u8]]) -> bool {
         let command = match parse_command(parts) {
             Ok(c) => c,
             Err(error) => {
@@ -267,7 +259,7 @@ impl Receiver {
                     (Some(config), _) => {
                         message::inline_upsert(&self.ctx.id, name.clone(), &config, &mut self.versions)
                     }
-                    (None, Some(path)) => match super::files::file_version(&path) {
+                    (None, Some(path)) => match crate::source::util::path::file_version(&path) {
                         Ok(Some(v)) => {
                             let version = self.versions.next(v.as_bytes());
                             Ok(message::file_spec(&self.ctx.id, name.clone(), path, version))
@@ -296,7 +288,7 @@ impl Receiver {
                 }
             }
         };
-        self.ctx.send(event)
+        self.ctx.send(event).await
     }
 }
 

@@ -2,8 +2,8 @@
 //! turns decoded rows into [`VassalSpec`]s, skips bad rows with one warning
 //! each (not one per poll), and publishes a snapshot only when it changed.
 
-use super::files::fnv1a;
-use super::{SourceContext, SourceEvent};
+use crate::source::util::hash::fnv1a;
+use crate::source::{SourceContext, SourceEvent};
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeMap, HashSet};
 
@@ -208,12 +208,12 @@ impl Publisher {
 
     /// Sends `specs` unless they equal the last snapshot; `false` once the
     /// emperor is shutting down.
-    pub fn publish(&mut self, specs: Vec<VassalSpec>) -> bool {
+    pub async fn publish(&mut self, specs: Vec<VassalSpec>) -> bool {
         if self.last.as_ref() == Some(&specs) {
             return true;
         }
         self.last = Some(specs.clone());
-        self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs })
+        self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs }).await
     }
 }
 
