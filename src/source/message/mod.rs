@@ -34,7 +34,7 @@ pub enum MessageError {
     /// A part that must be text is not UTF-8.
     #[error("the {0} is not valid UTF-8")]
     NotUtf8(&'static str),
-    /// The vassal name is unsafe or has no config extension.
+    /// The vassal name is refused (a path separator, `..`, NUL, too long) or has no config extension.
     #[error(transparent)]
     Name(#[from] NameError),
     /// A config path is not absolute, holds `..` or NUL, or is too long.
