@@ -255,6 +255,30 @@ impl ZkClient {
         self.delete(path);
     }
 
+    /// Deletes `path` and everything under it in one transaction (as
+    /// `deleteall` does for a small tree).
+    pub fn delete_tree_at_once(&mut self, path: &str) {
+        let mut order = Vec::new();
+        self.post_order(path, &mut order);
+        self.run(&format!("delete the tree {path} at once"), |c| {
+            let order = order.clone();
+            async move {
+                let mut multi = c.new_multi_writer();
+                for node in &order {
+                    multi.add_delete(node, None).expect("a valid delete");
+                }
+                multi.commit().await.map(drop).map_err(zk::Error::from)
+            }
+        })
+    }
+
+    fn post_order(&mut self, path: &str, out: &mut Vec<String>) {
+        for child in self.children(path) {
+            self.post_order(&format!("{path}/{child}"), out);
+        }
+        out.push(path.to_owned());
+    }
+
     /// The names of `path`'s children (empty if `path` does not exist).
     pub fn children(&mut self, path: &str) -> Vec<String> {
         let path = path.to_owned();
