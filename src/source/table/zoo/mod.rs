@@ -16,6 +16,7 @@
 //! lost connection: a new session, watch and full read. A missing base node
 //! keeps the last snapshot with a warning until it exists again.
 
+mod register;
 pub mod uri;
 
 use crate::source::table::rows::{Field, Row};
@@ -23,6 +24,7 @@ use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::{Source, SourceContext, SourceError};
 use futures::future::join_all;
 use reconciler::{SourceId, VassalName};
+use register::Registration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use uri::ZooUri;
@@ -35,13 +37,15 @@ const READ_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub struct ZooSource {
     uri: ZooUri,
+    /// This emperor's registration node, with `register=PATH`.
+    registration: Option<Registration>,
 }
 
 impl ZooSource {
     /// Builds the source from the part after `zoo://`.
     pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
         let uri = uri::parse(rest).map_err(|message| SourceError::Invalid { uri: masked(rest), message })?;
-        Ok(Box::new(ZooSource { uri }))
+        Ok(Box::new(ZooSource { uri, registration: None }))
     }
 
     /// `PATH/` (`/` for the root): what a child's path starts with.
@@ -66,7 +70,9 @@ impl Source for ZooSource {
         SourceId(self.uri.id.clone())
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+    fn start(mut self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        let authed = self.uri.auth.is_some();
+        self.registration = self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, authed));
         crate::source::spawn_async(ctx, move |ctx| table::run(*self, ctx))
     }
 }
@@ -86,6 +92,9 @@ pub struct Conn {
     client: zk::Client,
     watcher: zk::PersistentWatcher,
     pending: Pending,
+    /// The registration node exists for this session (or registering failed
+    /// and was reported: it is tried again on every read).
+    registered: Option<Result<(), ()>>,
     /// The vassal nodes as last read, by child name (`None`: invalid name, not read).
     nodes: BTreeMap<String, Option<Node>>,
 }
@@ -259,7 +268,7 @@ impl Backend for ZooSource {
         let watcher =
             client.watch(&self.uri.base, zk::AddWatchMode::PersistentRecursive).await.map_err(|e| e.to_string())?;
         tracing::debug!(source = %self.uri.id, session = ?client.session_id(), timeout = ?client.session_timeout(), "ZooKeeper session open");
-        Ok(Conn { client, watcher, pending: Pending::new(), nodes: BTreeMap::new() })
+        Ok(Conn { client, watcher, pending: Pending::new(), registered: None, nodes: BTreeMap::new() })
     }
 
     /// Reads what changed (everything after a resync) and returns every
@@ -278,12 +287,13 @@ impl Backend for ZooSource {
         let result = if conn.pending.resync {
             self.read_all(conn, &prefix).await
         } else {
-            Self::read_some(conn, &prefix, dirty).await
+            self.read_some(conn, &prefix, dirty).await
         };
         if let Err(e) = result {
             conn.pending.resync = true;
             return Err(e);
         }
+        self.keep_registered(conn).await;
         Ok(conn.nodes.iter().map(|(name, node)| row(&prefix, name, node.as_ref())).collect())
     }
 
@@ -317,12 +327,7 @@ impl ZooSource {
     async fn read_all(&self, conn: &mut Conn, prefix: &str) -> Result<(), Failure> {
         let names = match conn.client.list_children(&self.uri.base).await {
             Ok(names) => names,
-            Err(zk::Error::NoNode) => {
-                return Err(Failure::Query(format!(
-                    "the base node {} does not exist (the last vassals are kept until it does)",
-                    self.uri.base
-                )))
-            }
+            Err(zk::Error::NoNode) => return Err(self.base_missing()),
             Err(e) => return Err(failure(e)),
         };
         let read = read_children(&conn.client, prefix, names).await.map_err(failure)?;
@@ -331,9 +336,44 @@ impl ZooSource {
         Ok(())
     }
 
-    /// Reads the children an event named.
-    async fn read_some(conn: &mut Conn, prefix: &str, dirty: BTreeSet<String>) -> Result<(), Failure> {
+    /// Registers this emperor for the session once; a failure is reported
+    /// once per session and tried again on the next read.
+    async fn keep_registered(&self, conn: &mut Conn) {
+        let Some(registration) = &self.registration else { return };
+        if conn.registered == Some(Ok(())) {
+            return;
+        }
+        match registration.register(&conn.client).await {
+            Ok(()) => {
+                tracing::info!(source = %self.uri.id, node = %registration.path, "emperor registered");
+                conn.registered = Some(Ok(()));
+            }
+            Err(e) if conn.registered.is_none() => {
+                tracing::warn!(source = %self.uri.id, node = %registration.path, error = %e, "registering this emperor failed; retrying on the next read");
+                conn.registered = Some(Err(()));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The base node is gone: keep the last snapshot (a removed tree is not
+    /// "stop everything").
+    fn base_missing(&self) -> Failure {
+        Failure::Query(format!(
+            "the base node {} does not exist (the last vassals are kept until it does)",
+            self.uri.base
+        ))
+    }
+
+    /// Reads the children an event named. Children that are gone count only
+    /// while the base exists: a tree removed at once keeps its vassals.
+    async fn read_some(&self, conn: &mut Conn, prefix: &str, dirty: BTreeSet<String>) -> Result<(), Failure> {
         let read = read_children(&conn.client, prefix, dirty).await.map_err(failure)?;
+        if read.iter().any(|(_, node)| node.is_none())
+            && conn.client.check_stat(&self.uri.base).await.map_err(failure)?.is_none()
+        {
+            return Err(self.base_missing());
+        }
         for (name, node) in read {
             match node {
                 Some(node) => conn.nodes.insert(name, node),
