@@ -130,22 +130,25 @@ fn a_missing_or_deleted_base_keeps_the_vassals() {
     assert!(alive(one) && alive(two), "a deleted base must not stop the vassals");
     assert_eq!(recvs(&h, "one.ini", 0) + recvs(&h, "two.ini", 0), 0);
 
-    // It comes back with one vassal changed and one gone: applied.
-    c.mkdir("/late/vassals");
-    c.create("/late/vassals/one.ini", config("1b").as_bytes());
+    // It comes back (in one transaction) with one vassal changed and one
+    // gone: applied.
+    let one_b = config("1b");
+    c.create_at_once(&[("/late/vassals", b""), ("/late/vassals/one.ini", one_b.as_bytes())]);
     wait_config(&h, "one.ini", &config("1b"));
     h.wait_reaped(two, "a vassal missing from the re-created base");
     assert!(alive(one));
 }
 
 /// A private server behind a proxy, with `keep.ini` and `gone.ini` running
-/// under the emperor of `h` (session timeout `session`).
+/// under the emperor of `h` (session timeout `session`, registered under
+/// `/outage/hosts`).
 fn outage_setup(zk: &ZooKeeper, proxy: &Proxy, h: &mut Harness, session: &str) -> (ZkClient, i32, i32) {
     let mut c = zk.client();
     c.mkdir("/outage/vassals");
     c.create("/outage/vassals/keep.ini", config("k1").as_bytes());
     c.create("/outage/vassals/gone.ini", config("g").as_bytes());
-    h.start(&[format!("{}?session-timeout={session}", uri(proxy.port, "/outage/vassals")).as_str()]);
+    let source = format!("{}?session-timeout={session}&register=/outage/hosts", uri(proxy.port, "/outage/vassals"));
+    h.start(&[source.as_str()]);
     let keep = h.wait_start("keep.ini").pid;
     let gone = h.wait_start("gone.ini").pid;
     (c, keep, gone)
@@ -220,6 +223,8 @@ fn an_expired_session_is_replaced_and_nothing_stops() {
     // The new session watches: a later change arrives as an event.
     c.set("/outage/vassals/new.ini", config("n2").as_bytes());
     wait_config(&h, "new.ini", &config("n2"));
+    // The server dropped the old session's registration; the new one has its own.
+    wait_registered(&mut c, "/outage/hosts", h.emperor_pid());
 }
 
 #[test]
@@ -243,4 +248,103 @@ fn create_to_spawn_latency() {
     samples.sort();
     eprintln!("latency zoo create→spawn: n={} p50={:?} max={:?}", samples.len(), samples[10], samples[19]);
     assert!(samples[19] < Duration::from_secs(2), "create→spawn took {:?}", samples[19]);
+}
+
+#[test]
+fn an_oversize_uwsgi_config_is_refused_once() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/big/vassals");
+    c.create("/big/vassals/big.ini", config(&"x".repeat(70_000)).as_bytes());
+    c.create("/big/vassals/ok.ini", config("ok").as_bytes());
+    let mut h = Harness::new();
+    h.start(&[uri(zk.port, "/big/vassals").as_str()]);
+    h.wait_start("ok.ini");
+    assert!(h.wait_complaint("big.ini").contains("65535"));
+
+    // Later reads (another node changes) do not report it again.
+    c.set("/big/vassals/ok.ini", config("ok2").as_bytes());
+    wait_config(&h, "ok.ini", &config("ok2"));
+    c.create("/big/vassals/later.ini", config("l").as_bytes());
+    h.wait_start("later.ini");
+    assert_eq!(h.complaints_about("big.ini").len(), 1, "{:?}", h.complaints_about("big.ini"));
+    assert!(h.starts("big.ini").is_empty());
+}
+
+#[test]
+fn an_emperor_restart_readopts_and_applies_changes_made_while_down() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/restart/vassals");
+    for name in ["keep.ini", "same.ini", "gone.ini"] {
+        c.create(&format!("/restart/vassals/{name}"), config(name).as_bytes());
+    }
+    let h = Harness::new();
+    let source = uri(zk.port, "/restart/vassals");
+    let first = h.spawn(&[source.as_str()], &[]);
+    let keep = h.wait_start("keep.ini").pid;
+    let same = h.wait_start("same.ini").pid;
+    let gone = h.wait_start("gone.ini").pid;
+    first.kill9();
+
+    c.set("/restart/vassals/keep.ini", config("keep v2").as_bytes());
+    c.delete("/restart/vassals/gone.ini");
+    c.create("/restart/vassals/new.ini", config("new").as_bytes());
+
+    let _second = h.spawn(&[source.as_str()], &[]);
+    h.wait_start("new.ini");
+    wait_config(&h, "keep.ini", &config("keep v2"));
+    h.wait_dead(gone, "deleted while the emperor was down");
+    for (name, pid) in [("keep.ini", keep), ("same.ini", same)] {
+        assert!(alive(pid), "{name} must survive the emperor's restart");
+        assert_eq!(h.starts(name).len(), 1, "{name} re-adopted, not restarted");
+    }
+    assert_eq!(recvs(&h, "same.ini", 1), 0, "an unchanged node is not reloaded");
+}
+
+/// The registration nodes under `dir`, as (name, JSON).
+fn registrations(c: &mut ZkClient, dir: &str) -> Vec<(String, serde_json::Value)> {
+    let names = c.children(dir);
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let data = c.get(&format!("{dir}/{name}"))?;
+            Some((name, serde_json::from_slice(&data).expect("registration JSON")))
+        })
+        .collect()
+}
+
+/// Waits until the one registration under `dir` names emperor `pid`.
+fn wait_registered(c: &mut ZkClient, dir: &str, pid: i32) -> (String, serde_json::Value) {
+    wait_until(DEADLINE, format!("a registration of emperor pid {pid} under {dir}"), || {
+        let found = registrations(c, dir);
+        (found.len() == 1 && found[0].1["pid"] == pid).then(|| found[0].clone())
+    })
+}
+
+#[test]
+fn register_keeps_an_ephemeral_node_and_takes_over_a_stale_one() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/reg/vassals");
+    let h = Harness::new();
+    // The server's shortest session (2 ticks of 2 s): the old one expires soon.
+    let source = format!("{}?session-timeout=4&register=/reg/hosts", uri(zk.port, "/reg/vassals"));
+    let first = h.spawn(&[source.as_str()], &[]);
+    let (name, data) = wait_registered(&mut c, "/reg/hosts", first.pid());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let id = std::fs::read_to_string(h.state.join("emperor-id")).unwrap();
+    assert_eq!(name, format!("{}-{}", host.trim(), id.trim()));
+    assert_eq!(data["host"], host.trim());
+    assert!(data["started"].as_u64().is_some(), "{data}");
+
+    // Restarted before its old session expired: the new emperor takes the
+    // node over, and the old session's end does not remove it.
+    first.kill9();
+    let second = h.spawn(&[source.as_str()], &[]);
+    wait_registered(&mut c, "/reg/hosts", second.pid());
+    std::thread::sleep(Duration::from_secs(7)); // longer than the old session's 4 s
+    let found = registrations(&mut c, "/reg/hosts");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1["pid"], second.pid(), "{found:?}");
 }

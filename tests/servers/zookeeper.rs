@@ -272,6 +272,21 @@ impl ZkClient {
         })
     }
 
+    /// Creates the nodes `(path, data)` in one transaction, in order.
+    pub fn create_at_once(&mut self, nodes: &[(&str, &[u8])]) {
+        let nodes: Vec<(String, Vec<u8>)> = nodes.iter().map(|(p, d)| (p.to_string(), d.to_vec())).collect();
+        self.run("create nodes at once", |c| {
+            let nodes = nodes.clone();
+            async move {
+                let mut multi = c.new_multi_writer();
+                for (path, data) in &nodes {
+                    multi.add_create(path, data, &open()).expect("a valid create");
+                }
+                multi.commit().await.map(drop).map_err(zk::Error::from)
+            }
+        })
+    }
+
     fn post_order(&mut self, path: &str, out: &mut Vec<String>) {
         for child in self.children(path) {
             self.post_order(&format!("{path}/{child}"), out);
