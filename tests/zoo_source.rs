@@ -348,3 +348,27 @@ fn register_keeps_an_ephemeral_node_and_takes_over_a_stale_one() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].1["pid"], second.pid(), "{found:?}");
 }
+
+#[test]
+fn digest_login_from_the_uri_and_never_logged() {
+    let zk = ZooKeeper::shared();
+    let mut admin = zk.client_as("ops:s3cret-pw");
+    admin.mkdir("/auth/vassals");
+    admin.create("/auth/vassals/app.ini", config("a").as_bytes());
+
+    let mut h = Harness::new();
+    h.start(&[format!("zoo://ops:s3cret-pw@127.0.0.1:{}/auth/vassals", zk.port).as_str()]);
+    h.wait_start("app.ini");
+    admin.set("/auth/vassals/app.ini", config("b").as_bytes());
+    wait_config(&h, "app.ini", &config("b"));
+
+    // Wrong credentials: the nodes stay unreadable, reported (not a crash).
+    let mut intruder = Harness::new();
+    intruder.start(&[format!("zoo://ops:guess@127.0.0.1:{}/auth/vassals", zk.port).as_str()]);
+    assert!(intruder.wait_complaint("zoo://ops:***@").contains("failed"));
+    assert!(intruder.recorded_names().is_empty());
+    assert!(intruder.emperor_running());
+    for log in [h.log_text(), intruder.log_text()] {
+        assert!(!log.contains("s3cret") && !log.contains("guess"), "a password in the log:\n{log}");
+    }
+}

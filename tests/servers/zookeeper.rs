@@ -126,7 +126,13 @@ impl ZooKeeper {
 
     /// A client of the test side.
     pub fn client(&self) -> ZkClient {
-        ZkClient::connect(&self.address())
+        ZkClient::connect(&self.address(), None)
+    }
+
+    /// A client logged in with digest `user:password`; the nodes it
+    /// creates are readable and writable by those credentials only.
+    pub fn client_as(&self, user_password: &str) -> ZkClient {
+        ZkClient::connect(&self.address(), Some(user_password.to_owned()))
     }
 }
 
@@ -153,6 +159,7 @@ fn standalone(port: u16) -> bool {
 /// waits; it reconnects when the server was restarted meanwhile.
 pub struct ZkClient {
     address: String,
+    auth: Option<String>,
     rt: Arc<tokio::runtime::Runtime>,
     client: zk::Client,
     _driver: Driver,
@@ -169,23 +176,27 @@ impl Drop for Driver {
     }
 }
 
-/// A node's ACL for the test side: open to everyone.
-fn open() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+/// Persistent nodes open to everyone, or to the creator's credentials only.
+fn persistent(authed: bool) -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(if authed { zk::Acls::creator_all() } else { zk::Acls::anyone_all() })
 }
 
 impl ZkClient {
-    fn connect(address: &str) -> ZkClient {
+    fn connect(address: &str, auth: Option<String>) -> ZkClient {
         let rt = Arc::new(runtime());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let driver_rt = rt.clone();
         std::thread::spawn(move || driver_rt.block_on(async { stopped.await.ok() }));
-        let client = Self::session(&rt, address);
-        ZkClient { address: address.to_owned(), rt, client, _driver: Driver(Some(stop)) }
+        let client = Self::session(&rt, address, auth.as_deref());
+        ZkClient { address: address.to_owned(), auth, rt, client, _driver: Driver(Some(stop)) }
     }
 
-    fn session(rt: &tokio::runtime::Runtime, address: &str) -> zk::Client {
-        let connect = zk::Client::connector().with_session_timeout(Duration::from_secs(30)).connect(address);
+    fn session(rt: &tokio::runtime::Runtime, address: &str, auth: Option<&str>) -> zk::Client {
+        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(30));
+        if let Some(auth) = auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let connect = connector.connect(address);
         rt.handle().block_on(connect).unwrap_or_else(|e| panic!("connect to ZooKeeper {address}: {e}"))
     }
 
@@ -204,7 +215,7 @@ impl ZkClient {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(zk::Error::SessionExpired | zk::Error::ClientClosed) if Instant::now() < deadline => {
-                    self.client = Self::session(&self.rt, &self.address);
+                    self.client = Self::session(&self.rt, &self.address, self.auth.as_deref());
                 }
                 Err(e) => panic!("ZooKeeper {what}: {e}"),
             }
@@ -213,19 +224,19 @@ impl ZkClient {
 
     /// Creates `path` and any missing parents (`mkdir -p`), with no data.
     pub fn mkdir(&mut self, path: &str) {
-        let path = path.to_owned();
+        let (path, authed) = (path.to_owned(), self.auth.is_some());
         self.run("mkdir", |c| {
             let path = path.clone();
-            async move { c.mkdir(&path, &open()).await }
+            async move { c.mkdir(&path, &persistent(authed)).await }
         })
     }
 
     /// Creates node `path` with `data` (parents must exist).
     pub fn create(&mut self, path: &str, data: &[u8]) {
-        let (path, data) = (path.to_owned(), data.to_vec());
+        let (path, data, authed) = (path.to_owned(), data.to_vec(), self.auth.is_some());
         self.run(&format!("create {path}"), |c| {
             let (path, data) = (path.clone(), data.clone());
-            async move { c.create(&path, &data, &open()).await.map(drop) }
+            async move { c.create(&path, &data, &persistent(authed)).await.map(drop) }
         })
     }
 
@@ -275,12 +286,13 @@ impl ZkClient {
     /// Creates the nodes `(path, data)` in one transaction, in order.
     pub fn create_at_once(&mut self, nodes: &[(&str, &[u8])]) {
         let nodes: Vec<(String, Vec<u8>)> = nodes.iter().map(|(p, d)| (p.to_string(), d.to_vec())).collect();
+        let authed = self.auth.is_some();
         self.run("create nodes at once", |c| {
             let nodes = nodes.clone();
             async move {
                 let mut multi = c.new_multi_writer();
                 for (path, data) in &nodes {
-                    multi.add_create(path, data, &open()).expect("a valid create");
+                    multi.add_create(path, data, &persistent(authed)).expect("a valid create");
                 }
                 multi.commit().await.map(drop).map_err(zk::Error::from)
             }
