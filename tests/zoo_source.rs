@@ -372,3 +372,31 @@ fn digest_login_from_the_uri_and_never_logged() {
         assert!(!log.contains("s3cret") && !log.contains("guess"), "a password in the log:\n{log}");
     }
 }
+
+/// Emperor start → 1000 vassals running from one ZooKeeper base (printed;
+/// heavy, so run on demand: `cargo test --test zoo_source -- --ignored`).
+#[test]
+#[ignore]
+fn thousand_vassals_from_start() {
+    const N: usize = 1000;
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/fleet/vassals");
+    let text = config("fleet");
+    let paths: Vec<String> = (0..N).map(|i| format!("/fleet/vassals/v{i:04}.ini")).collect();
+    for batch in paths.chunks(100) {
+        let nodes: Vec<(&str, &[u8])> = batch.iter().map(|p| (p.as_str(), text.as_bytes())).collect();
+        c.create_at_once(&nodes);
+    }
+    let mut h = Harness::new();
+    let t = Instant::now();
+    h.start(&[uri(zk.port, "/fleet/vassals").as_str()]);
+    wait_every(Duration::from_secs(300), Duration::from_millis(20), format!("{N} vassals spawned"), || {
+        cond(h.log_text().matches("vassal spawned").count() >= N)
+    });
+    let spawned = t.elapsed();
+    wait_until(Duration::from_secs(300), format!("{N} vassals running"), || {
+        cond(h.recorded_names().len() >= N)
+    });
+    eprintln!("zoo start→{N} spawned: {spawned:?}; →{N} running (each recorded its start): {:?}", t.elapsed());
+}
