@@ -395,8 +395,6 @@ fn thousand_vassals_from_start() {
         cond(h.log_text().matches("vassal spawned").count() >= N)
     });
     let spawned = t.elapsed();
-    wait_until(Duration::from_secs(300), format!("{N} vassals running"), || {
-        cond(h.recorded_names().len() >= N)
-    });
+    wait_until(Duration::from_secs(300), format!("{N} vassals running"), || cond(h.recorded_names().len() >= N));
     eprintln!("zoo start→{N} spawned: {spawned:?}; →{N} running (each recorded its start): {:?}", t.elapsed());
 }

@@ -21,7 +21,7 @@ pub mod uri;
 
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use futures::future::join_all;
 use reconciler::{SourceId, VassalName};
 use register::Registration;
@@ -37,6 +37,8 @@ const READ_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub struct ZooSource {
     uri: ZooUri,
+    /// When the source was created (the emperor's start), for `register`.
+    started: u64,
     /// This emperor's registration node, with `register=PATH`.
     registration: Option<Registration>,
 }
@@ -45,7 +47,7 @@ impl ZooSource {
     /// Builds the source from the part after `zoo://`.
     pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
         let uri = uri::parse(rest).map_err(|message| SourceError::Invalid { uri: masked(rest), message })?;
-        Ok(Box::new(ZooSource { uri, registration: None }))
+        Ok(Box::new(ZooSource { uri, started: register::now(), registration: None }))
     }
 
     /// `PATH/` (`/` for the root): what a child's path starts with.
@@ -70,10 +72,12 @@ impl Source for ZooSource {
         SourceId(self.uri.id.clone())
     }
 
-    fn start(mut self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let mut backend = self.clone();
         let authed = self.uri.auth.is_some();
-        self.registration = self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, authed));
-        crate::source::spawn_async(ctx, move |ctx| table::run(*self, ctx))
+        backend.registration =
+            self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, self.started, authed));
+        Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
 }
 

@@ -9,6 +9,11 @@
 //! never left to vanish when that old session ends.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 use zookeeper_client as zk;
 
 /// Full rights for the creator's credentials, reading for anyone.
@@ -28,10 +33,9 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// The node for this emperor under `dir`.
-    pub fn new(dir: &str, emperor_id: &str, authed: bool) -> Self {
+    /// The node under `dir` for this emperor, started at `started` (Unix seconds).
+    pub fn new(dir: &str, emperor_id: &str, started: u64, authed: bool) -> Self {
         let host = hostname();
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let data = serde_json::json!({
             "host": host,
             "pid": std::process::id(),
@@ -102,7 +106,7 @@ mod tests {
 
     #[test]
     fn node_path_and_data() {
-        let r = Registration::new("/emperor/hosts/", "abc123", false);
+        let r = Registration::new("/emperor/hosts/", "abc123", now(), false);
         let host = hostname();
         assert_eq!(r.path, format!("/emperor/hosts/{host}-abc123"));
         let data: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
@@ -111,6 +115,6 @@ mod tests {
         assert_eq!(data["emperor_id"], "abc123");
         assert!(data["started"].as_u64().unwrap() > 1_600_000_000);
         assert_eq!(r.acls(), zk::Acls::anyone_all());
-        assert_eq!(Registration::new("/h", "x", true).acls().len(), 2);
+        assert_eq!(Registration::new("/h", "x", 0, true).acls().len(), 2);
     }
 }
