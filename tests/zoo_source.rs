@@ -398,3 +398,17 @@ fn thousand_vassals_from_start() {
     wait_until(Duration::from_secs(300), format!("{N} vassals running"), || cond(h.recorded_names().len() >= N));
     eprintln!("zoo start→{N} spawned: {spawned:?}; →{N} running (each recorded its start): {:?}", t.elapsed());
 }
+
+#[test]
+fn a_stopped_emperor_leaves_the_register_at_once() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/bye/vassals");
+    let mut h = Harness::new();
+    h.start(&[format!("{}?register=/bye/hosts", uri(zk.port, "/bye/vassals")).as_str()]);
+    wait_registered(&mut c, "/bye/hosts", h.emperor_pid());
+    h.signal_emperor(libc::SIGTERM);
+    h.wait_emperor_exit(DEADLINE);
+    // Well within the 30 s session timeout: the session was closed.
+    wait_until(DEADLINE, "the registration to go", || cond(c.children("/bye/hosts").is_empty()));
+}
