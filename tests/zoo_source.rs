@@ -412,3 +412,29 @@ fn a_stopped_emperor_leaves_the_register_at_once() {
     // Well within the 30 s session timeout: the session was closed.
     wait_until(DEADLINE, "the registration to go", || cond(c.children("/bye/hosts").is_empty()));
 }
+
+#[test]
+fn uid_gid_and_socket_children_are_part_of_the_vassal() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/owner/vassals");
+    c.create("/owner/vassals/app.ini", config("a").as_bytes());
+    let mut h = Harness::new();
+    h.start(&[uri(zk.port, "/owner/vassals").as_str()]);
+    let pid = h.wait_start("app.ini").pid;
+
+    // A grandchild's change is the vassal's change: uid and gid together reload it.
+    c.create_at_once(&[("/owner/vassals/app.ini/uid", b"1000"), ("/owner/vassals/app.ini/gid", b"1000")]);
+    wait_recvs(&h, "app.ini", 1, 1);
+    // A uid that is no number: like a bad pg:// row, the vassal is skipped
+    // (so stopped) with one warning naming its node.
+    c.set("/owner/vassals/app.ini/uid", b"www");
+    assert!(h.wait_complaint("node /owner/vassals/app.ini").contains("uid"));
+    h.wait_reaped(pid, "a vassal whose uid node went bad");
+    // Fixed, and given an on-demand socket: it runs again.
+    c.set("/owner/vassals/app.ini/uid", b"1001");
+    c.create("/owner/vassals/app.ini/socket", b"127.0.0.1:0");
+    let again = h.wait_starts("app.ini", 2);
+    assert!(alive(again[1].pid));
+    assert_eq!(h.complaints_about("node /owner/vassals/app.ini").len(), 1);
+}
