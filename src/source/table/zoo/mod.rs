@@ -21,6 +21,7 @@ pub mod uri;
 
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
+use crate::source::util::secret::mask;
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use futures::future::join_all;
 use reconciler::{SourceId, VassalName};
@@ -46,7 +47,8 @@ pub struct ZooSource {
 impl ZooSource {
     /// Builds the source from the part after `zoo://`.
     pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
-        let uri = uri::parse(rest).map_err(|message| SourceError::Invalid { uri: masked(rest), message })?;
+        let uri = uri::parse(rest)
+            .map_err(|message| SourceError::Invalid { uri: mask(&format!("zoo://{rest}")), message })?;
         Ok(Box::new(ZooSource { uri, started: register::now(), registration: None }))
     }
 
@@ -56,14 +58,6 @@ impl ZooSource {
             "/" => "/".to_owned(),
             base => format!("{base}/"),
         }
-    }
-}
-
-/// The URI for an error message when it does not even parse: user info cut.
-fn masked(rest: &str) -> String {
-    match rest.split_once('@') {
-        Some((_, hosts)) => format!("zoo://***@{hosts}"),
-        None => format!("zoo://{rest}"),
     }
 }
 
@@ -89,6 +83,17 @@ struct Node {
     uid: Field<i64>,
     gid: Field<i64>,
     socket: Field<String>,
+}
+
+/// What reading one child gave.
+#[derive(Debug)]
+enum Read {
+    /// The node is gone.
+    Gone,
+    /// Its name is not a vassal name: not read (the name is reported).
+    Unnamed,
+    /// The node as read.
+    Found(Node),
 }
 
 /// One session: the client, its watch on the base, and what was read.
@@ -214,15 +219,16 @@ async fn read_children(
     client: &zk::Client,
     prefix: &str,
     names: impl IntoIterator<Item = String>,
-) -> Result<Vec<(String, Option<Option<Node>>)>, zk::Error> {
+) -> Result<Vec<(String, Read)>, zk::Error> {
     let names: Vec<String> = names.into_iter().collect();
     let mut out = Vec::with_capacity(names.len());
     for batch in names.chunks(READ_BATCH) {
         let reads = batch.iter().map(|name| async move {
             if VassalName::parse(name).is_err() {
-                return Ok((name.clone(), Some(None)));
+                return Ok((name.clone(), Read::Unnamed));
             }
-            read_node(client, format!("{prefix}{name}")).await.map(|node| (name.clone(), node.map(Some)))
+            let node = read_node(client, format!("{prefix}{name}")).await;
+            node.map(|node| (name.clone(), node.map_or(Read::Gone, Read::Found)))
         });
         for result in join_all(reads).await {
             out.push(result?);
@@ -335,7 +341,14 @@ impl ZooSource {
             Err(e) => return Err(failure(e)),
         };
         let read = read_children(&conn.client, prefix, names).await.map_err(failure)?;
-        conn.nodes = read.into_iter().filter_map(|(name, node)| node.map(|n| (name, n))).collect();
+        conn.nodes = read
+            .into_iter()
+            .filter_map(|(name, read)| match read {
+                Read::Gone => None,
+                Read::Unnamed => Some((name, None)),
+                Read::Found(node) => Some((name, Some(node))),
+            })
+            .collect();
         conn.pending.resync = false;
         Ok(())
     }
@@ -373,15 +386,16 @@ impl ZooSource {
     /// while the base exists: a tree removed at once keeps its vassals.
     async fn read_some(&self, conn: &mut Conn, prefix: &str, dirty: BTreeSet<String>) -> Result<(), Failure> {
         let read = read_children(&conn.client, prefix, dirty).await.map_err(failure)?;
-        if read.iter().any(|(_, node)| node.is_none())
+        if read.iter().any(|(_, read)| matches!(read, Read::Gone))
             && conn.client.check_stat(&self.uri.base).await.map_err(failure)?.is_none()
         {
             return Err(self.base_missing());
         }
-        for (name, node) in read {
-            match node {
-                Some(node) => conn.nodes.insert(name, node),
-                None => conn.nodes.remove(&name),
+        for (name, read) in read {
+            match read {
+                Read::Gone => conn.nodes.remove(&name),
+                Read::Unnamed => conn.nodes.insert(name, None),
+                Read::Found(node) => conn.nodes.insert(name, Some(node)),
             };
         }
         Ok(())
