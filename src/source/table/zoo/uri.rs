@@ -80,6 +80,8 @@ fn host_list(hosts: &str) -> Result<String, String> {
     let mut out = Vec::new();
     for host in hosts.split(',') {
         let (name, port) = match host.rsplit_once(':') {
+            // `[v6]` without a port; `[v6]:PORT` splits at its last colon.
+            _ if host.starts_with('[') && host.ends_with(']') => (host, DEFAULT_PORT),
             Some((name, port)) if !name.ends_with(':') => {
                 (name, port.parse::<u16>().map_err(|_| format!("host `{host}`: bad port `{port}`"))?)
             }
@@ -147,6 +149,7 @@ mod tests {
         let u = parse("zk1,zk2:2182,zk3:2183/a/").unwrap();
         assert_eq!((u.hosts.as_str(), u.base.as_str()), ("zk1:2181,zk2:2182,zk3:2183", "/a"));
         assert_eq!(parse("h/").unwrap().base, "/");
+        assert_eq!(parse("[::1]:2182,[::1]/v").unwrap().hosts, "[::1]:2182,[::1]:2181");
     }
 
     #[test]
