@@ -324,7 +324,8 @@ fn wait_registered(c: &mut ZkClient, dir: &str, pid: i32) -> (String, serde_json
 
 #[test]
 fn register_keeps_an_ephemeral_node_and_takes_over_a_stale_one() {
-    let zk = ZooKeeper::shared();
+    // A server of its own: its sessions are this test's.
+    let zk = ZooKeeper::private(2000);
     let mut c = zk.client();
     c.mkdir("/reg/vassals");
     let h = Harness::new();
@@ -343,7 +344,8 @@ fn register_keeps_an_ephemeral_node_and_takes_over_a_stale_one() {
     first.kill9();
     let second = h.spawn(&[source.as_str()], &[]);
     wait_registered(&mut c, "/reg/hosts", second.pid());
-    std::thread::sleep(Duration::from_secs(7)); // longer than the old session's 4 s
+    assert_eq!(zk.sessions().len(), 3, "the test's, the killed emperor's and the new one's");
+    wait_until(Duration::from_secs(20), "the killed emperor's session to expire", || cond(zk.sessions().len() == 2));
     let found = registrations(&mut c, "/reg/hosts");
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].1["pid"], second.pid(), "{found:?}");

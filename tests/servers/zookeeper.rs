@@ -66,7 +66,7 @@ impl ZooKeeper {
         let cfg = self.dir.path().join("zoo.cfg");
         let text = format!(
             "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-             4lw.commands.whitelist=srvr,ruok\nmaxClientCnxns=0\nforceSync=no\n",
+             4lw.commands.whitelist=srvr,ruok,dump\nmaxClientCnxns=0\nforceSync=no\n",
             self.tick_ms,
             self.dir.path().join("data").display(),
             self.port
@@ -119,6 +119,18 @@ impl ZooKeeper {
         assert!(self.try_start(), "ZooKeeper did not restart; log:\n{}", self.log());
     }
 
+    /// The ids of the sessions the server holds (expired ones are gone).
+    pub fn sessions(&self) -> Vec<String> {
+        let dump = four_letters(self.port, "dump").unwrap_or_default();
+        let tracker = dump.split("ephemeral nodes dump:").next().unwrap_or_default();
+        tracker
+            .lines()
+            .filter_map(|l| l.strip_prefix('\t'))
+            .filter(|l| l.starts_with("0x"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `127.0.0.1:PORT`, the connect string.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -145,13 +157,20 @@ impl Drop for ZooKeeper {
     }
 }
 
+/// The answer to a four-letter word, `None` if the server does not answer.
+fn four_letters(port: u16, word: &str) -> Option<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut out = String::new();
+    s.write_all(word.as_bytes()).ok()?;
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// Whether the four-letter word `srvr` says a standalone server is serving.
 fn standalone(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut out = String::new();
-    s.write_all(b"srvr").is_ok() && s.read_to_string(&mut out).is_ok() && out.contains("Mode: standalone")
+    four_letters(port, "srvr").is_some_and(|out| out.contains("Mode: standalone"))
 }
 
 /// A blocking ZooKeeper client for the test side. Its session lives on a
