@@ -440,3 +440,31 @@ fn uid_gid_and_socket_children_are_part_of_the_vassal() {
     assert!(alive(again[1].pid));
     assert_eq!(h.complaints_about("node /owner/vassals/app.ini").len(), 1);
 }
+
+#[test]
+fn an_unreachable_server_at_start_keeps_the_recorded_vassals() {
+    let mut zk = ZooKeeper::private(2000);
+    let mut c = zk.client();
+    c.mkdir("/cold/vassals");
+    c.create("/cold/vassals/app.ini", config("a").as_bytes());
+    let h = Harness::new();
+    let source = uri(zk.port, "/cold/vassals");
+    let first = h.spawn(&[source.as_str()], &[]);
+    let pid = h.wait_start("app.ini").pid;
+    first.kill9();
+
+    // The emperor comes back while ZooKeeper is down: it re-adopts the
+    // recorded vassal and stops nothing.
+    zk.kill();
+    let _second = h.spawn(&[source.as_str()], &[]);
+    wait_until(DEADLINE, "the outage warning", || cond(h.log_text().contains("failed; running vassals are kept")));
+    assert!(alive(pid));
+    assert_eq!(recvs(&h, "app.ini", 0), 0);
+
+    // ZooKeeper back (the data kept): the same vassal, not restarted.
+    zk.restart();
+    c.create("/cold/vassals/later.ini", config("l").as_bytes());
+    wait_until(RECOVERY, "later.ini to start once ZooKeeper is back", || h.starts("later.ini").first().cloned());
+    assert!(alive(pid));
+    assert_eq!(h.starts("app.ini").len(), 1, "app.ini re-adopted, not restarted");
+}
