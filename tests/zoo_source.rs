@@ -1,9 +1,12 @@
 //! `zoo://` against a real ZooKeeper: child znodes of a base path are
-//! vassals; create / set / delete → spawn / reload / stop; bad names; a
-//! missing or deleted base; a cut connection, a server restart and an
-//! expired session keep the vassals running and converge afterwards.
+//! vassals; create / set / delete → spawn / reload / stop; uid, gid and
+//! socket child nodes; bad names and oversize configs; a missing or deleted
+//! base; a cut connection, a server restart, an expired session and a
+//! server down at start keep the vassals running and converge afterwards;
+//! an emperor restart re-adopts; digest login; `register=PATH`; latency.
 //! Each test uses its own base path of a shared server, except those that
-//! cut or stop the server, which have a server of their own.
+//! cut or stop the server or count its sessions, which have a server of
+//! their own.
 
 mod common;
 mod servers;
