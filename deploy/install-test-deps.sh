@@ -11,6 +11,7 @@ packages=(
   python3-zmq           # the real libzmq (via /usr/bin/python3) for the zmq:// source tests
   postgresql            # initdb/pg_ctl for the private PostgreSQL of the pg:// source tests
   python3-venv          # the venv holding SecantusDB, the MongoDB stand-in of the mongodb:// tests
+  zookeeper             # the ZooKeeper server jar (with Java) for the private server of the zoo:// source tests
 )
 
 missing=()

@@ -6,8 +6,12 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     emperor::prepare_process();
     let cli = emperor::cli::Cli::parse();
+    // The ZooKeeper client logs a warning per reconnect attempt; the source
+    // reports an outage itself, once, so the client's own lines stay at error
+    // unless the filter names it.
+    let quiet = if cli.log_level.contains("zookeeper_client") { "" } else { ",zookeeper_client=error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{}{quiet}", cli.log_level)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match emperor::run(cli, std::future::pending()) {

@@ -228,6 +228,7 @@ const SCHEMES: &[(&str, Constructor)] = &[
     ("mongodb2", table::mongodb::MongoSource::from_kv_uri),
     ("amqp", message::amqp::AmqpSource::from_uri),
     ("zmq", message::zmq::ZmqSource::from_uri),
+    ("zoo", table::zoo::ZooSource::from_uri),
 ];
 
 /// Parses a source argument: `scheme://rest`, or a bare path (an existing

@@ -58,3 +58,18 @@ pub fn wait_nth_config(h: &Harness, name: &str, n: usize, text: &str) {
         cond(h.events_of(name, "config").len() >= n && received_config(h, name).as_deref() == Some(text))
     });
 }
+
+/// After an outage of a table source (the standard scenario): `new.ini`
+/// (created meanwhile) starts, `gone.ini` (deleted meanwhile, pid `gone`)
+/// stops, `keep.ini` (pid `keep`, changed meanwhile) gets `keep_config`
+/// without a restart, and the outage and the recovery are logged once each.
+pub fn assert_outage_recovered(h: &Harness, keep: i32, gone: i32, keep_config: &str, within: std::time::Duration) {
+    wait_until(within, "new.ini to start after the outage", || h.starts("new.ini").first().cloned());
+    wait_until(within, "gone.ini to stop", || cond(super::proc::reaped(gone)));
+    wait_config(h, "keep.ini", keep_config);
+    assert!(super::proc::alive(keep));
+    assert_eq!(h.starts("keep.ini").len(), 1);
+    let log = h.log_text();
+    assert_eq!(log.matches("failed; running vassals are kept").count(), 1, "one warning per outage:\n{log}");
+    assert_eq!(log.matches("source recovered").count(), 1, "one recovery line:\n{log}");
+}

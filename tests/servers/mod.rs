@@ -4,7 +4,10 @@
 //! * [`Postgres`]: a private PostgreSQL cluster (initdb + pg_ctl as user
 //!   `postgres` when run as root), with [`PgClient`] to change it;
 //! * [`Mongo`]: a SecantusDB server (`secantusd-py`, MongoDB wire protocol
-//!   with change streams) from `target/test-venv`, with [`MongoClient`].
+//!   with change streams) from `target/test-venv`, with [`MongoClient`];
+//! * [`ZooKeeper`]: a standalone ZooKeeper (Debian `zookeeper` jar under
+//!   Java), with [`ZkClient`];
+//! * [`Proxy`]: a TCP proxy a test cuts to simulate a lost connection.
 //!
 //! `shared()` gives one server per test binary (each test then uses its own
 //! database); `private()` gives a server of its own to a test that stops and
@@ -14,9 +17,13 @@
 
 mod mongo;
 mod postgres;
+mod proxy;
+mod zookeeper;
 
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
+pub use proxy::Proxy;
+pub use zookeeper::{ZkClient, ZooKeeper};
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,4 +1,4 @@
-//! Table sources (`pg://`, `mongodb://`): a query whose rows are vassals,
+//! Table sources (`pg://`, `mongodb://`, `zoo://`): a query whose rows are vassals,
 //! re-run when the server says something changed, published as complete
 //! snapshots.
 //!
@@ -12,6 +12,7 @@
 pub mod mongodb;
 pub mod pg;
 pub mod rows;
+pub mod zoo;
 
 use crate::source::util::retry::Outage;
 use crate::source::{SourceContext, SourceError};
