@@ -11,6 +11,8 @@ packages=(
   python3-zmq           # the real libzmq (via /usr/bin/python3) for the zmq:// source tests
   postgresql            # initdb/pg_ctl for the private PostgreSQL of the pg:// source tests
   python3-venv          # the venv holding SecantusDB, the MongoDB stand-in of the mongodb:// tests
+  slapd                 # a private OpenLDAP server (syncprov) for the ldap:// source tests
+  openssl               # the CA and certificate of the TLS ldap:// tests
 )
 
 missing=()

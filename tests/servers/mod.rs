@@ -4,7 +4,9 @@
 //! * [`Postgres`]: a private PostgreSQL cluster (initdb + pg_ctl as user
 //!   `postgres` when run as root), with [`PgClient`] to change it;
 //! * [`Mongo`]: a SecantusDB server (`secantusd-py`, MongoDB wire protocol
-//!   with change streams) from `target/test-venv`, with [`MongoClient`].
+//!   with change streams) from `target/test-venv`, with [`MongoClient`];
+//! * [`Slapd`]: a private OpenLDAP slapd (syncprov, optionally TLS), with
+//!   [`LdapClient`].
 //!
 //! `shared()` gives one server per test binary (each test then uses its own
 //! database); `private()` gives a server of its own to a test that stops and
@@ -14,9 +16,11 @@
 
 mod mongo;
 mod postgres;
+mod slapd;
 
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
+pub use slapd::{LdapClient, Slapd, SlapdOptions};
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
