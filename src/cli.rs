@@ -104,9 +104,8 @@ impl Cli {
 }
 
 /// Parses a non-negative number of seconds (`30`, `0.25`).
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
+fn seconds(text: &str) -> Result<Duration, crate::source::util::seconds::SecondsError> {
+    crate::source::util::seconds::parse(text)
 }
 
 #[cfg(test)]

@@ -4,20 +4,10 @@
 //! Adding a source means one new file implementing [`Source`] plus one line
 //! in [`SCHEMES`].
 
-mod amqp;
-mod dir;
 mod files;
-mod glob;
-mod http;
 mod message;
-mod mongodb;
-mod outage;
-mod pg;
-mod pgvalue;
-mod relaxed_json;
-mod rows;
-mod watch;
-mod zmq;
+mod table;
+pub(crate) mod util;
 
 use reconciler::{SourceId, VassalName, VassalSpec};
 use std::time::Duration;
@@ -129,13 +119,13 @@ type Constructor = fn(&str) -> Result<Box<dyn Source>, SourceError>;
 
 /// Every known scheme and its constructor.
 const SCHEMES: &[(&str, Constructor)] = &[
-    ("dir", dir::DirSource::from_uri),
-    ("glob", glob::GlobSource::from_uri),
-    ("pg", pg::PgSource::from_uri),
-    ("mongodb", mongodb::MongoSource::from_uri),
-    ("mongodb2", mongodb::MongoSource::from_kv_uri),
-    ("amqp", amqp::AmqpSource::from_uri),
-    ("zmq", zmq::ZmqSource::from_uri),
+    ("dir", files::DirSource::from_uri),
+    ("glob", files::GlobSource::from_uri),
+    ("pg", table::pg::PgSource::from_uri),
+    ("mongodb", table::mongodb::MongoSource::from_uri),
+    ("mongodb2", table::mongodb::MongoSource::from_kv_uri),
+    ("amqp", message::amqp::AmqpSource::from_uri),
+    ("zmq", message::zmq::ZmqSource::from_uri),
 ];
 
 /// Parses a source argument: `scheme://rest`, or a bare path (an existing
@@ -150,8 +140,8 @@ pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
                 known: SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect::<Vec<_>>().join(" "),
             }),
         },
-        None if std::path::Path::new(arg).is_dir() => dir::DirSource::from_uri(arg),
-        None => glob::GlobSource::from_uri(arg),
+        None if std::path::Path::new(arg).is_dir() => files::DirSource::from_uri(arg),
+        None => files::GlobSource::from_uri(arg),
     }
 }
 

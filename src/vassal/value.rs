@@ -1,5 +1,6 @@
 //! Checks and converts the value of each native key, whatever syntax it came from.
 
+use crate::source::util::seconds;
 use std::time::Duration;
 
 use super::node::Node;
@@ -120,29 +121,13 @@ pub(super) fn signal_value(ctx: Ctx, value: Node) -> Result<i32, ConfigError> {
 
 /// `stop-timeout`: seconds, integer or decimal, not negative.
 pub(super) fn timeout_value(ctx: Ctx, value: Node) -> Result<Duration, ConfigError> {
-    let seconds = match value {
-        Node::Int(n) => n as f64,
-        Node::Float(f) => f,
-        Node::Str(s) => parse_seconds(s.trim())
-            .ok_or_else(|| ctx.bad(format!("`{s}` is not a number of seconds (e.g. 10 or 2.5)")))?,
+    let parsed = match value {
+        Node::Int(n) => seconds::from_f64(n as f64),
+        Node::Float(f) => seconds::from_f64(f),
+        Node::Str(s) => seconds::parse(s.trim()),
         other => return Err(ctx.bad(format!("expected a number of seconds, found {}", other.kind()))),
     };
-    if seconds < 0.0 {
-        return Err(ctx.bad(format!("`{seconds}` is negative; expected a number of seconds >= 0")));
-    }
-    Duration::try_from_secs_f64(seconds).map_err(|_| ctx.bad(format!("`{seconds}` is not a usable number of seconds")))
-}
-
-/// Strict decimal seconds: optional `-`, digits, optional `.digits`; no exponents, `inf` or `nan`.
-fn parse_seconds(text: &str) -> Option<f64> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, "0"));
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if all_digits(whole) && all_digits(frac) {
-        text.parse().ok()
-    } else {
-        None
-    }
+    parsed.map_err(|e| ctx.bad(e.to_string()))
 }
 
 /// `reload`: `restart`, or the signal to send instead of restarting.
@@ -167,11 +152,12 @@ mod tests {
 
     #[test]
     fn seconds_are_strict_decimals() {
-        assert_eq!(parse_seconds("10"), Some(10.0));
-        assert_eq!(parse_seconds("2.5"), Some(2.5));
-        assert_eq!(parse_seconds("-1"), Some(-1.0));
-        for text in ["", ".5", "5.", "1e3", "inf", "NaN", "+1", "1_000", " 1"] {
-            assert_eq!(parse_seconds(text), None, "{text}");
+        let secs = |text: &str| timeout_value(CTX, Node::Str(text.into()));
+        assert_eq!(secs("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(secs("2.5").unwrap(), Duration::from_millis(2500));
+        assert!(secs("-1").unwrap_err().to_string().contains("is negative"));
+        for text in ["", ".5", "5.", "1e3", "inf", "NaN", "+1", "1_000"] {
+            assert!(secs(text).is_err(), "{text}");
         }
     }
 

@@ -1,9 +1,9 @@
 //! `glob://PATTERN`: every regular config file matching a shell pattern is a
 //! vassal named by its path (e.g. `/opt/apps/*/uwsgi.ini`).
 
-use super::dir::absolute;
-use super::watch::{self, Classified, Layout};
-use super::{Source, SourceContext, SourceError};
+use super::{self as watch, Classified, Layout};
+use crate::source::util::path::absolute;
+use crate::source::{Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};

@@ -3,8 +3,11 @@
 //! name and path checks that keep a hostile sender from spawning anything
 //! outside the rules.
 
-use super::files::fnv1a;
-use super::SourceEvent;
+pub mod amqp;
+pub mod zmq;
+
+use crate::source::util::hash::fnv1a;
+use crate::source::SourceEvent;
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -141,7 +144,6 @@ pub fn excerpt(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::files::file_version;
 
     #[test]
     fn versions_differ_per_message_and_per_run() {
@@ -176,18 +178,5 @@ mod tests {
         let big = vec![b'x'; MAX_CONFIG + 1];
         assert_eq!(inline_upsert(&src, name.clone(), &big, &mut v), Err(MessageError::ConfigTooLarge(MAX_CONFIG + 1)));
         assert_eq!(inline_upsert(&src, name, b"\xff", &mut v), Err(MessageError::NotUtf8("config")));
-    }
-
-    #[test]
-    fn file_versions_follow_content_and_mtime() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.ini");
-        assert_eq!(file_version(&p).unwrap(), None);
-        std::fs::write(&p, "x").unwrap();
-        let v1 = file_version(&p).unwrap().unwrap();
-        assert_eq!(file_version(&p).unwrap().unwrap(), v1);
-        std::fs::write(&p, "y").unwrap();
-        assert_ne!(file_version(&p).unwrap().unwrap(), v1);
-        assert_eq!(file_version(dir.path()).unwrap(), None, "a directory is not a config");
     }
 }

@@ -1,13 +1,14 @@
-//! Outage handling shared by the database sources: exponential backoff
-//! between retries, and one warning per outage (not per retry) plus one info
-//! line when the server answers again.
+//! The one retry policy of every source: exponential backoff from
+//! [`MIN_DELAY`] doubling up to [`MAX_DELAY`], one warning per outage (not
+//! per retry) and one info line when the server answers again. The source
+//! supervisor restarts a failed source with the same policy.
 
 use reconciler::SourceId;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 /// First retry delay.
-const MIN_DELAY: Duration = Duration::from_millis(200);
+pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
@@ -26,18 +27,24 @@ impl Outage {
         Self { source, since: None, delay: MIN_DELAY }
     }
 
-    /// Records a failure of `what`; warns on the first failure of an outage
-    /// only. Returns how long to wait before retrying.
-    pub fn failed(&mut self, what: &str, error: &dyn Display) -> Duration {
+    /// Whether an outage is going on.
+    pub fn is_down(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Records a failure, described by `problem` (a whole phrase such as
+    /// "the PostgreSQL connection failed"); warns on the first failure of an
+    /// outage only. Returns how long to wait before retrying.
+    pub fn failed(&mut self, problem: &str, error: &dyn Display) -> Duration {
         let delay = self.delay;
         if self.since.is_none() {
             self.since = Some(Instant::now());
             tracing::warn!(
                 source = %self.source, error = %error,
-                "{what} failed; running vassals are kept, retrying with backoff (up to {}s)", MAX_DELAY.as_secs()
+                "{problem}; running vassals are kept, retrying with backoff (up to {}s)", MAX_DELAY.as_secs()
             );
         } else {
-            tracing::debug!(source = %self.source, error = %error, retry_in = ?delay, "{what} failed again");
+            tracing::debug!(source = %self.source, error = %error, retry_in = ?delay, "{problem} again");
         }
         self.delay = (self.delay * 2).min(MAX_DELAY);
         delay
@@ -59,11 +66,11 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
         let mut o = Outage::new(SourceId("pg://x".into()));
-        let delays: Vec<Duration> = (0..8).map(|_| o.failed("query", &"boom")).collect();
+        let delays: Vec<Duration> = (0..8).map(|_| o.failed("the query failed", &"boom")).collect();
         assert_eq!(delays[0], MIN_DELAY);
         assert_eq!(delays[1], MIN_DELAY * 2);
         assert_eq!(*delays.last().unwrap(), MAX_DELAY);
         o.ok();
-        assert_eq!(o.failed("query", &"boom"), MIN_DELAY);
+        assert_eq!(o.failed("the query failed", &"boom"), MIN_DELAY);
     }
 }

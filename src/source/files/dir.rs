@@ -1,8 +1,9 @@
 //! `dir://PATH`: every config file directly inside one directory is a vassal
 //! named by its file name.
 
-use super::watch::{self, Classified, Layout};
-use super::{Source, SourceContext, SourceError};
+use super::{self as watch, Classified, Layout};
+use crate::source::util::path::absolute;
+use crate::source::{Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};
@@ -76,11 +77,6 @@ impl Layout for DirSource {
             None => Classified::Rescan,
         }
     }
-}
-
-/// `path` made absolute against the current directory, without resolving links.
-pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! turns decoded rows into [`VassalSpec`]s, skips bad rows with one warning
 //! each (not one per poll), and publishes a snapshot only when it changed.
 
-use super::files::fnv1a;
-use super::{SourceContext, SourceEvent};
+use crate::source::util::hash::fnv1a;
+use crate::source::{SourceContext, SourceEvent};
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeMap, HashSet};
 

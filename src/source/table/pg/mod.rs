@@ -10,10 +10,14 @@
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
 //! with exponential backoff.
 
-use super::outage::Outage;
-use super::pgvalue::{self, Raw};
-use super::rows::{self, Complaints, Field, Publisher, Row};
-use super::{Source, SourceContext, SourceError};
+use crate::source::table::rows::{self, Complaints, Field, Publisher, Row};
+use crate::source::util::retry::Outage;
+use crate::source::util::seconds;
+use crate::source::util::secret::mask;
+use crate::source::{Source, SourceContext, SourceError};
+use value::{self as pgvalue, Raw};
+
+mod value;
 use reconciler::SourceId;
 use std::str::FromStr;
 use std::time::Duration;
@@ -60,12 +64,8 @@ impl PgSource {
                 }
                 listen.get_or_insert_with(|| channel.to_owned());
             } else if let Some(secs) = last.strip_prefix("interval=") {
-                let secs: f64 = secs
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| invalid(format!("interval={secs}: expected a positive number of seconds")))?;
-                interval.get_or_insert(Duration::from_secs_f64(secs));
+                let secs = seconds::parse_positive(secs).map_err(|e| invalid(format!("interval: {e}")))?;
+                interval.get_or_insert(secs);
             } else if last.is_empty() && !query.is_empty() {
                 // A trailing `;` ending the SQL.
             } else {
@@ -131,60 +131,13 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
     config.keepalives_idle(Duration::from_secs(30));
 }
 
-/// The URI with passwords masked (`password=***`, `user:***@`), for ids and logs.
-fn mask(rest: &str) -> String {
-    let mut out = String::with_capacity(rest.len());
-    let mut it = rest;
-    while let Some(at) = it.find("password=") {
-        out.push_str(&it[..at + "password=".len()]);
-        out.push_str("***");
-        it = &it[at + "password=".len()..];
-        let end = match it.starts_with('\'') {
-            true => quoted_len(it),
-            false => it.find(|c: char| c.is_whitespace() || c == '&' || c == ';').unwrap_or(it.len()),
-        };
-        it = &it[end..];
-    }
-    out.push_str(it);
-    mask_url_password(&out)
-}
-
-/// Length of the libpq quoted value at the start of `text` (`\'` escapes a
-/// quote), closing quote included; all of `text` when it is not closed.
-fn quoted_len(text: &str) -> usize {
-    let mut chars = text.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '\'' => return i + 1,
-            _ => {}
-        }
-    }
-    text.len()
-}
-
-/// `scheme://user:secret@host` → `scheme://user:***@host`.
-pub fn mask_url_password(text: &str) -> String {
-    let Some(start) = text.find("://").map(|i| i + 3) else { return text.to_owned() };
-    let authority_end = text[start..].find(['/', '?', '#', ';']).map_or(text.len(), |i| start + i);
-    match text[start..authority_end].rfind('@') {
-        Some(at) => match text[start..start + at].find(':') {
-            Some(colon) => format!("{}:***{}", &text[..start + colon], &text[start + at..]),
-            None => text.to_owned(),
-        },
-        None => text.to_owned(),
-    }
-}
-
 impl Source for PgSource {
     fn id(&self) -> SourceId {
         SourceId(self.id.clone())
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        super::spawn_async(ctx, move |ctx| self.run(ctx))
+        crate::source::spawn_async(ctx, move |ctx| self.run(ctx))
     }
 }
 
@@ -209,13 +162,13 @@ impl PgSource {
             let (client, mut notes) = match self.connect().await {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tokio::time::sleep(outage.failed("connecting to PostgreSQL", &e)).await;
+                    tokio::time::sleep(outage.failed("connecting to PostgreSQL failed", &e)).await;
                     continue;
                 }
             };
             match self.session(&client, &mut notes, &ctx, &mut outage, &mut publisher, &mut complaints).await {
                 End::Shutdown => return,
-                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection", &e)).await,
+                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection failed", &e)).await,
             }
         }
     }
@@ -269,7 +222,7 @@ impl PgSource {
             let wait = match tokio::time::timeout(QUERY_TIMEOUT, self.fetch(client)).await {
                 Err(_) => return End::Lost(format!("query timed out after {QUERY_TIMEOUT:?}")),
                 Ok(Err(Fetch::Closed(e))) => return End::Lost(e),
-                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query", &e).min(self.period(ctx.resync)),
+                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query failed", &e).min(self.period(ctx.resync)),
                 Ok(Ok(rows)) => {
                     outage.ok();
                     if !publisher.publish(rows::collect(&ctx.id, &rows, complaints)) {

@@ -15,10 +15,12 @@
 //! handed to the emperor. Connection loss stops nothing: the source
 //! reconnects with exponential backoff.
 
-use super::http::{self, HttpError};
-use super::message::{self, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
-use super::{Source, SourceContext, SourceError, SourceEvent};
+use super::{self as message, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
+use crate::source::util::retry::Outage;
+use crate::source::util::secret;
+use crate::source::{Source, SourceContext, SourceError, SourceEvent};
 use futures::StreamExt;
+use http::HttpError;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
@@ -27,13 +29,11 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use reconciler::{SourceId, VassalName};
 use std::time::Duration;
-use uri::{default_queue, parse, redact, Settings};
+use uri::{default_queue, parse, Settings};
 
+mod http;
 mod uri;
 
-/// First and longest delay between reconnection attempts.
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long connecting and fetching `http://` configs may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,9 +50,9 @@ pub struct AmqpSource {
 impl AmqpSource {
     /// Builds the source from the part after `amqp://`.
     pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
-        let settings =
-            parse(rest).map_err(|message| SourceError::Invalid { uri: format!("amqp://{}", redact(rest)), message })?;
-        Ok(Box::new(Self { settings, id: SourceId(format!("amqp://{}", redact(rest))) }))
+        let id = secret::strip(&format!("amqp://{rest}"));
+        let settings = parse(rest).map_err(|message| SourceError::Invalid { uri: id.clone(), message })?;
+        Ok(Box::new(Self { settings, id: SourceId(id) }))
     }
 }
 
@@ -65,7 +65,7 @@ impl Source for AmqpSource {
         let queue = self.settings.queue.clone().unwrap_or_else(|| default_queue(&ctx.emperor_id));
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
         let settings = self.settings;
-        super::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
+        crate::source::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
     }
 }
 
@@ -73,9 +73,8 @@ impl Source for AmqpSource {
 enum End {
     /// The emperor is shutting down.
     Shutdown,
-    /// The connection failed or was lost; `consumed` says whether it had
-    /// got as far as consuming (then the backoff starts over).
-    Lost { consumed: bool, error: String },
+    /// The connection failed or was lost.
+    Lost(String),
 }
 
 /// Why a message was refused.
@@ -98,34 +97,22 @@ struct Consumer {
 
 impl Consumer {
     async fn run(mut self) {
-        let mut backoff = BACKOFF_MIN;
-        let mut down = false;
+        let mut outage = Outage::new(self.ctx.id.clone());
         loop {
-            match self.session(&mut down).await {
+            let delay = match self.session(&mut outage).await {
                 End::Shutdown => return,
-                End::Lost { consumed, error } => {
-                    if consumed {
-                        backoff = BACKOFF_MIN;
-                    }
-                    if !down {
-                        down = true;
-                        tracing::warn!(source = %self.ctx.id, %error, "amqp broker unreachable; running vassals are kept; reconnecting with backoff");
-                    } else {
-                        tracing::debug!(source = %self.ctx.id, %error, retry_in = ?backoff, "amqp reconnect failed");
-                    }
-                }
-            }
+                End::Lost(error) => outage.failed("amqp broker unreachable", &error),
+            };
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
                 () = self.ctx.events.closed() => return,
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
     /// Connects, declares, consumes until the connection ends.
-    async fn session(&mut self, down: &mut bool) -> End {
-        let lost = |error: lapin::Error| End::Lost { consumed: false, error: error.to_string() };
+    async fn session(&mut self, outage: &mut Outage) -> End {
+        let lost = |error: lapin::Error| End::Lost(error.to_string());
         let props = ConnectionProperties::default().with_connection_name(format!("emperor {}", self.queue).into());
         let conn = match tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -135,9 +122,9 @@ impl Consumer {
         {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return lost(e),
-            Err(_) => return End::Lost { consumed: false, error: "connection timed out".into() },
+            Err(_) => return End::Lost("connection timed out".into()),
         };
-        let end = self.serve(&conn, down).await;
+        let end = self.serve(&conn, outage).await;
         // Close what may still be open (a consumer the broker cancelled, a
         // shutdown); a dead connection just fails here.
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "emperor".into())).await;
@@ -146,8 +133,8 @@ impl Consumer {
 
     /// Declares the exchange, queue and binding, then consumes until the
     /// connection ends or the emperor shuts down.
-    async fn serve(&mut self, conn: &Connection, down: &mut bool) -> End {
-        let lost = |error: lapin::Error| End::Lost { consumed: false, error: error.to_string() };
+    async fn serve(&mut self, conn: &Connection, outage: &mut Outage) -> End {
+        let lost = |error: lapin::Error| End::Lost(error.to_string());
         let setup = async {
             let mut channel = conn.create_channel().await?;
             let fanout = ExchangeDeclareOptions::default();
@@ -178,11 +165,13 @@ impl Consumer {
             Ok(pair) => pair,
             Err(e) => return lost(e),
         };
-        if std::mem::take(down) {
-            tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp broker reachable again; consuming");
-        } else {
-            tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp connected; consuming");
+        match outage.is_down() {
+            true => {
+                tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp broker reachable again; consuming")
+            }
+            false => tracing::info!(source = %self.ctx.id, queue = %self.queue, "amqp connected; consuming"),
         }
+        outage.ok();
         loop {
             let delivery = tokio::select! {
                 d = consumer.next() => d,
@@ -190,8 +179,8 @@ impl Consumer {
             };
             let delivery = match delivery {
                 Some(Ok(d)) => d,
-                Some(Err(e)) => return End::Lost { consumed: true, error: e.to_string() },
-                None => return End::Lost { consumed: true, error: "the broker ended the consumer".into() },
+                Some(Err(e)) => return End::Lost(e.to_string()),
+                None => return End::Lost("the broker ended the consumer".into()),
             };
             let routing_key = delivery.routing_key.as_str().to_owned();
             let acked = match self.event(&routing_key, &delivery.data).await {
@@ -216,7 +205,7 @@ impl Consumer {
                 }
             };
             if let Err(e) = acked {
-                return End::Lost { consumed: true, error: e.to_string() };
+                return End::Lost(e.to_string());
             }
         }
     }
@@ -245,7 +234,7 @@ impl Consumer {
             return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
         }
         let (path, name) = message::checked_path(text)?;
-        match super::files::file_version(&path) {
+        match crate::source::util::path::file_version(&path) {
             Ok(Some(version)) => {
                 tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
                 Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))

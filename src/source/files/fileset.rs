@@ -1,9 +1,10 @@
 //! What dir:// and glob:// share: a set of config files with versions, kept
 //! current by restating single files on inotify events and by full rescans.
 
+use crate::source::util::hash::fnv1a;
+use crate::source::util::path::file_meta;
 use reconciler::{ConfigRef, SourceId, VassalName, VassalSpec};
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Identity and content of one config file as last seen.
@@ -114,46 +115,6 @@ impl FileSet {
             socket: None,
         }
     }
-}
-
-/// What identifies one state of a config file.
-struct FileMeta {
-    dev: u64,
-    ino: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-/// The metadata of a regular file (following symlinks); `None` when there
-/// is no such regular file.
-fn file_meta(path: &Path) -> std::io::Result<Option<FileMeta>> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(Some(FileMeta {
-            dev: m.dev(),
-            ino: m.ino(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        })),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The version a config file gets when first seen: its content hash and
-/// mtime (`None` when there is no such regular file).
-pub fn file_version(path: &Path) -> std::io::Result<Option<String>> {
-    let Some(meta) = file_meta(path)? else { return Ok(None) };
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(format!("{:016x}@{}", fnv1a(&bytes), meta.mtime_ns))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// FNV-1a, 64 bit: a stable content hash (the same across runs and builds).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! vassal row: text, exact `ts` renderings (timestamps to the microsecond,
 //! integers, floats, numerics) and uid/gid integers.
 
-use super::rows::Field;
+use crate::source::table::rows::Field;
 use std::error::Error;
 use tokio_postgres::types::{FromSql, Type};
 

@@ -51,18 +51,6 @@ impl Settings {
     }
 }
 
-/// The URI without its password (source ids are logged and stored).
-pub fn redact(rest: &str) -> String {
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{user}@{}", &rest[at + 1..])
-        }
-        None => rest.to_owned(),
-    }
-}
-
 /// Parses `[USER:PASS@]HOST[:PORT][/VHOST][?QUERY]`.
 pub fn parse(rest: &str) -> Result<Settings, String> {
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -181,7 +169,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::amqp::AmqpSource;
+    use crate::source::message::amqp::AmqpSource;
 
     #[test]
     fn uri_defaults_are_upstream() {

@@ -2,8 +2,15 @@
 //! and which paths are configs; this loop turns completed writes, renames,
 //! attribute changes and deletions into [`SourceEvent`]s.
 
-use super::files::{Change, FileSet};
-use super::{SourceContext, SourceEvent};
+mod dir;
+mod fileset;
+mod glob;
+
+pub use dir::DirSource;
+pub use glob::GlobSource;
+
+use crate::source::{SourceContext, SourceEvent};
+use fileset::{Change, FileSet};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use reconciler::VassalName;

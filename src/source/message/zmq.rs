@@ -6,11 +6,11 @@
 //! [`VassalName::parse`], paths must be absolute without `..`, sizes are
 //! bounded, and every refused message is logged with what was wrong.
 
-use super::message::{self, MessageError, Versioner, MAX_MESSAGE};
-use super::{Source, SourceContext, SourceError, SourceEvent};
+use super::{self as message, MessageError, Versioner, MAX_MESSAGE};
+use crate::source::util::retry::Outage;
+use crate::source::{Source, SourceContext, SourceError, SourceEvent};
 use reconciler::{SourceId, VassalName};
 use std::path::PathBuf;
-use std::time::Duration;
 use zeromq::{PullSocket, Socket, SocketRecv};
 
 /// Where the PULL socket binds.
@@ -30,7 +30,7 @@ impl Endpoint {
             if path.is_empty() || path.contains('\0') {
                 return Err("ipc:// needs a socket path".into());
             }
-            return Ok(Self::Ipc(super::dir::absolute(std::path::Path::new(path))));
+            return Ok(Self::Ipc(crate::source::util::path::absolute(std::path::Path::new(path))));
         }
         let hostport = match rest.split_once("://") {
             Some(("tcp", hostport)) => hostport,
@@ -90,7 +90,7 @@ impl Source for ZmqSource {
         let start_err = |message: String| SourceError::Start { uri: uri.clone(), message };
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let endpoint = self.endpoint;
-        super::spawn_async(ctx, move |ctx| async move {
+        crate::source::spawn_async(ctx, move |ctx| async move {
             if let Endpoint::Ipc(path) = &endpoint {
                 remove_stale_socket(path);
             }
@@ -217,7 +217,7 @@ impl Receiver {
     }
 
     async fn run(mut self, mut socket: PullSocket) {
-        let mut errors = 0u32;
+        let mut outage = Outage::new(self.ctx.id.clone());
         loop {
             let msg = tokio::select! {
                 msg = socket.recv() => msg,
@@ -225,18 +225,14 @@ impl Receiver {
             };
             match msg {
                 Ok(msg) => {
-                    errors = 0;
+                    outage.ok();
                     let parts: Vec<&[u8]> = msg.iter().map(|f| f.as_ref()).collect();
                     if !self.handle(&parts) {
                         return;
                     }
                 }
-                Err(e) => {
-                    errors = errors.saturating_add(1);
-                    tracing::warn!(source = %self.ctx.id, error = %e, "zmq receive error");
-                    // Do not spin on a persistent error.
-                    tokio::time::sleep(Duration::from_millis(10 << errors.min(10))).await;
-                }
+                // Do not spin on a persistent error.
+                Err(e) => tokio::time::sleep(outage.failed("receiving on the zmq socket failed", &e)).await,
             }
         }
     }
@@ -267,7 +263,7 @@ impl Receiver {
                     (Some(config), _) => {
                         message::inline_upsert(&self.ctx.id, name.clone(), &config, &mut self.versions)
                     }
-                    (None, Some(path)) => match super::files::file_version(&path) {
+                    (None, Some(path)) => match crate::source::util::path::file_version(&path) {
                         Ok(Some(v)) => {
                             let version = self.versions.next(v.as_bytes());
                             Ok(message::file_spec(&self.ctx.id, name.clone(), path, version))

@@ -13,11 +13,11 @@
 //! per batch of changes (plus every `--resync` seconds); when the server
 //! refuses change streams it polls every `interval` seconds (default 3).
 
-use super::outage::Outage;
-use super::pg::mask_url_password;
-use super::relaxed_json;
-use super::rows::{self, Complaints, Field, Publisher, Row};
-use super::{Source, SourceContext, SourceError};
+use crate::source::util::retry::Outage;
+use crate::source::util::{seconds, secret};
+mod relaxed_json;
+use crate::source::table::rows::{self, Complaints, Field, Publisher, Row};
+use crate::source::{Source, SourceContext, SourceError};
 use ::mongodb::bson::{doc, Bson, Document};
 use ::mongodb::error::{Error as MongoError, ErrorKind};
 use ::mongodb::options::{ClientOptions, ConnectionString, Credential, ServerAddress};
@@ -70,12 +70,12 @@ impl MongoSource {
     }
 
     fn parse(rest: &str) -> Result<Self, SourceError> {
-        let id = mask_url_password(&format!("mongodb://{rest}"));
+        let id = secret::mask(&format!("mongodb://{rest}"));
         let invalid = |message: String| SourceError::Invalid { uri: id.clone(), message };
         let (head, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         if head.contains('/') || !fragment.is_empty() {
             let uri = format!("mongodb://{head}");
-            ConnectionString::parse(&uri).map_err(|e| invalid(mask_url_password(&e.to_string())))?;
+            ConnectionString::parse(&uri).map_err(|e| invalid(secret::mask(&e.to_string())))?;
             let (ns, filter) = fragment.split_once(',').unwrap_or((fragment, ""));
             let (database, collection) = namespace(ns).map_err(invalid)?;
             let filter = parse_filter(filter).map_err(invalid)?;
@@ -97,13 +97,7 @@ impl MongoSource {
 
     fn parse_kv(rest: &str) -> Result<Self, SourceError> {
         let pairs = split_top_level(rest);
-        let masked: Vec<String> = pairs
-            .iter()
-            .map(|p| match p.split_once('=') {
-                Some(("password", _)) => "password=***".to_owned(),
-                _ => (*p).to_owned(),
-            })
-            .collect();
+        let masked: Vec<String> = pairs.iter().map(|p| secret::mask(p)).collect();
         let id = format!("mongodb2://{}", masked.join(","));
         let invalid = |message: String| SourceError::Invalid { uri: id.clone(), message };
         let (mut addr, mut replica, mut ns, mut db, mut filter) = (None, None, None, None, "");
@@ -120,12 +114,7 @@ impl MongoSource {
                 "password" => password = Some(value.to_owned()),
                 "predigest" => {} // legacy MONGODB-CR option; SCRAM needs none
                 "interval" => {
-                    interval = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| *s > 0.0 && s.is_finite())
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| invalid(format!("interval={value}: expected a positive number of seconds")))?
+                    interval = seconds::parse_positive(value).map_err(|e| invalid(format!("interval: {e}")))?
                 }
                 other => return Err(invalid(format!("unknown key {other:?}"))),
             }
@@ -212,7 +201,7 @@ impl Source for MongoSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        super::spawn_async(ctx, move |ctx| self.run(ctx))
+        crate::source::spawn_async(ctx, move |ctx| self.run(ctx))
     }
 }
 
@@ -269,7 +258,7 @@ impl MongoSource {
                     None
                 }
                 Err(e) => {
-                    tokio::time::sleep(outage.failed("opening the MongoDB change stream", &e)).await;
+                    tokio::time::sleep(outage.failed("opening the MongoDB change stream failed", &e)).await;
                     continue;
                 }
             };
@@ -282,12 +271,12 @@ impl MongoSource {
                         }
                     }
                     Ok(Err(e)) => {
-                        tokio::time::sleep(outage.failed("the MongoDB vassal query", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB vassal query failed", &e)).await;
                         break;
                     }
                     Err(_) => {
                         let e = format!("timed out after {QUERY_TIMEOUT:?}");
-                        tokio::time::sleep(outage.failed("the MongoDB vassal query", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB vassal query failed", &e)).await;
                         break;
                     }
                 }
@@ -310,7 +299,7 @@ impl MongoSource {
                         }
                     }
                     Some(Err(e)) => {
-                        tokio::time::sleep(outage.failed("the MongoDB change stream", &e)).await;
+                        tokio::time::sleep(outage.failed("the MongoDB change stream failed", &e)).await;
                         break;
                     }
                     None => break,

@@ -1,0 +1,7 @@
+//! Helpers every source family shares.
+
+pub mod hash;
+pub mod path;
+pub mod retry;
+pub mod seconds;
+pub mod secret;
