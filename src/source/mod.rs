@@ -1,8 +1,12 @@
 //! Config sources ("imperial monitors"): each turns one URI into a stream of
 //! desired-state events for the reconciler.
 //!
-//! Adding a source means one new file implementing [`Source`] plus one line
-//! in [`SCHEMES`].
+//! Sources come in families that share their machinery: `files` (an
+//! inotify watcher over a layout of config files), `table` (one driver for
+//! every database: connect, fetch, wait for a change, publish snapshots) and
+//! `message` (untrusted messages, each one event). Adding a source is one
+//! file (a layout, a table backend or a message source) plus one line in
+//! [`SCHEMES`].
 
 mod files;
 mod message;

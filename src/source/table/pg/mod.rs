@@ -10,8 +10,8 @@
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
 //! with exponential backoff.
 
-use crate::source::table::rows::{self, Complaints, Field, Publisher, Row};
-use crate::source::util::retry::Outage;
+use crate::source::table::rows::{Field, Row};
+use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::util::seconds;
 use crate::source::util::secret::mask;
 use crate::source::{Source, SourceContext, SourceError};
@@ -28,8 +28,6 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 pub const DEFAULT_QUERY: &str = "SELECT name,config,ts FROM vassals";
 /// Polling interval without `listen` (upstream's `--emperor-freq`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
-/// Longest a query may take before the connection is considered dead.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL table (or any query) of vassals.
 #[derive(Debug, Clone)]
@@ -81,7 +79,7 @@ impl PgSource {
     }
 
     /// Seconds between two queries when no notification comes.
-    fn period(&self, resync: Duration) -> Duration {
+    fn poll_period(&self, resync: Duration) -> Duration {
         match (&self.listen, self.interval) {
             (_, Some(interval)) => interval,
             (Some(_), None) => resync,
@@ -137,47 +135,26 @@ impl Source for PgSource {
     }
 
     fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        crate::source::spawn_async(ctx, move |ctx| self.run(ctx))
+        crate::source::spawn_async(ctx, move |ctx| table::run(*self, ctx))
     }
 }
 
-/// Why a session on one connection ended.
-enum End {
-    /// The emperor is shutting down.
-    Shutdown,
-    /// The connection broke: reconnect.
-    Lost(String),
+/// One connection: the client, and the notifications its connection task
+/// forwards (`Err` once the connection has ended).
+pub struct Conn {
+    client: Client,
+    notes: UnboundedReceiver<Result<(), String>>,
 }
 
-/// What the connection task reports: a notification, or the connection's end.
-type Note = Result<(), String>;
+impl Backend for PgSource {
+    type Conn = Conn;
+    const NAME: &'static str = "PostgreSQL";
 
-impl PgSource {
-    async fn run(self, ctx: SourceContext) {
-        let mut outage = Outage::new(ctx.id.clone());
-        let mut publisher = Publisher::new(ctx.clone());
-        let mut complaints = Complaints::default();
-        tracing::info!(source = %ctx.id, listen = ?self.listen, period = ?self.period(ctx.resync), "pg source started");
-        loop {
-            let (client, mut notes) = match self.connect().await {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tokio::time::sleep(outage.failed("connecting to PostgreSQL failed", &e)).await;
-                    continue;
-                }
-            };
-            match self.session(&client, &mut notes, &ctx, &mut outage, &mut publisher, &mut complaints).await {
-                End::Shutdown => return,
-                End::Lost(e) => tokio::time::sleep(outage.failed("the PostgreSQL connection failed", &e)).await,
-            }
-        }
-    }
-
-    /// Connects and spawns the task that drives the connection and forwards
-    /// notifications; the channel ends with an `Err` when the connection does.
-    async fn connect(&self) -> Result<(Client, UnboundedReceiver<Note>), tokio_postgres::Error> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
-        let (tx, rx) = unbounded_channel();
+    /// Connects, spawns the task that drives the connection and forwards
+    /// notifications, and runs `LISTEN` when asked to.
+    async fn connect(&self) -> Result<Conn, String> {
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (tx, notes) = unbounded_channel();
         tokio::spawn(async move {
             let end = loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -194,78 +171,44 @@ impl PgSource {
             };
             let _ = tx.send(Err(end));
         });
-        Ok((client, rx))
-    }
-
-    /// Queries on one connection until it breaks or the emperor stops.
-    async fn session(
-        &self,
-        client: &Client,
-        notes: &mut UnboundedReceiver<Note>,
-        ctx: &SourceContext,
-        outage: &mut Outage,
-        publisher: &mut Publisher,
-        complaints: &mut Complaints,
-    ) -> End {
         if let Some(channel) = &self.listen {
-            if let Err(e) = client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await {
-                return End::Lost(e.to_string());
-            }
+            client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await.map_err(|e| e.to_string())?;
         }
-        loop {
-            // Notifications that arrived before this query are answered by it.
-            while let Ok(note) = notes.try_recv() {
-                if let Err(e) = note {
-                    return End::Lost(e);
-                }
-            }
-            let wait = match tokio::time::timeout(QUERY_TIMEOUT, self.fetch(client)).await {
-                Err(_) => return End::Lost(format!("query timed out after {QUERY_TIMEOUT:?}")),
-                Ok(Err(Fetch::Closed(e))) => return End::Lost(e),
-                Ok(Err(Fetch::Failed(e))) => outage.failed("the vassal query failed", &e).min(self.period(ctx.resync)),
-                Ok(Ok(rows)) => {
-                    outage.ok();
-                    if !publisher.publish(rows::collect(&ctx.id, &rows, complaints)) {
-                        return End::Shutdown;
-                    }
-                    self.period(ctx.resync)
-                }
-            };
-            tokio::select! {
-                note = notes.recv() => match note {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => return End::Lost(e),
-                    None => return End::Lost("connection task ended".into()),
-                },
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+        Ok(Conn { client, notes })
     }
 
     /// Runs the query once and decodes every row.
-    async fn fetch(&self, client: &Client) -> Result<Vec<Row>, Fetch> {
+    async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
         let fail = |e: tokio_postgres::Error| match e.is_closed() {
-            true => Fetch::Closed(e.to_string()),
-            false => Fetch::Failed(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
+            true => Failure::Lost(e.to_string()),
+            false => Failure::Query(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
         };
-        let statement = client.prepare(&self.query).await.map_err(fail)?;
+        let statement = conn.client.prepare(&self.query).await.map_err(fail)?;
         let columns = statement.columns().len();
         if !(3..=6).contains(&columns) {
-            return Err(Fetch::Failed(format!(
+            return Err(Failure::Query(format!(
                 "the query returns {columns} column(s); expected 3 to 6: name, config, ts[, uid, gid[, socket]]"
             )));
         }
-        let result = client.query(&statement, &[]).await.map_err(fail)?;
+        let result = conn.client.query(&statement, &[]).await.map_err(fail)?;
         Ok(result.iter().enumerate().map(|(i, row)| decode(i + 1, row)).collect())
     }
-}
 
-/// Why a query produced no rows.
-enum Fetch {
-    /// The connection is gone.
-    Closed(String),
-    /// The query failed on a working connection.
-    Failed(String),
+    async fn changed(&self, conn: &mut Conn, wait: Duration) -> Change {
+        tokio::select! {
+            biased;
+            note = conn.notes.recv() => match note {
+                Some(Ok(())) => Change::Changed,
+                Some(Err(e)) => Change::Lost(e),
+                None => Change::Lost("connection task ended".into()),
+            },
+            () = tokio::time::sleep(wait) => Change::Quiet,
+        }
+    }
+
+    fn period(&self, _conn: &Conn, resync: Duration) -> Duration {
+        self.poll_period(resync)
+    }
 }
 
 /// One result row (1-based `number`) as a vassal row.
@@ -302,7 +245,7 @@ mod tests {
         assert_eq!(s.config.get_user(), Some("foobar"));
         assert_eq!(s.config.get_dbname(), Some("emperor"));
         assert_eq!((s.listen.as_deref(), s.interval), (None, None));
-        assert_eq!(s.period(Duration::from_secs(60)), DEFAULT_INTERVAL);
+        assert_eq!(s.poll_period(Duration::from_secs(60)), DEFAULT_INTERVAL);
         let s = parse("host=db user=u");
         assert_eq!(s.query, DEFAULT_QUERY);
         let s = parse("postgresql://u@db:5433/emperor;SELECT a, b, c FROM t WHERE x = 'y;z';");
@@ -319,7 +262,7 @@ mod tests {
         assert_eq!(s.interval, Some(Duration::from_millis(500)));
         let s = parse("host=db;listen=ch");
         assert_eq!((s.query.as_str(), s.listen.as_deref()), (DEFAULT_QUERY, Some("ch")));
-        assert_eq!(s.period(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(s.poll_period(Duration::from_secs(60)), Duration::from_secs(60));
         assert!(PgSource::parse("host=db;SELECT 1;interval=-1").is_err());
         assert!(PgSource::parse("host=db;SELECT 1;listen=").is_err());
         assert!(PgSource::parse("bogus").is_err());
