@@ -1,14 +1,38 @@
-//! `ldap://` against a real OpenLDAP slapd: the private test server itself
-//! (syncprov advertised or not, TLS).
+//! `ldap://` against a real OpenLDAP slapd: syncrepl refreshAndPersist
+//! (uWSGIConfig entries and whole-config entries; create / change / delete
+//! → spawn / reload / stop), bad entries, a server outage, the polling
+//! fallback on a slapd without syncprov, binding, TLS, and the create →
+//! spawn latency. Each test uses its own organizational unit of a shared
+//! server, except those that need a server of their own.
 
 mod common;
 mod servers;
 
+use common::*;
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
-use servers::{Slapd, SlapdOptions};
+use servers::{LdapClient, Slapd, SlapdOptions};
+use std::time::{Duration, Instant};
 
 /// The RFC 4533 content synchronization control.
 const SYNC_CONTROL: &str = "1.3.6.1.4.1.4203.1.9.1.1";
+/// Deadline for what follows a server restart (the source backs off up to 10 s).
+const RECOVERY: Duration = Duration::from_secs(40);
+
+fn config(tag: &str) -> String {
+    uwsgi_ini(&format!("# {tag}"))
+}
+
+/// An `applicationProcess` entry named `cn` whose `description` is `config`.
+fn add_whole(ldap: &mut LdapClient, ou: &str, cn: &str, config: &str) -> String {
+    let dn = format!("cn={cn},{ou}");
+    ldap.add(&dn, &[("objectClass", &["applicationProcess"]), ("cn", &[cn]), ("description", &[config])]);
+    dn
+}
+
+/// The URI of whole-config entries (`description`) under `ou`.
+fn whole_uri(server: &str, ou: &str, ext: &str) -> String {
+    format!("{server}/{ou}??one?(objectClass=applicationProcess)?x-config=description{ext}")
+}
 
 fn root_dse_controls(url: &str) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -28,4 +52,215 @@ fn test_server_offers_syncrepl_unless_asked_not_to() {
     assert!(root_dse_controls(&with.url()).iter().any(|c| c == SYNC_CONTROL));
     let without = Slapd::with(SlapdOptions { no_syncprov: true, ..Default::default() });
     assert!(!root_dse_controls(&without.url()).iter().any(|c| c == SYNC_CONTROL));
+}
+
+#[test]
+fn uwsgi_config_entry_spawn_reload_stop() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("uwsgiconfig");
+    let mut h = Harness::new();
+    h.start(&[format!("{}/{ou}", slapd.url()).as_str()]);
+
+    let dn = format!("cn=app,{ou}");
+    ldap.add(
+        &dn,
+        &[
+            ("objectClass", &["applicationProcess", "uWSGIConfig"]),
+            ("cn", &["app"]),
+            ("uWSGIsocket", &["127.0.0.1:3031"]),
+            ("uWSGImaster", &["TRUE"]),
+            ("uWSGIharakiriVerbose", &["FALSE"]),
+            ("uWSGIenv", &["A=1", "B=2"]),
+        ],
+    );
+    let pid = h.wait_start("app.ini").pid;
+    assert_eq!(h.wait_start("app.ini").argv(), "--ini emperor://app.ini");
+    // The values of one attribute come in the order the directory keeps.
+    wait_until(DEADLINE, "the rendered ini", || {
+        let got = received_config(&h, "app.ini")?;
+        let envs = ["env = A=1\nenv = B=2\n", "env = B=2\nenv = A=1\n"];
+        cond(envs.iter().any(|env| got == format!("[uwsgi]\n{env}master = true\nsocket = 127.0.0.1:3031\n")))
+    });
+
+    ldap.replace(&dn, "uWSGIprocesses", &["4"]);
+    wait_recvs(&h, "app.ini", 1, 1);
+    wait_until(DEADLINE, "processes = 4 in the ini", || {
+        cond(received_config(&h, "app.ini")?.contains("\nprocesses = 4\n"))
+    });
+    // A change to an attribute the source does not use reloads nothing.
+    ldap.replace(&dn, "description", &["the app"]);
+    ldap.replace(&dn, "uWSGIprocesses", &["8"]);
+    wait_recvs(&h, "app.ini", 1, 2);
+    assert_eq!(recvs(&h, "app.ini", 1), 2, "only the two config changes reload");
+    assert!(alive(pid), "reloads keep the process");
+
+    ldap.delete(&dn);
+    h.wait_event("app.ini", "recv 0 (stop)", |e| e.is_recv(0));
+    h.wait_reaped(pid, "deleted entry");
+}
+
+#[test]
+fn whole_config_entries_and_bad_entries() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("whole");
+    add_whole(&mut ldap, &ou, "early.ini", &config("early"));
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    h.wait_start("early.ini");
+    wait_config(&h, "early.ini", &config("early"));
+
+    let dn = add_whole(&mut ldap, &ou, "web", &config("w1"));
+    let web = h.wait_start("web.ini").pid;
+    wait_config(&h, "web.ini", &config("w1"));
+    ldap.replace(&dn, "description", &[&config("w2")]);
+    wait_nth_config(&h, "web.ini", 2, &config("w2"));
+
+    // Bad entries: each refused with one warning, the rest keeps running.
+    add_whole(&mut ldap, &ou, "../evil", &config("x"));
+    let multi = format!("cn=multi,{ou}");
+    ldap.add(
+        &multi,
+        &[("objectClass", &["applicationProcess"]), ("cn", &["multi"]), ("description", &["[uwsgi]", "a = 1"])],
+    );
+    ldap.add(&format!("cn=noconf,{ou}"), &[("objectClass", &["applicationProcess"]), ("cn", &["noconf"])]);
+    assert!(h.wait_complaint("../evil.ini").contains("path separator"));
+    assert!(h.wait_complaint("cn=multi").contains("several values"));
+    assert!(h.wait_complaint("cn=noconf").contains("config is NULL or missing"));
+
+    // More changes happen; each bad entry was still reported only once.
+    add_whole(&mut ldap, &ou, "late.yaml", "uwsgi:\n  master: true\n");
+    h.wait_start("late.yaml");
+    ldap.delete(&dn);
+    h.wait_reaped(web, "deleted entry");
+    for needle in ["../evil.ini", "cn=multi", "cn=noconf"] {
+        assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
+    }
+    assert_eq!(h.recorded_names(), ["early.ini", "late.yaml", "web.ini"]);
+}
+
+#[test]
+fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
+    let mut slapd = Slapd::private();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("outage");
+    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
+    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    let keep = h.wait_start("keep.ini").pid;
+    let gone = h.wait_start("gone.ini").pid;
+
+    slapd.kill();
+    h.wait_complaint("LDAP connection failed");
+
+    // Back on the unix socket only: the emperor (TCP) still cannot connect,
+    // so these changes are made while it is cut off.
+    slapd.restart(false);
+    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
+    ldap.delete(&gone_dn);
+    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    slapd.kill();
+    assert!(alive(keep) && alive(gone), "an outage must not stop vassals");
+    assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "gone.ini", 0), 0, "nothing stopped during the outage");
+
+    slapd.restart(true);
+    assert_outage_recovered(&h, keep, gone, &config("k2"), RECOVERY);
+}
+
+#[test]
+fn polling_fallback_without_syncprov() {
+    let slapd = Slapd::with(SlapdOptions { no_syncprov: true, ..Default::default() });
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("poll");
+    add_whole(&mut ldap, &ou, "early.ini", &config("e"));
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, ",x-interval=0.2").as_str()]);
+    let early = h.wait_start("early.ini").pid;
+
+    let dn = add_whole(&mut ldap, &ou, "late.ini", &config("l1"));
+    h.wait_start("late.ini");
+    ldap.replace(&dn, "description", &[&config("l2")]);
+    wait_nth_config(&h, "late.ini", 2, &config("l2"));
+    ldap.delete(&format!("cn=early.ini,{ou}"));
+    h.wait_reaped(early, "deleted entry");
+    assert!(h.log_text().contains("does not offer syncrepl"));
+}
+
+#[test]
+fn size_limit_never_removes_vassals() {
+    let slapd = Slapd::with(SlapdOptions { no_syncprov: true, size_limit: Some(2), ..Default::default() });
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("limit");
+    add_whole(&mut ldap, &ou, "a.ini", &config("a"));
+    add_whole(&mut ldap, &ou, "b.ini", &config("b"));
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, ",x-interval=0.2").as_str()]);
+    let a = h.wait_start("a.ini").pid;
+    let b = h.wait_start("b.ini").pid;
+
+    // A third entry makes every search hit the limit: a warning, no stop.
+    add_whole(&mut ldap, &ou, "c.ini", &config("c"));
+    h.wait_complaint("nothing is removed");
+    assert!(alive(a) && alive(b));
+    assert!(h.starts("c.ini").is_empty());
+    assert_eq!(recvs(&h, "a.ini", 0) + recvs(&h, "b.ini", 0), 0);
+}
+
+#[test]
+fn binds_with_a_password_file() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("bound");
+    add_whole(&mut ldap, &ou, "app.ini", &config("b"));
+    let mut h = Harness::new();
+    let pw = h.root.join("ldap.pw");
+    put(&pw, &format!("{}\n", servers::READER_PASSWORD));
+    let ext = format!(",bindname={},x-password-file={}", servers::READER.replace(',', "%2C"), pw.display());
+    h.start(&[whole_uri(&slapd.url(), &ou, &ext).as_str()]);
+    h.wait_start("app.ini");
+    assert!(!h.log_text().contains(servers::READER_PASSWORD), "the password is never logged");
+}
+
+#[test]
+fn ldaps_and_starttls() {
+    let slapd = Slapd::with(SlapdOptions { tls: true, ..Default::default() });
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("tls");
+    add_whole(&mut ldap, &ou, "app.ini", &config("t1"));
+    let ca = slapd.ca_file();
+    let env = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let ldaps = Harness::new();
+    let _a = ldaps.spawn(&[whole_uri(&slapd.ldaps_url(), &ou, "").as_str()], &env);
+    let starttls = Harness::new();
+    let _b = starttls.spawn(&[whole_uri(&slapd.url(), &ou, ",x-starttls").as_str()], &env);
+    ldaps.wait_start("app.ini");
+    starttls.wait_start("app.ini");
+    ldap.replace(&format!("cn=app.ini,{ou}"), "description", &[&config("t2")]);
+    wait_nth_config(&ldaps, "app.ini", 2, &config("t2"));
+    wait_nth_config(&starttls, "app.ini", 2, &config("t2"));
+}
+
+#[test]
+fn syncrepl_latency() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("latency");
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    add_whole(&mut ldap, &ou, "sentinel.ini", &config("s"));
+    h.wait_start("sentinel.ini");
+
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let name = format!("lat{i}.ini");
+        let t = Instant::now();
+        add_whole(&mut ldap, &ou, &name, &config("x"));
+        wait_every(DEADLINE, Duration::from_millis(1), format!("{name}: start"), || h.starts(&name).first().cloned());
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    eprintln!("latency ldap syncrepl add→spawn: n={} p50={:?} max={:?}", samples.len(), samples[10], samples[19]);
+    assert!(samples[19] < Duration::from_secs(5), "{samples:?}");
 }

@@ -128,6 +128,8 @@ const SCHEMES: &[(&str, Constructor)] = &[
     ("pg", table::pg::PgSource::from_uri),
     ("mongodb", table::mongodb::MongoSource::from_uri),
     ("mongodb2", table::mongodb::MongoSource::from_kv_uri),
+    ("ldap", table::ldap::LdapSource::from_uri),
+    ("ldaps", table::ldap::LdapSource::from_ldaps_uri),
     ("amqp", message::amqp::AmqpSource::from_uri),
     ("zmq", message::zmq::ZmqSource::from_uri),
 ];

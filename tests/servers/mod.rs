@@ -20,7 +20,7 @@ mod slapd;
 
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
-pub use slapd::{LdapClient, Slapd, SlapdOptions};
+pub use slapd::{LdapClient, Slapd, SlapdOptions, READER, READER_PASSWORD};
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
