@@ -264,3 +264,75 @@ fn syncrepl_latency() {
     eprintln!("latency ldap syncrepl add→spawn: n={} p50={:?} max={:?}", samples.len(), samples[10], samples[19]);
     assert!(samples[19] < Duration::from_secs(5), "{samples:?}");
 }
+
+#[test]
+fn emperor_restart_readopts_and_an_unreachable_server_keeps_the_snapshot() {
+    let mut slapd = Slapd::private();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("restart");
+    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
+    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    let uri = whole_uri(&slapd.url(), &ou, "");
+    let h = Harness::new();
+    let first = h.spawn(&[uri.as_str()], &[]);
+    let keep = h.wait_start("keep.ini").pid;
+    let gone = h.wait_start("gone.ini").pid;
+
+    // kill -9, changes while the emperor is down, restart: re-adopted, not
+    // restarted, and the changes are applied.
+    first.kill9();
+    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
+    ldap.delete(&gone_dn);
+    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    let second = h.spawn(&[uri.as_str()], &[]);
+    h.wait_start("new.ini");
+    h.wait_reaped(gone, "entry deleted while the emperor was down");
+    wait_config(&h, "keep.ini", &config("k2"));
+    assert_eq!(h.starts("keep.ini").len(), 1, "keep.ini re-adopted, not restarted");
+
+    // The server is unreachable when the emperor starts again: the
+    // persisted snapshot stays in force until it answers.
+    second.kill9();
+    slapd.kill();
+    let _third = h.spawn(&[uri.as_str()], &[]);
+    h.wait_complaint("connecting to LDAP failed");
+    assert!(alive(keep), "nothing stopped while the server is away");
+    assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "new.ini", 0), 0);
+    slapd.restart(true);
+    ldap.delete(&format!("cn=new.ini,{ou}"));
+    wait_until(RECOVERY, "new.ini to stop after the server came back", || {
+        cond(h.events("new.ini").iter().any(|e| e.is_recv(0)))
+    });
+    assert!(alive(keep));
+    assert_eq!(h.starts("keep.ini").len(), 1);
+}
+
+#[test]
+fn fleet_filters_move_an_entry() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("fleet");
+    let host = |h: &str| format!("{}/{ou}??one?(%26(objectClass=uWSGIConfig)(ou={h}))", slapd.url());
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    a.start(&[host("web-a").as_str()]);
+    b.start(&[host("web-b").as_str()]);
+    let dn = format!("cn=app,{ou}");
+    ldap.add(
+        &dn,
+        &[
+            ("objectClass", &["applicationProcess", "uWSGIConfig"]),
+            ("cn", &["app"]),
+            ("ou", &["web-a"]),
+            ("uWSGImaster", &["TRUE"]),
+        ],
+    );
+    let on_a = a.wait_start("app.ini").pid;
+
+    ldap.replace(&dn, "ou", &["web-b"]);
+    a.wait_event("app.ini", "recv 0 (stop) after the entry left the filter", |e| e.is_recv(0));
+    a.wait_reaped(on_a, "vassal moved to the other host");
+    b.wait_start("app.ini");
+    wait_config(&b, "app.ini", "[uwsgi]\nmaster = true\n");
+    assert_eq!(a.starts("app.ini").len(), 1);
+}
