@@ -7,14 +7,14 @@
 
 use crate::cli::Cli;
 use crate::failpoint;
-use crate::source::{self, Envelope, SourceContext, SourceEvent};
+use crate::source::{self, Envelope, SourceEvent};
 use crate::supervisor::{ProcEvent, ProcEventKind, Settings, Supervisor};
 use anyhow::Context;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, Receiver, UnboundedReceiver};
 
 /// Runs the emperor until a stop signal or until `shutdown` completes.
 pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
@@ -57,17 +57,11 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
-    let (src_tx, src_rx) = unbounded_channel();
     let emperor_id = supervisor.store().emperor_id().to_owned();
-    for source in sources {
-        let id = source.id();
-        source.start(SourceContext {
-            id,
-            events: src_tx.clone(),
-            resync: cli.resync,
-            emperor_id: emperor_id.clone(),
-        })?;
-    }
+    let settings =
+        source::supervise::Settings { resync: cli.resync, emperor_id, capacity: source::supervise::CAPACITY };
+    // Owns the running sources; dropped when this function returns, which stops them.
+    let (src_rx, _sources) = source::supervise::start(sources, settings).await?;
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
     Emperor { controller, supervisor, clock: Instant::now(), conflicts: HashSet::new(), recorded: Vec::new() }
         .serve(src_rx, proc_rx, shutdown)
@@ -124,7 +118,7 @@ impl Signals {
 impl Emperor {
     async fn serve(
         mut self,
-        mut sources: UnboundedReceiver<Envelope>,
+        mut sources: Receiver<Envelope>,
         mut procs: UnboundedReceiver<ProcEvent>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {

@@ -13,9 +13,17 @@ mod message;
 mod table;
 pub(crate) mod util;
 
+pub mod supervise;
+
+pub use supervise::{Shutdown, SourceStatus};
+
 use reconciler::{SourceId, VassalName, VassalSpec};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
+use supervise::StatusCell;
+use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
 /// What a source tells the reconciler.
@@ -54,27 +62,85 @@ pub struct Envelope {
 pub struct SourceContext {
     /// The source's id (its URI).
     pub id: SourceId,
-    /// Where to send its events.
-    pub events: UnboundedSender<Envelope>,
+    /// Where to send its events: bounded, so that a flooding source waits
+    /// (a message source then stops reading or acknowledging).
+    pub events: Sender<Envelope>,
     /// Interval of the safety-net full rescan.
     pub resync: Duration,
     /// The id of this emperor's state dir: stable across restarts, distinct
     /// per state dir (for names a source must keep, like a durable queue).
     pub emperor_id: String,
+    /// Completes when the emperor stops its sources.
+    pub shutdown: Shutdown,
+    /// The source's status, marked up again when it delivers.
+    status: StatusCell,
 }
 
 impl SourceContext {
-    /// Sends an event; `false` once the emperor is shutting down.
-    pub fn send(&self, event: SourceEvent) -> bool {
-        self.events.send(Envelope { event, recorded: None }).is_ok()
+    /// A context for source `id` sending to `events`, with `resync` as its
+    /// rescan period and its own status.
+    pub fn new(
+        id: SourceId,
+        events: Sender<Envelope>,
+        resync: Duration,
+        emperor_id: String,
+        shutdown: Shutdown,
+    ) -> Self {
+        let status = StatusCell::new(id.clone());
+        Self { id, events, resync, emperor_id, shutdown, status }
+    }
+
+    /// The status the supervisor keeps for this source.
+    pub fn status(&self) -> SourceStatus {
+        self.status.get()
+    }
+
+    /// Sends an event, waiting while the emperor's queue is full; `false`
+    /// once the emperor is shutting down.
+    pub async fn send(&self, event: SourceEvent) -> bool {
+        let sent = self.events.send(Envelope { event, recorded: None }).await.is_ok();
+        self.delivered(sent)
+    }
+
+    /// [`SourceContext::send`] for a source running on a thread of its own.
+    pub fn blocking_send(&self, event: SourceEvent) -> bool {
+        let sent = self.events.blocking_send(Envelope { event, recorded: None }).is_ok();
+        self.delivered(sent)
     }
 
     /// Sends an event; the receiver completes once the emperor has made it
     /// durable (so a message may be acknowledged), and fails if it could
     /// not. `None` once the emperor is shutting down.
-    pub fn send_recorded(&self, event: SourceEvent) -> Option<oneshot::Receiver<()>> {
+    pub async fn send_recorded(&self, event: SourceEvent) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        self.events.send(Envelope { event, recorded: Some(tx) }).ok().map(|()| rx)
+        let sent = self.events.send(Envelope { event, recorded: Some(tx) }).await.is_ok();
+        self.delivered(sent).then_some(rx)
+    }
+
+    fn delivered(&self, sent: bool) -> bool {
+        if sent {
+            self.status.delivered();
+        }
+        sent
+    }
+}
+
+/// Something a source holds exclusively: two sources claiming the same one
+/// are refused at start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resource {
+    /// A TCP port bound on this host.
+    TcpPort(u16),
+    /// A path owned by the source (a watched directory, a socket file).
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::TcpPort(port) => write!(f, "TCP port {port}"),
+            Resource::Path(path) => write!(f, "path {}", path.display()),
+        }
     }
 }
 
@@ -107,15 +173,47 @@ pub enum SourceError {
         /// What failed.
         message: String,
     },
+    /// Two sources claim the same resource.
+    #[error("sources {first:?} and {second:?} both use {resource}")]
+    Conflict {
+        /// The first source.
+        first: String,
+        /// The second source.
+        second: String,
+        /// What both claim.
+        resource: Resource,
+    },
+    /// A running source gave up.
+    #[error("source {uri:?}: {message}")]
+    Failed {
+        /// The source.
+        uri: String,
+        /// What failed.
+        message: String,
+    },
 }
 
-/// A config source: started once, it runs until the emperor stops.
-pub trait Source: Send {
+/// A running source: ends with `Ok` once the emperor stops listening, or
+/// with the error that stopped it (then it is built and run again).
+pub type SourceTask = Pin<Box<dyn Future<Output = Result<(), SourceError>> + Send>>;
+
+/// What building a source gives: the task to run, or why it cannot run.
+pub type Built<'a> = Pin<Box<dyn Future<Output = Result<SourceTask, SourceError>> + Send + 'a>>;
+
+/// A config source: built once at start (its URI checked, its resources
+/// claimed), then run as a task owned by the source supervisor, which
+/// builds and runs it again if it fails.
+pub trait Source: Send + Sync {
     /// The source's id (its URI, normalised).
     fn id(&self) -> SourceId;
-    /// Starts the source in the background (a thread or a task); it sends
-    /// a [`SourceEvent::Snapshot`] once its first full listing is done.
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError>;
+    /// What this source holds exclusively (a port, a directory).
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
+    }
+    /// Claims the source's resources (binds its socket, places its watches)
+    /// and returns the task that runs it; the task sends a
+    /// [`SourceEvent::Snapshot`] once its first full listing is done.
+    fn build(&self, ctx: SourceContext) -> Built<'_>;
 }
 
 /// Builds a source from the rest of its URI (after `scheme://`).
@@ -149,23 +247,6 @@ pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
         None if std::path::Path::new(arg).is_dir() => files::DirSource::from_uri(arg),
         None => files::GlobSource::from_uri(arg),
     }
-}
-
-/// Runs an async source on a thread of its own with its own small runtime,
-/// so a slow server never stalls the emperor's loop or another source.
-pub fn spawn_async<F, Fut>(ctx: SourceContext, run: F) -> Result<(), SourceError>
-where
-    F: FnOnce(SourceContext) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let uri = ctx.id.0.clone();
-    let fail = |e: std::io::Error| SourceError::Start { uri: uri.clone(), message: e.to_string() };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
-    std::thread::Builder::new()
-        .name(format!("source {}", ctx.id))
-        .spawn(move || runtime.block_on(run(ctx)))
-        .map_err(fail)?;
-    Ok(())
 }
 
 #[cfg(test)]

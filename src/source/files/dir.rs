@@ -3,7 +3,7 @@
 
 use super::{self as watch, Classified, Layout};
 use crate::source::util::path::absolute;
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Resource, Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};
@@ -31,9 +31,13 @@ impl Source for DirSource {
         SourceId(format!("dir://{}", self.path.display()))
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let uri = ctx.id.0.clone();
-        watch::spawn(*self, ctx).map_err(|e| SourceError::Start { uri, message: e.to_string() })
+    fn resources(&self) -> Vec<Resource> {
+        vec![Resource::Path(self.path.canonicalize().unwrap_or_else(|_| self.path.clone()))]
+    }
+
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let layout = self.clone();
+        Box::pin(async move { watch::task(layout, ctx) })
     }
 }
 

@@ -3,19 +3,19 @@
 
 use super::{self as watch, Classified, Layout};
 use crate::source::util::path::absolute;
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Source, SourceContext, SourceError};
 use notify::RecursiveMode;
 use reconciler::{SourceId, VassalName};
 use std::path::{Path, PathBuf};
 
 /// A watched glob pattern.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GlobSource {
     pattern: glob::Pattern,
     /// The longest directory prefix without wildcards: watched recursively.
     base: PathBuf,
     /// Matched files already reported as unusable (reported once each).
-    refused: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
+    refused: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 impl GlobSource {
@@ -46,9 +46,9 @@ impl Source for GlobSource {
         SourceId(format!("glob://{}", self.pattern.as_str()))
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let uri = ctx.id.0.clone();
-        watch::spawn(*self, ctx).map_err(|e| SourceError::Start { uri, message: e.to_string() })
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let layout = self.clone();
+        Box::pin(async move { watch::task(layout, ctx) })
     }
 }
 

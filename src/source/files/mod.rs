@@ -9,7 +9,7 @@ mod glob;
 pub use dir::DirSource;
 pub use glob::GlobSource;
 
-use crate::source::{SourceContext, SourceEvent};
+use crate::source::{SourceContext, SourceError, SourceEvent, SourceTask};
 use fileset::{Change, FileSet};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -46,16 +46,33 @@ pub trait Layout: Send + 'static {
     fn classify(&self, path: &Path) -> Classified;
 }
 
-/// Runs the watch loop on its own thread.
-pub fn spawn<L: Layout>(layout: L, ctx: SourceContext) -> std::io::Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// What wakes the watch loop: a watch event, or `None` to stop.
+type Wake = Option<notify::Result<notify::Event>>;
+
+/// Builds a file source: the watcher is created now; the task runs the
+/// watch loop on a blocking thread of the source runtime (file I/O never
+/// runs on an async worker) until shutdown.
+pub fn task<L: Layout>(layout: L, ctx: SourceContext) -> Result<SourceTask, SourceError> {
+    let uri = ctx.id.0.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<Wake>();
+    let wake = tx.clone();
     let watcher = notify::recommended_watcher(move |res| {
-        let _ = tx.send(res);
+        let _ = tx.send(Some(res));
     })
-    .map_err(std::io::Error::other)?;
-    let name = format!("source {}", ctx.id);
-    std::thread::Builder::new().name(name).spawn(move || Loop::new(layout, ctx, watcher).run(rx))?;
-    Ok(())
+    .map_err(|e| SourceError::Start { uri: uri.clone(), message: e.to_string() })?;
+    let mut shutdown = ctx.shutdown.clone();
+    Ok(Box::pin(async move {
+        // Detached on purpose: it also stops the loop when this task is aborted.
+        tokio::spawn(async move {
+            shutdown.requested().await;
+            let _ = wake.send(None);
+        });
+        match tokio::task::spawn_blocking(move || Loop::new(layout, ctx, watcher).run(rx)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(SourceError::Failed { uri, message: e.to_string() }),
+        }
+    }))
 }
 
 /// What a batch of events asks for.
@@ -94,7 +111,7 @@ impl<L: Layout> Loop<L> {
         }
     }
 
-    fn run(mut self, rx: Receiver<notify::Result<notify::Event>>) {
+    fn run(mut self, rx: Receiver<Wake>) {
         self.setup();
         if !self.rescan() {
             return;
@@ -103,10 +120,14 @@ impl<L: Layout> Loop<L> {
             let mut todo = Todo::default();
             let wait = self.pending.values().map(|(_, at)| at.saturating_duration_since(Instant::now())).min();
             match rx.recv_timeout(wait.map_or(self.ctx.resync, |w| w.min(self.ctx.resync))) {
-                Ok(first) => {
+                Ok(None) => return,
+                Ok(Some(first)) => {
                     self.note(first, &mut todo);
                     while let Ok(more) = rx.try_recv() {
-                        self.note(more, &mut todo);
+                        match more {
+                            Some(more) => self.note(more, &mut todo),
+                            None => return,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) if self.pending.is_empty() => todo.rescan = true,
@@ -224,7 +245,7 @@ impl<L: Layout> Loop<L> {
                     self.listed = true;
                     let specs = self.set.specs();
                     tracing::info!(source = %self.ctx.id, vassals = specs.len(), "source listed");
-                    return self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs });
+                    return self.ctx.blocking_send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs });
                 }
                 changes.into_iter().all(|c| self.forward(c))
             }
@@ -243,7 +264,7 @@ impl<L: Layout> Loop<L> {
             Change::Upsert(spec) => SourceEvent::Upsert(spec),
             Change::Remove(name) => SourceEvent::Remove { source: self.ctx.id.clone(), name },
         };
-        self.ctx.send(event)
+        self.ctx.blocking_send(event)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::{self as message, MessageError, Versioner, MAX_MESSAGE};
 use crate::source::util::retry::Outage;
-use crate::source::{Source, SourceContext, SourceError, SourceEvent};
+use crate::source::{Built, Resource, Source, SourceContext, SourceError, SourceEvent, SourceTask};
 use reconciler::{SourceId, VassalName};
 use std::path::PathBuf;
 use zeromq::{PullSocket, Socket, SocketRecv};
@@ -85,34 +85,30 @@ impl Source for ZmqSource {
         SourceId(format!("zmq://{}", self.endpoint.url()))
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let uri = ctx.id.0.clone();
-        let start_err = |message: String| SourceError::Start { uri: uri.clone(), message };
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let endpoint = self.endpoint;
-        crate::source::spawn_async(ctx, move |ctx| async move {
-            if let Endpoint::Ipc(path) = &endpoint {
+    fn resources(&self) -> Vec<Resource> {
+        match &self.endpoint {
+            Endpoint::Tcp(_, port) => vec![Resource::TcpPort(*port)],
+            Endpoint::Ipc(path) => vec![Resource::Path(path.clone())],
+        }
+    }
+
+    /// Binds the PULL socket (an error names the endpoint).
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        Box::pin(async move {
+            if let Endpoint::Ipc(path) = &self.endpoint {
                 remove_stale_socket(path);
             }
             let mut socket = PullSocket::new();
-            match socket.bind(&endpoint.url()).await {
-                Ok(bound) => {
-                    let _ = bound_tx.send(Ok(bound.to_string()));
-                    Receiver::new(ctx).run(socket).await;
-                }
-                Err(e) => {
-                    let _ = bound_tx.send(Err(format!("cannot bind {}: {e}", endpoint.url())));
-                }
-            }
-        })?;
-        match bound_rx.recv() {
-            Ok(Ok(bound)) => {
-                tracing::info!(source = %uri, endpoint = %bound, "zmq PULL socket bound");
+            let bound = socket.bind(&self.endpoint.url()).await.map_err(|e| SourceError::Start {
+                uri: ctx.id.0.clone(),
+                message: format!("cannot bind {}: {e}", self.endpoint.url()),
+            })?;
+            tracing::info!(source = %ctx.id, endpoint = %bound, "zmq PULL socket bound");
+            Ok(Box::pin(async move {
+                Receiver::new(ctx).run(socket).await;
                 Ok(())
-            }
-            Ok(Err(message)) => Err(start_err(message)),
-            Err(_) => Err(start_err("the source thread ended before binding".into())),
-        }
+            }) as SourceTask)
+        })
     }
 }
 
@@ -227,7 +223,7 @@ impl Receiver {
                 Ok(msg) => {
                     outage.ok();
                     let parts: Vec<&[u8]> = msg.iter().map(|f| f.as_ref()).collect();
-                    if !self.handle(&parts) {
+                    if !self.handle(&parts).await {
                         return;
                     }
                 }
@@ -238,7 +234,7 @@ impl Receiver {
     }
 
     /// Applies one message; `false` once the emperor is shutting down.
-    fn handle(&mut self, parts: &[&[u8]]) -> bool {
+    async fn handle(&mut self, parts: &[&[u8]]) -> bool {
         let command = match parse_command(parts) {
             Ok(c) => c,
             Err(error) => {
@@ -292,7 +288,7 @@ impl Receiver {
                 }
             }
         };
-        self.ctx.send(event)
+        self.ctx.send(event).await
     }
 }
 

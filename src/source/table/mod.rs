@@ -15,7 +15,7 @@ pub mod pg;
 pub mod rows;
 
 use crate::source::util::retry::Outage;
-use crate::source::SourceContext;
+use crate::source::{SourceContext, SourceError};
 use rows::{Complaints, Publisher, Row};
 use std::future::Future;
 use std::time::Duration;
@@ -76,8 +76,9 @@ enum State<C> {
     Backoff(Duration),
 }
 
-/// Runs a table source until the emperor stops listening.
-pub async fn run<B: Backend>(backend: B, ctx: SourceContext) {
+/// Runs a table source until the emperor stops listening (it retries
+/// every failure itself, so it never ends with an error).
+pub async fn run<B: Backend>(backend: B, ctx: SourceContext) -> Result<(), SourceError> {
     let mut driver = Driver {
         outage: Outage::new(ctx.id.clone()),
         publisher: Publisher::new(ctx.clone()),
@@ -92,7 +93,7 @@ pub async fn run<B: Backend>(backend: B, ctx: SourceContext) {
             State::Connecting => driver.connect().await,
             State::Fetching(conn) => match driver.fetch(conn).await {
                 Some(next) => next,
-                None => return,
+                None => return Ok(()),
             },
             State::Waiting(conn, wait) => driver.wait(conn, wait).await,
             State::Backoff(delay) => {
@@ -129,7 +130,7 @@ impl<B: Backend> Driver<B> {
             Ok(Ok(rows)) => {
                 self.outage.ok();
                 let specs = rows::collect(&self.ctx.id, &rows, &mut self.complaints);
-                if !self.publisher.publish(specs) {
+                if !self.publisher.publish(specs).await {
                     return None;
                 }
                 State::Waiting(conn, period)

@@ -208,12 +208,12 @@ impl Publisher {
 
     /// Sends `specs` unless they equal the last snapshot; `false` once the
     /// emperor is shutting down.
-    pub fn publish(&mut self, specs: Vec<VassalSpec>) -> bool {
+    pub async fn publish(&mut self, specs: Vec<VassalSpec>) -> bool {
         if self.last.as_ref() == Some(&specs) {
             return true;
         }
         self.last = Some(specs.clone());
-        self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs })
+        self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs }).await
     }
 }
 

@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::source::util::retry::MIN_DELAY;
-use crate::source::{Envelope, SourceEvent};
+use crate::source::{Envelope, Shutdown, SourceEvent};
 use reconciler::SourceId;
 use rows::Field;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, Receiver};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -99,19 +99,17 @@ fn row(name: &str, config: &str) -> Row {
     }
 }
 
-fn start(fake: &Fake) -> UnboundedReceiver<Envelope> {
-    let (tx, rx) = unbounded_channel();
-    let ctx = SourceContext {
-        id: SourceId("fake://t".into()),
-        events: tx,
-        resync: Duration::from_secs(3600),
-        emperor_id: "e".into(),
-    };
+/// Runs the driver on `fake`; keep the returned trigger alive as long as
+/// the source should run.
+fn start(fake: &Fake) -> (Receiver<Envelope>, tokio::sync::watch::Sender<bool>) {
+    let (tx, rx) = channel(16);
+    let (stop, shutdown) = Shutdown::pair();
+    let ctx = SourceContext::new(SourceId("fake://t".into()), tx, Duration::from_secs(3600), "e".into(), shutdown);
     tokio::spawn(run(fake.clone(), ctx));
-    rx
+    (rx, stop)
 }
 
-async fn snapshot(rx: &mut UnboundedReceiver<Envelope>) -> Vec<String> {
+async fn snapshot(rx: &mut Receiver<Envelope>) -> Vec<String> {
     let envelope = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("a snapshot in time");
     match envelope.expect("the source is running").event {
         SourceEvent::Snapshot { specs, .. } => specs.into_iter().map(|s| s.name.to_string()).collect(),
@@ -123,7 +121,7 @@ async fn snapshot(rx: &mut UnboundedReceiver<Envelope>) -> Vec<String> {
 async fn first_publish_is_a_complete_snapshot_and_unchanged_fetches_publish_nothing() {
     let fake = Fake::default();
     fake.with(|s| s.rows = vec![row("a.ini", "x"), row("b.ini", "y")]);
-    let mut rx = start(&fake);
+    let (mut rx, _stop) = start(&fake);
     assert_eq!(snapshot(&mut rx).await, ["a.ini", "b.ini"]);
     tokio::time::sleep(PERIOD * 10).await;
     assert!(fake.get(|s| s.fetches) >= 5, "the source polls every period");
@@ -136,7 +134,7 @@ async fn first_publish_is_a_complete_snapshot_and_unchanged_fetches_publish_noth
 async fn an_outage_keeps_the_last_snapshot_and_retries_with_backoff() {
     let fake = Fake::default();
     fake.with(|s| s.rows = vec![row("a.ini", "x")]);
-    let mut rx = start(&fake);
+    let (mut rx, _stop) = start(&fake);
     assert_eq!(snapshot(&mut rx).await, ["a.ini"]);
     fake.with(|s| s.down = true);
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -155,7 +153,7 @@ async fn an_outage_keeps_the_last_snapshot_and_retries_with_backoff() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_changes_costs_one_query() {
     let fake = Fake::default();
-    let mut rx = start(&fake);
+    let (mut rx, _stop) = start(&fake);
     assert!(snapshot(&mut rx).await.is_empty());
     tokio::time::sleep(PERIOD / 2).await;
     let before = fake.get(|s| s.fetches);
@@ -178,7 +176,7 @@ async fn a_bad_row_is_reported_once() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let fake = Fake::default();
     fake.with(|s| s.rows = vec![row("a.ini", "x"), row("../evil.ini", "y")]);
-    let mut rx = start(&fake);
+    let (mut rx, _stop) = start(&fake);
     assert_eq!(snapshot(&mut rx).await, ["a.ini"], "the good rows are used");
     tokio::time::sleep(PERIOD * 5).await;
     assert!(fake.get(|s| s.fetches) >= 3);

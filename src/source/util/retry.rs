@@ -12,19 +12,45 @@ pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
+/// Delays between retries: [`MIN_DELAY`], doubling up to [`MAX_DELAY`].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { delay: MIN_DELAY }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next retry (each call doubles the next one).
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        delay
+    }
+
+    /// Starts over from [`MIN_DELAY`] after a success.
+    pub fn reset(&mut self) {
+        self.delay = MIN_DELAY;
+    }
+}
+
 /// Whether a source's server is reachable, and how long to wait before the
 /// next try when it is not.
 #[derive(Debug)]
 pub struct Outage {
     source: SourceId,
     since: Option<Instant>,
-    delay: Duration,
+    backoff: Backoff,
 }
 
 impl Outage {
     /// A source that has not failed yet.
     pub fn new(source: SourceId) -> Self {
-        Self { source, since: None, delay: MIN_DELAY }
+        Self { source, since: None, backoff: Backoff::default() }
     }
 
     /// Whether an outage is going on.
@@ -36,7 +62,7 @@ impl Outage {
     /// "the PostgreSQL connection failed"); warns on the first failure of an
     /// outage only. Returns how long to wait before retrying.
     pub fn failed(&mut self, problem: &str, error: &dyn Display) -> Duration {
-        let delay = self.delay;
+        let delay = self.backoff.next_delay();
         if self.since.is_none() {
             self.since = Some(Instant::now());
             tracing::warn!(
@@ -46,7 +72,6 @@ impl Outage {
         } else {
             tracing::debug!(source = %self.source, error = %error, retry_in = ?delay, "{problem} again");
         }
-        self.delay = (self.delay * 2).min(MAX_DELAY);
         delay
     }
 
@@ -55,7 +80,7 @@ impl Outage {
         if let Some(since) = self.since.take() {
             tracing::info!(source = %self.source, down_for = ?since.elapsed(), "source recovered");
         }
-        self.delay = MIN_DELAY;
+        self.backoff.reset();
     }
 }
 

@@ -18,7 +18,7 @@
 use super::{self as message, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
 use crate::source::util::retry::Outage;
 use crate::source::util::secret;
-use crate::source::{Source, SourceContext, SourceError, SourceEvent};
+use crate::source::{Built, Source, SourceContext, SourceError, SourceEvent, SourceTask};
 use futures::StreamExt;
 use http::HttpError;
 use lapin::options::{
@@ -61,11 +61,16 @@ impl Source for AmqpSource {
         self.id.clone()
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
         let queue = self.settings.queue.clone().unwrap_or_else(|| default_queue(&ctx.emperor_id));
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
-        let settings = self.settings;
-        crate::source::spawn_async(ctx, move |ctx| Consumer { settings, queue, ctx, versions: Versioner::new() }.run())
+        let consumer = Consumer { settings: self.settings.clone(), queue, ctx, versions: Versioner::new() };
+        Box::pin(async move {
+            Ok(Box::pin(async move {
+                consumer.run().await;
+                Ok(())
+            }) as SourceTask)
+        })
     }
 }
 
@@ -185,7 +190,7 @@ impl Consumer {
             let routing_key = delivery.routing_key.as_str().to_owned();
             let acked = match self.event(&routing_key, &delivery.data).await {
                 Ok(event) => {
-                    let Some(recorded) = self.ctx.send_recorded(event) else {
+                    let Some(recorded) = self.ctx.send_recorded(event).await else {
                         return End::Shutdown; // not acknowledged: redelivered next time
                     };
                     // Acknowledged once the emperor has recorded its effect; a
@@ -268,13 +273,9 @@ mod tests {
     use super::*;
 
     fn consumer() -> Consumer {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = SourceContext {
-            id: SourceId("amqp://h".into()),
-            events: tx,
-            resync: Duration::from_secs(60),
-            emperor_id: "0123".into(),
-        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let (_stop, shutdown) = crate::source::Shutdown::pair();
+        let ctx = SourceContext::new(SourceId("amqp://h".into()), tx, Duration::from_secs(60), "0123".into(), shutdown);
         Consumer { settings: parse("h").unwrap(), queue: "q".into(), ctx, versions: Versioner::new() }
     }
 

@@ -18,7 +18,7 @@ mod uri;
 
 use crate::source::table::rows::Row;
 use crate::source::table::{self, Backend, Change, Failure};
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use ldap3::controls::{ControlType, EntryState, MakeCritical, RefreshMode, SyncDone, SyncRequest, SyncState};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchStream};
 use reconciler::SourceId;
@@ -41,7 +41,12 @@ const UNWILLING: u32 = 53;
 /// An LDAP search whose entries are vassals.
 pub struct LdapSource {
     uri: LdapUri,
-    /// What syncrepl has told so far; kept across connections for resuming.
+}
+
+/// The running source: the search and what syncrepl has told so far (kept
+/// across connections, for resuming).
+pub struct Directory {
+    uri: LdapUri,
     replica: Mutex<Replica>,
 }
 
@@ -63,9 +68,11 @@ impl LdapSource {
         if uri.bind_dn.is_some() && uri.password_file.is_none() && std::env::var_os(PASSWORD_ENV).is_none() {
             return Err(invalid(format!("bindname needs a password: x-password-file=PATH or ${PASSWORD_ENV}")));
         }
-        Ok(Box::new(LdapSource { uri, replica: Mutex::default() }))
+        Ok(Box::new(LdapSource { uri }))
     }
+}
 
+impl Directory {
     fn replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -223,8 +230,9 @@ impl Source for LdapSource {
         SourceId(self.uri.id.clone())
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        crate::source::spawn_async(ctx, move |ctx| table::run(*self, ctx))
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let directory = Directory { uri: self.uri.clone(), replica: Mutex::default() };
+        Box::pin(async move { Ok(Box::pin(table::run(directory, ctx)) as SourceTask) })
     }
 }
 
@@ -242,7 +250,7 @@ pub enum Conn {
     Poll(Ldap),
 }
 
-impl Backend for LdapSource {
+impl Backend for Directory {
     type Conn = Conn;
     const NAME: &'static str = "LDAP";
 
@@ -308,7 +316,7 @@ impl Backend for LdapSource {
     }
 }
 
-impl LdapSource {
+impl Directory {
     /// Whether the root DSE lists the content synchronization control.
     async fn offers_sync(&self, ldap: &mut Ldap) -> Result<bool, String> {
         let (entries, _) = ldap

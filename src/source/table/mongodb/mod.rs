@@ -20,7 +20,7 @@ pub use uri::MongoSource;
 
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Source, SourceContext, SourceTask};
 use ::mongodb::bson::{doc, Bson, Document};
 use ::mongodb::change_stream::event::ChangeStreamEvent;
 use ::mongodb::change_stream::ChangeStream;
@@ -41,9 +41,9 @@ impl Source for MongoSource {
         SourceId(self.id.clone())
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        let backend = Mongo { source: *self, refusal_logged: AtomicBool::new(false) };
-        crate::source::spawn_async(ctx, move |ctx| table::run(backend, ctx))
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let backend = Mongo { source: self.clone(), refusal_logged: AtomicBool::new(false) };
+        Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
 }
 

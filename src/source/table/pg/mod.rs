@@ -14,7 +14,7 @@ use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::util::seconds;
 use crate::source::util::secret::mask;
-use crate::source::{Source, SourceContext, SourceError};
+use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use value::{self as pgvalue, Raw};
 
 mod value;
@@ -134,8 +134,9 @@ impl Source for PgSource {
         SourceId(self.id.clone())
     }
 
-    fn start(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        crate::source::spawn_async(ctx, move |ctx| table::run(*self, ctx))
+    fn build(&self, ctx: SourceContext) -> Built<'_> {
+        let backend = self.clone();
+        Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
 }
 
