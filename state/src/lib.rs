@@ -1,8 +1,9 @@
 //! The sled-backed state store of emperor.
 //!
 //! It keeps, per state directory: an emperor id generated once, the next
-//! generation number, one [`VassalRecord`] per managed vassal, and the last
-//! complete snapshot of each source. Writes are buffered by sled and made
+//! generation number, one [`VassalRecord`] per managed vassal, the last
+//! complete snapshot of each source, and a cursor per source that has one
+//! ([`Cursors`]). Writes are buffered by sled and made
 //! durable by [`Store::flush`], which the reconciler calls once per round.
 
 mod record;
@@ -68,6 +69,7 @@ pub struct Store {
     vassals: sled::Tree,
     specs: sled::Tree,
     sources: sled::Tree,
+    cursors: sled::Tree,
     emperor_id: String,
 }
 
@@ -105,6 +107,7 @@ impl Store {
             vassals: db.open_tree("vassals")?,
             specs: db.open_tree("specs")?,
             sources: db.open_tree("sources")?,
+            cursors: db.open_tree("cursors")?,
             meta,
             db,
             emperor_id,
@@ -213,9 +216,41 @@ impl Store {
         Ok(())
     }
 
+    /// The source cursors of this store, for the sources to keep their
+    /// position with (written with the rest, made durable by [`Store::flush`]).
+    pub fn cursors(&self) -> Cursors {
+        Cursors(self.cursors.clone())
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Where each source stands in its server's change stream (an LDAP sync
+/// cookie, say), as opaque bytes keyed by source id: a restarted emperor
+/// resumes from it instead of reading everything again. A cheap clone that
+/// a source task may hold.
+#[derive(Clone)]
+pub struct Cursors(sled::Tree);
+
+impl Cursors {
+    /// The cursor last stored for `source`.
+    pub fn get(&self, source: &SourceId) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.0.get(source.0.as_str())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores `cursor` for `source`, replacing the previous one.
+    pub fn put(&self, source: &SourceId, cursor: &[u8]) -> Result<(), StateError> {
+        self.0.insert(source.0.as_str(), cursor)?;
+        Ok(())
+    }
+
+    /// Forgets the cursor of `source`.
+    pub fn remove(&self, source: &SourceId) -> Result<(), StateError> {
+        self.0.remove(source.0.as_str())?;
         Ok(())
     }
 }
@@ -283,6 +318,25 @@ mod tests {
             start_time: Some(1234),
             intent: Intent::Run,
         }
+    }
+
+    #[test]
+    fn cursors_survive_reopen_per_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SourceId("ldap://h/dc=a".into()), SourceId("ldap://h/dc=b".into()));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let cursors = store.cursors();
+            assert_eq!(cursors.get(&a).unwrap(), None);
+            cursors.put(&a, b"one").unwrap();
+            cursors.put(&a, b"two").unwrap();
+            cursors.put(&b, b"other").unwrap();
+            cursors.remove(&b).unwrap();
+            store.flush().unwrap();
+        }
+        let cursors = Store::open(dir.path()).unwrap().cursors();
+        assert_eq!(cursors.get(&a).unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(cursors.get(&b).unwrap(), None);
     }
 
     #[test]
