@@ -58,8 +58,12 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
     let emperor_id = supervisor.store().emperor_id().to_owned();
-    let settings =
-        source::supervise::Settings { resync: cli.resync, emperor_id, capacity: source::supervise::CAPACITY };
+    let settings = source::supervise::Settings {
+        resync: cli.resync,
+        emperor_id,
+        capacity: source::supervise::CAPACITY,
+        cursors: Some(supervisor.store().cursors()),
+    };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, _sources) = source::supervise::start(sources, settings).await?;
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");

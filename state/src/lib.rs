@@ -233,7 +233,7 @@ impl Store {
 /// cookie, say), as opaque bytes keyed by source id: a restarted emperor
 /// resumes from it instead of reading everything again. A cheap clone that
 /// a source task may hold.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Cursors(sled::Tree);
 
 impl Cursors {
