@@ -336,3 +336,35 @@ fn fleet_filters_move_an_entry() {
     wait_config(&b, "app.ini", "[uwsgi]\nmaster = true\n");
     assert_eq!(a.starts("app.ini").len(), 1);
 }
+
+#[test]
+fn a_restarted_emperor_resumes_syncrepl_with_only_the_changes() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("resume");
+    for i in 0..5 {
+        add_whole(&mut ldap, &ou, &format!("v{i}.ini"), &config("1"));
+    }
+    let uri = whole_uri(&slapd.url(), &ou, "");
+    let h = Harness::new();
+    let first = h.spawn(&[uri.as_str()], &[]);
+    for i in 0..5 {
+        h.wait_start(&format!("v{i}.ini"));
+    }
+    let refreshes = |h: &Harness| -> Vec<String> {
+        h.log_text().lines().filter(|l| l.contains("sync refresh done")).map(str::to_owned).collect()
+    };
+    assert!(refreshes(&h)[0].contains("sent=5"), "{:?}", refreshes(&h));
+    first.kill9();
+
+    ldap.replace(&format!("cn=v3.ini,{ou}"), "description", &[&config("2")]);
+    let _second = h.spawn(&[uri.as_str()], &[]);
+    wait_config(&h, "v3.ini", &config("2"));
+    let log = h.log_text();
+    assert!(log.contains("resuming from the stored sync state"), "{log}");
+    let second = wait_until(DEADLINE, "a second refresh", || refreshes(&h).get(1).cloned());
+    assert!(second.contains("entries=5") && second.contains("sent=1 "), "only the change is sent: {second}");
+    for i in 0..5 {
+        assert_eq!(h.starts(&format!("v{i}.ini")).len(), 1, "v{i}.ini re-adopted, not restarted");
+    }
+}

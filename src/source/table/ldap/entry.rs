@@ -6,12 +6,32 @@
 use super::uri::LdapUri;
 use crate::source::table::rows::{Field, Row};
 use ldap3::SearchEntry;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// upstream's attribute prefix (`uWSGIsocket`).
 const PREFIX: &str = "uWSGI";
 
+/// An entry as the server sent it (kept, so that a resumed sync can
+/// start from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its DN.
+    pub dn: String,
+    /// Its text attributes and their values, in the server's order.
+    pub attrs: BTreeMap<String, Vec<String>>,
+    /// The names of attributes whose values are not UTF-8.
+    pub binary: BTreeSet<String>,
+}
+
+impl From<SearchEntry> for Entry {
+    fn from(e: SearchEntry) -> Self {
+        Entry { dn: e.dn, attrs: e.attrs.into_iter().collect(), binary: e.bin_attrs.into_keys().collect() }
+    }
+}
+
 /// Decodes `entry` as the URI maps it.
-pub fn decode(entry: &SearchEntry, uri: &LdapUri) -> Row {
+pub fn decode(entry: &Entry, uri: &LdapUri) -> Row {
     let config = match &uri.config_attr {
         Some(attr) => whole_config(entry, attr),
         None => rendered_config(entry),
@@ -30,17 +50,17 @@ pub fn decode(entry: &SearchEntry, uri: &LdapUri) -> Row {
 }
 
 /// The values of `attr` (names are case-insensitive in LDAP).
-fn values<'a>(entry: &'a SearchEntry, attr: &str) -> Option<&'a Vec<String>> {
+fn values<'a>(entry: &'a Entry, attr: &str) -> Option<&'a Vec<String>> {
     entry.attrs.iter().find(|(name, _)| name.eq_ignore_ascii_case(attr)).map(|(_, v)| v)
 }
 
 /// Whether `attr` came back with values that are not UTF-8.
-fn binary(entry: &SearchEntry, attr: &str) -> bool {
-    entry.bin_attrs.keys().any(|name| name.eq_ignore_ascii_case(attr))
+fn binary(entry: &Entry, attr: &str) -> bool {
+    entry.binary.iter().any(|name| name.eq_ignore_ascii_case(attr))
 }
 
 /// A single-valued text attribute.
-fn single(entry: &SearchEntry, attr: &str) -> Field<String> {
+fn single(entry: &Entry, attr: &str) -> Field<String> {
     match values(entry, attr).map(Vec::as_slice) {
         Some([one]) => Field::Value(one.clone()),
         Some([]) | None if binary(entry, attr) => Field::Wrong(format!("binary {attr}")),
@@ -52,7 +72,7 @@ fn single(entry: &SearchEntry, attr: &str) -> Field<String> {
 /// The vassal name: the value of `attr` (for a multi-valued one, the value
 /// in the entry's RDN), with `.ini` appended when it has no config
 /// extension.
-fn name(entry: &SearchEntry, attr: &str) -> Field<String> {
+fn name(entry: &Entry, attr: &str) -> Field<String> {
     let value = match values(entry, attr).map(Vec::as_slice) {
         Some([one]) => one.clone(),
         Some([_, _, ..]) => match rdn_value(&entry.dn, attr) {
@@ -76,7 +96,7 @@ fn rdn_value(dn: &str, attr: &str) -> Option<String> {
 /// `x-config=ATTR`: the one value of `attr` is the whole config. Values of
 /// a multi-valued attribute have no order (RFC 4511 §4.1.7), so a config
 /// split over several values is refused, never reassembled.
-fn whole_config(entry: &SearchEntry, attr: &str) -> Field<String> {
+fn whole_config(entry: &Entry, attr: &str) -> Field<String> {
     match values(entry, attr).map(Vec::as_slice) {
         Some([_, _, ..]) => Field::Wrong(format!(
             "{attr} with several values, which LDAP keeps in no order: put the whole config in one value"
@@ -89,7 +109,7 @@ fn whole_config(entry: &SearchEntry, attr: &str) -> Field<String> {
 /// every `uWSGI…` attribute, options in name order. `TRUE` becomes `true`,
 /// `FALSE` drops the line; `uWSGInull` (the end marker of upstream's
 /// schema) is skipped. No `uWSGI…` attribute at all means no config.
-fn rendered_config(entry: &SearchEntry) -> Field<String> {
+fn rendered_config(entry: &Entry) -> Field<String> {
     let mut options: Vec<(String, &Vec<String>)> = entry
         .attrs
         .iter()
@@ -134,7 +154,7 @@ pub fn option_name(attr: &str) -> Option<String> {
 }
 
 /// A numeric id attribute.
-fn number(entry: &SearchEntry, attr: &str) -> Field<i64> {
+fn number(entry: &Entry, attr: &str) -> Field<i64> {
     match single(entry, attr) {
         Field::Value(text) => text.trim().parse().map_or(Field::Wrong(text), Field::Value),
         Field::Absent => Field::Absent,
@@ -146,13 +166,12 @@ fn number(entry: &SearchEntry, attr: &str) -> Field<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> SearchEntry {
-        SearchEntry {
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> Entry {
+        Entry {
             dn: dn.into(),
             attrs: attrs.iter().map(|(a, v)| (a.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
-            bin_attrs: HashMap::new(),
+            binary: BTreeSet::new(),
         }
     }
 

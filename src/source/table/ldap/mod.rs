@@ -19,6 +19,7 @@ mod uri;
 use crate::source::table::rows::Row;
 use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
+use entry::Entry;
 use ldap3::controls::{ControlType, EntryState, MakeCritical, RefreshMode, SyncDone, SyncRequest, SyncState};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchStream};
 use reconciler::SourceId;
@@ -47,7 +48,10 @@ pub struct LdapSource {
 /// across connections, for resuming).
 pub struct Directory {
     uri: LdapUri,
+    id: SourceId,
     replica: Mutex<Replica>,
+    /// Where the replica is kept between runs (none in unit tests).
+    cursors: Option<state::Cursors>,
 }
 
 impl LdapSource {
@@ -73,6 +77,38 @@ impl LdapSource {
 }
 
 impl Directory {
+    /// The running source of `uri`, resuming from the replica kept in
+    /// `cursors` when there is one for the same search.
+    fn new(uri: LdapUri, cursors: Option<state::Cursors>) -> Directory {
+        let id = SourceId(uri.id.clone());
+        let stored = cursors.as_ref().and_then(|c| match c.get(&id) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(source = %id, error = %e, "cannot read the stored sync state; refreshing everything");
+                None
+            }
+        });
+        let replica = stored.map(|bytes| Replica::restore(&uri.search_key(), &bytes)).unwrap_or_default();
+        if let Some(cookie) = &replica.cookie {
+            tracing::info!(source = %id, entries = replica.entries.len(), cookie = %String::from_utf8_lossy(cookie),
+                "resuming from the stored sync state");
+        }
+        Directory { uri, id, replica: Mutex::new(replica), cursors }
+    }
+
+    /// Stores a complete replica whose cookie moved since it was last
+    /// stored, so that a restarted emperor asks only for what changed.
+    fn keep(&self, replica: &Replica) {
+        let Some(cursors) = &self.cursors else { return };
+        let Some(bytes) = replica.store(&self.uri.search_key()) else { return };
+        if cursors.get(&self.id).ok().flatten().as_deref() == Some(&bytes[..]) {
+            return;
+        }
+        if let Err(e) = cursors.put(&self.id, &bytes) {
+            tracing::warn!(source = %self.id, error = %e, "cannot store the sync state");
+        }
+    }
+
     fn replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -120,7 +156,7 @@ impl Directory {
         let state = message.1.iter().find(|c| matches!(c.0, Some(ControlType::SyncState)));
         let Some(state) = state.map(|c| c.1.parse::<SyncState>()) else { return };
         let row = match state.state {
-            EntryState::Add | EntryState::Modify => Some(entry::decode(&SearchEntry::construct(message), &self.uri)),
+            EntryState::Add | EntryState::Modify => Some(Entry::from(SearchEntry::construct(message))),
             EntryState::Present | EntryState::Delete => None,
         };
         self.replica().entry(state.state, state.entry_uuid, row, state.cookie);
@@ -186,9 +222,7 @@ impl Directory {
             result.0.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).collect::<Vec<_>>()
         }))
         .map_err(|_| Failure::Lost("the server sent a malformed entry".into()))?;
-        let mut rows: Vec<Row> = entries.iter().map(|e| entry::decode(e, u)).collect();
-        rows.sort_by(|a, b| a.position.cmp(&b.position));
-        Ok(rows)
+        Ok(rows(entries.into_iter().map(Entry::from), u))
     }
 }
 
@@ -221,6 +255,14 @@ fn masked(rest: &str) -> String {
     out
 }
 
+/// The rows of `entries`, in DN order (so that of two entries with the
+/// same name the same one always wins).
+fn rows(entries: impl Iterator<Item = Entry>, uri: &LdapUri) -> Vec<Row> {
+    let mut rows: Vec<Row> = entries.map(|e| entry::decode(&e, uri)).collect();
+    rows.sort_by(|a, b| a.position.cmp(&b.position));
+    rows
+}
+
 fn lost(e: ldap3::LdapError) -> Failure {
     Failure::Lost(e.to_string())
 }
@@ -231,7 +273,7 @@ impl Source for LdapSource {
     }
 
     fn build(&self, ctx: SourceContext) -> Built<'_> {
-        let directory = Directory { uri: self.uri.clone(), replica: Mutex::default() };
+        let directory = Directory::new(self.uri.clone(), ctx.cursors().cloned());
         Box::pin(async move { Ok(Box::pin(table::run(directory, ctx)) as SourceTask) })
     }
 }
@@ -278,8 +320,16 @@ impl Backend for Directory {
     async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
         match conn {
             Conn::Sync(sync) => {
+                let refreshing = !self.replica().refreshed();
                 self.refresh(sync).await?;
-                Ok(self.replica().rows())
+                let replica = self.replica();
+                if refreshing {
+                    let s = replica.stats;
+                    tracing::info!(source = %self.id, entries = replica.entries.len(), sent = s.sent,
+                        unchanged = s.present, deleted = s.deleted, "sync refresh done");
+                }
+                self.keep(&replica);
+                Ok(rows(replica.entries.values().cloned(), &self.uri))
             }
             Conn::Poll(ldap) => self.search(ldap).await,
         }

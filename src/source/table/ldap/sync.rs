@@ -3,8 +3,9 @@
 //! stage (an entry that a present phase did not mention is gone; a delete
 //! phase names what is gone).
 
-use crate::source::table::rows::Row;
+use super::entry::Entry;
 use ldap3::controls::{EntryState, SyncInfo};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
 /// An entry's 16-byte entryUUID.
@@ -15,7 +16,7 @@ pub type Uuid = Vec<u8>;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Replica {
     /// The entries, by entryUUID.
-    pub entries: BTreeMap<Uuid, Row>,
+    pub entries: BTreeMap<Uuid, Entry>,
     /// The newest cookie (RFC 4533 §3.4.2: the last one received).
     pub cookie: Option<Vec<u8>>,
     /// UUIDs added, changed or reported present in the current refresh
@@ -23,6 +24,27 @@ pub struct Replica {
     seen: HashSet<Uuid>,
     /// Whether the refresh stage is still running.
     refreshing: bool,
+    /// What the current (or last) refresh stage carried.
+    pub stats: RefreshStats,
+}
+
+/// What one refresh stage carried: with a usable cookie, only the changes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Entries sent whole (added or changed).
+    pub sent: usize,
+    /// Entries reported unchanged.
+    pub present: usize,
+    /// Entries removed.
+    pub deleted: usize,
+}
+
+/// A replica as stored between runs: only valid for the same search.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    search: String,
+    cookie: Vec<u8>,
+    entries: Vec<(Uuid, Entry)>,
 }
 
 impl Replica {
@@ -35,6 +57,28 @@ impl Replica {
         }
         self.seen.clear();
         self.refreshing = true;
+        self.stats = RefreshStats::default();
+    }
+
+    /// The replica stored by [`Replica::store`] for the same `search`
+    /// (empty if it was for another search, or unreadable).
+    pub fn restore(search: &str, bytes: &[u8]) -> Replica {
+        match serde_json::from_slice::<Stored>(bytes) {
+            Ok(stored) if stored.search == search => Replica {
+                entries: stored.entries.into_iter().collect(),
+                cookie: Some(stored.cookie),
+                ..Replica::default()
+            },
+            _ => Replica::default(),
+        }
+    }
+
+    /// The complete replica with its cookie, for `search`; `None` while a
+    /// refresh is running or without a cookie (nothing to resume from).
+    pub fn store(&self, search: &str) -> Option<Vec<u8>> {
+        let cookie = self.cookie.clone().filter(|_| !self.refreshing)?;
+        let entries = self.entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        serde_json::to_vec(&Stored { search: search.to_owned(), cookie, entries }).ok()
     }
 
     /// Forgets the cookie (stale or foreign), for a full refresh.
@@ -49,17 +93,19 @@ impl Replica {
 
     /// An entry with its Sync State control; `row` is its decoded content
     /// (`None` for present and delete markers, which carry no attributes).
-    pub fn entry(&mut self, state: EntryState, uuid: Uuid, row: Option<Row>, cookie: Option<Vec<u8>>) {
-        match (state, row) {
+    pub fn entry(&mut self, state: EntryState, uuid: Uuid, entry: Option<Entry>, cookie: Option<Vec<u8>>) {
+        match (state, entry) {
             (EntryState::Delete, _) => {
-                self.entries.remove(&uuid);
+                self.stats.deleted += usize::from(self.entries.remove(&uuid).is_some());
             }
-            (EntryState::Add | EntryState::Modify, Some(row)) => {
-                self.entries.insert(uuid.clone(), row);
+            (EntryState::Add | EntryState::Modify, Some(entry)) => {
+                self.entries.insert(uuid.clone(), entry);
                 self.seen.insert(uuid);
+                self.stats.sent += 1;
             }
             (_, _) => {
                 self.seen.insert(uuid);
+                self.stats.present += 1;
             }
         }
         self.take_cookie(cookie);
@@ -72,7 +118,9 @@ impl Replica {
             SyncInfo::RefreshPresent { cookie, refresh_done } => {
                 // End of a present phase: what was not mentioned is gone.
                 let seen = std::mem::take(&mut self.seen);
+                let before = self.entries.len();
                 self.entries.retain(|uuid, _| seen.contains(uuid));
+                self.stats.deleted += before - self.entries.len();
                 self.end_phase(cookie, refresh_done);
             }
             SyncInfo::RefreshDelete { cookie, refresh_done } => {
@@ -80,10 +128,13 @@ impl Replica {
                 self.end_phase(cookie, refresh_done);
             }
             SyncInfo::SyncIdSet { cookie, refresh_deletes: true, sync_uuids } => {
+                let before = self.entries.len();
                 self.entries.retain(|uuid, _| !sync_uuids.contains(uuid));
+                self.stats.deleted += before - self.entries.len();
                 self.take_cookie(cookie);
             }
             SyncInfo::SyncIdSet { cookie, refresh_deletes: false, sync_uuids } => {
+                self.stats.present += sync_uuids.len();
                 self.seen.extend(sync_uuids);
                 self.take_cookie(cookie);
             }
@@ -117,31 +168,15 @@ impl Replica {
             self.cookie = cookie;
         }
     }
-
-    /// The rows, in DN order (so that of two entries with the same name
-    /// the same one always wins).
-    pub fn rows(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self.entries.values().cloned().collect();
-        rows.sort_by(|a, b| a.position.cmp(&b.position));
-        rows
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::table::rows::Field;
 
-    fn row(name: &str) -> Row {
-        Row {
-            position: format!("entry cn={name}"),
-            name: Field::Value(format!("{name}.ini")),
-            config: Field::Value("[uwsgi]\n".into()),
-            ts: Field::Absent,
-            uid: Field::Absent,
-            gid: Field::Absent,
-            socket: Field::Absent,
-        }
+    fn row(name: &str) -> Entry {
+        let attrs = [("cn".to_owned(), vec![name.to_owned()])].into();
+        Entry { dn: format!("entry cn={name}"), attrs, binary: Default::default() }
     }
 
     fn id(n: u8) -> Uuid {
@@ -149,7 +184,9 @@ mod tests {
     }
 
     fn names(r: &Replica) -> Vec<String> {
-        r.rows().into_iter().map(|r| r.position).collect()
+        let mut dns: Vec<String> = r.entries.values().map(|e| e.dn.clone()).collect();
+        dns.sort();
+        dns
     }
 
     fn cookie(c: &str) -> Option<Vec<u8>> {
@@ -241,5 +278,20 @@ mod tests {
         r.done(cookie("c2"), true);
         assert!(r.refreshed());
         assert_eq!(names(&r), ["entry cn=1"]);
+    }
+
+    #[test]
+    fn stored_for_the_same_search_only_and_only_when_complete() {
+        let mut r = Replica::default();
+        r.begin();
+        r.entry(EntryState::Add, id(1), Some(row("a")), None);
+        assert_eq!(r.store("s"), None, "not while refreshing");
+        r.info(SyncInfo::RefreshDelete { cookie: cookie("c1"), refresh_done: true });
+        assert_eq!(r.stats, RefreshStats { sent: 1, present: 0, deleted: 0 });
+        let bytes = r.store("s").unwrap();
+        let back = Replica::restore("s", &bytes);
+        assert_eq!((back.entries.clone(), back.cookie.clone()), (r.entries.clone(), cookie("c1")));
+        assert_eq!(Replica::restore("other search", &bytes), Replica::default());
+        assert_eq!(Replica::restore("s", b"garbage"), Replica::default());
     }
 }

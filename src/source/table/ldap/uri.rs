@@ -160,6 +160,19 @@ impl LdapUri {
         }
         out
     }
+
+    /// What identifies the search to the server: a sync cookie is only
+    /// valid for exactly this search (RFC 4533 §3.5).
+    pub fn search_key(&self) -> String {
+        let scope = match self.scope {
+            Scope::Base => "base",
+            Scope::OneLevel => "one",
+            Scope::Subtree => "sub",
+        };
+        let attrs = self.requested().join(",");
+        let bind = self.bind_dn.as_deref().unwrap_or("");
+        format!("{}\0{bind}\0{}\0{scope}\0{}\0{attrs}", self.server, self.base, self.filter)
+    }
 }
 
 fn decode(text: &str) -> Result<String, String> {
@@ -279,5 +292,17 @@ mod tests {
             let err = LdapUri::parse(rest, false).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn search_key_follows_every_field_that_controls_content() {
+        let key = |rest: &str| parse(rest).search_key();
+        let base = key("h/dc=x?cn?one?(cn=*)");
+        assert_eq!(base, key("h/dc=x?cn?one?(cn=*)?x-interval=9"));
+        for other in ["h/dc=y?cn?one?(cn=*)", "h/dc=x?sn?one?(cn=*)", "h/dc=x?cn?sub?(cn=*)", "h/dc=x?cn?one?(sn=*)"] {
+            assert_ne!(base, key(other), "{other}");
+        }
+        assert_ne!(base, key("h/dc=x?cn?one?(cn=*)?bindname=cn=r"));
+        assert_ne!(base, key("h:390/dc=x?cn?one?(cn=*)"));
     }
 }
