@@ -368,3 +368,29 @@ fn a_restarted_emperor_resumes_syncrepl_with_only_the_changes() {
         assert_eq!(h.starts(&format!("v{i}.ini")).len(), 1, "v{i}.ini re-adopted, not restarted");
     }
 }
+
+#[test]
+fn a_cookie_ahead_of_a_restored_directory_means_a_full_refresh_not_a_mass_stop() {
+    let mut slapd = Slapd::private();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("restored");
+    add_whole(&mut ldap, &ou, "keep.ini", &config("k"));
+    let backup = slapd.backup();
+    add_whole(&mut ldap, &ou, "late.ini", &config("l"));
+    let uri = whole_uri(&slapd.url(), &ou, "");
+    let h = Harness::new();
+    let first = h.spawn(&[uri.as_str()], &[]);
+    let keep = h.wait_start("keep.ini").pid;
+    let late = h.wait_start("late.ini").pid;
+    first.kill9();
+
+    // The directory goes back to a backup taken before late.ini existed:
+    // the stored cookie is ahead of it (slapd answers 53), so the source
+    // drops the cookie and refreshes everything.
+    slapd.restore(&backup);
+    let _second = h.spawn(&[uri.as_str()], &[]);
+    h.wait_reaped(late, "the entry the restored directory lacks");
+    assert!(h.log_text().contains("cannot resume from the sync cookie"), "{}", h.log_text());
+    assert!(alive(keep), "keep.ini is in the backup: it keeps running");
+    assert_eq!(h.starts("keep.ini").len(), 1);
+}

@@ -281,6 +281,40 @@ impl Slapd {
         wait_for("slapd to exit", || !pid_alive(pid));
     }
 
+    /// The database as LDIF (`slapcat`), CSNs and entryUUIDs included.
+    pub fn backup(&self) -> String {
+        let out = Command::new("/usr/sbin/slapcat")
+            .arg("-F")
+            .arg(self.path("slapd.d"))
+            .args(["-n", "1"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run slapcat");
+        assert!(out.status.success(), "slapcat failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 LDIF")
+    }
+
+    /// Kills the server, replaces its database with `backup` (a directory
+    /// restored from an older backup: its consumers' sync cookies are
+    /// ahead of it) and starts it again.
+    pub fn restore(&mut self, backup: &str) {
+        self.kill();
+        let db = self.path("db");
+        fs::remove_dir_all(&db).expect("remove the database");
+        fs::create_dir_all(&db).expect("db dir");
+        fs::write(self.path("backup.ldif"), backup).expect("write backup.ldif");
+        let out = Command::new("/usr/sbin/slapadd")
+            .arg("-F")
+            .arg(self.path("slapd.d"))
+            .args(["-q", "-n", "1", "-l"])
+            .arg(self.path("backup.ldif"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run slapadd");
+        assert!(out.status.success(), "slapadd of the backup failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.restart(true);
+    }
+
     /// A client bound as the root DN over the unix socket (works while TCP
     /// is off).
     pub fn client(&self) -> LdapClient {
