@@ -394,3 +394,24 @@ fn a_cookie_ahead_of_a_restored_directory_means_a_full_refresh_not_a_mass_stop()
     assert!(alive(keep), "keep.ini is in the backup: it keeps running");
     assert_eq!(h.starts("keep.ini").len(), 1);
 }
+
+/// The time from emperor start to 1000 vassals running (run by hand:
+/// `cargo test --test ldap_source -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement: 1000 processes"]
+fn thousand_vassals_start_time() {
+    const N: usize = 1000;
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("thousand");
+    for i in 0..N {
+        add_whole(&mut ldap, &ou, &format!("v{i:04}.ini"), &config("t"));
+    }
+    let mut h = Harness::new();
+    let t = Instant::now();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    wait_every(Duration::from_secs(300), Duration::from_millis(50), "1000 vassals running", || {
+        cond(our_vassals(&h).len() == N)
+    });
+    eprintln!("ldap: emperor start → {N} vassals running: {:?}", t.elapsed());
+}
