@@ -10,7 +10,7 @@ mod servers;
 
 use common::*;
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
-use servers::{LdapClient, Slapd, SlapdOptions};
+use servers::{LdapClient, Proxy, Slapd, SlapdOptions};
 use std::time::{Duration, Instant};
 
 /// The RFC 4533 content synchronization control.
@@ -414,4 +414,33 @@ fn thousand_vassals_start_time() {
         cond(our_vassals(&h).len() == N)
     });
     eprintln!("ldap: emperor start → {N} vassals running: {:?}", t.elapsed());
+}
+
+#[test]
+fn a_cut_connection_resumes_with_the_changes_made_meanwhile() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("cut");
+    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
+    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    let proxy = Proxy::new(slapd.port);
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&format!("ldap://127.0.0.1:{}", proxy.port), &ou, "").as_str()]);
+    let keep = h.wait_start("keep.ini").pid;
+    let gone = h.wait_start("gone.ini").pid;
+
+    proxy.cut();
+    h.wait_complaint("LDAP connection failed");
+    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
+    ldap.delete(&gone_dn);
+    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    assert!(alive(keep) && alive(gone), "a cut connection must not stop vassals");
+
+    proxy.restore();
+    assert_outage_recovered(&h, keep, gone, &config("k2"), RECOVERY);
+    // The search resumed from its cookie: only the three changes came.
+    let refreshes: Vec<String> =
+        h.log_text().lines().filter(|l| l.contains("sync refresh done")).map(str::to_owned).collect();
+    let last = refreshes.last().expect("a refresh after the cut");
+    assert!(refreshes.len() == 2 && last.contains("sent=2 ") && last.contains("deleted=1"), "{refreshes:?}");
 }

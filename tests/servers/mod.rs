@@ -6,7 +6,8 @@
 //! * [`Mongo`]: a SecantusDB server (`secantusd-py`, MongoDB wire protocol
 //!   with change streams) from `target/test-venv`, with [`MongoClient`];
 //! * [`Slapd`]: a private OpenLDAP slapd (syncprov, optionally TLS), with
-//!   [`LdapClient`].
+//!   [`LdapClient`];
+//! * [`Proxy`]: a TCP proxy a test cuts to simulate a lost connection.
 //!
 //! `shared()` gives one server per test binary (each test then uses its own
 //! database); `private()` gives a server of its own to a test that stops and
@@ -16,10 +17,12 @@
 
 mod mongo;
 mod postgres;
+mod proxy;
 mod slapd;
 
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
+pub use proxy::Proxy;
 pub use slapd::{LdapClient, Slapd, SlapdOptions, READER, READER_PASSWORD};
 
 use std::fs;

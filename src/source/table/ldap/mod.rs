@@ -21,6 +21,7 @@ use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use entry::Entry;
 use ldap3::controls::{ControlType, EntryState, MakeCritical, RefreshMode, SyncDone, SyncRequest, SyncState};
+use ldap3::exop::WhoAmI;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry, SearchStream};
 use reconciler::SourceId;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -38,6 +39,9 @@ pub const PASSWORD_ENV: &str = "EMPEROR_LDAP_PASSWORD";
 const REFRESH_REQUIRED: u32 = 4096;
 /// unwillingToPerform: syncprov's answer to a cookie it cannot use.
 const UNWILLING: u32 = 53;
+/// How long the server may take to answer the liveness check of a quiet
+/// sync search.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An LDAP search whose entries are vassals.
 pub struct LdapSource {
@@ -263,6 +267,16 @@ fn rows(entries: impl Iterator<Item = Entry>, uri: &LdapUri) -> Vec<Row> {
     rows
 }
 
+/// A persist stage may stay silent for hours, and a connection that died
+/// without a reset stays silent too: a quiet search is checked with a Who
+/// Am I? operation (RFC 4532) on the same connection at every resync.
+async fn probe(ldap: &mut Ldap) -> Result<(), Failure> {
+    match ldap.with_timeout(PROBE_TIMEOUT).extended(WhoAmI).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::Lost(format!("the server did not answer a liveness check: {e}"))),
+    }
+}
+
 fn lost(e: ldap3::LdapError) -> Failure {
     Failure::Lost(e.to_string())
 }
@@ -282,6 +296,8 @@ impl Source for LdapSource {
 pub struct SyncConn {
     ldap: Ldap,
     stream: Option<SearchStream<'static, String, Vec<String>>>,
+    /// Whether the search delivered something since the last fetch.
+    heard: bool,
 }
 
 /// One connection.
@@ -314,13 +330,16 @@ impl Backend for Directory {
             return Ok(Conn::Poll(ldap));
         }
         let stream = self.start_sync(&mut ldap).await?;
-        Ok(Conn::Sync(Box::new(SyncConn { ldap, stream: Some(stream) })))
+        Ok(Conn::Sync(Box::new(SyncConn { ldap, stream: Some(stream), heard: false })))
     }
 
     async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
         match conn {
             Conn::Sync(sync) => {
                 let refreshing = !self.replica().refreshed();
+                if !refreshing && !std::mem::take(&mut sync.heard) {
+                    probe(&mut sync.ldap).await?;
+                }
                 self.refresh(sync).await?;
                 let replica = self.replica();
                 if refreshing {
@@ -345,7 +364,10 @@ impl Backend for Directory {
             biased;
             message = stream.next() => match message {
                 Ok(Some(message)) => match self.apply(message) {
-                    Ok(()) => Change::Changed,
+                    Ok(()) => {
+                        sync.heard = true;
+                        Change::Changed
+                    }
                     Err(e) => Change::Lost(e),
                 },
                 Ok(None) => match self.search_ended(sync).await {

@@ -1,0 +1,108 @@
+//! A TCP proxy owned by a test, to cut the connection between the emperor
+//! and a server without stopping the server.
+
+use super::SERVER_DEADLINE;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Forwards 127.0.0.1:`port` to a server port until [`Proxy::cut`].
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: u16,
+    open: AtomicBool,
+    stop: AtomicBool,
+    live: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    /// A proxy to 127.0.0.1:`target`, forwarding at once.
+    pub fn new(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let shared = Arc::new(Shared {
+            target,
+            open: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            live: Mutex::new(Vec::new()),
+        });
+        let s = shared.clone();
+        std::thread::spawn(move || accept_loop(&listener, &s));
+        Proxy { port, shared }
+    }
+
+    /// Closes every forwarded connection and refuses new ones (accepted and
+    /// closed at once) until [`Proxy::restore`].
+    pub fn cut(&self) {
+        self.shared.open.store(false, Ordering::SeqCst);
+        for stream in self.shared.live.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Forwards new connections again.
+    pub fn restore(&self) {
+        self.shared.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((client, _)) if shared.open.load(Ordering::SeqCst) => {
+                let _ = client.set_nonblocking(false);
+                forward(client, shared);
+            }
+            Ok((client, _)) => drop(client),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn forward(client: TcpStream, shared: &Arc<Shared>) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], shared.target));
+    let Ok(server) = TcpStream::connect_timeout(&addr, SERVER_DEADLINE) else { return };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { return };
+    {
+        let mut live = shared.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.push(c2.try_clone().expect("clone"));
+        live.push(s2.try_clone().expect("clone"));
+    }
+    std::thread::spawn(move || pump(client, server));
+    std::thread::spawn(move || pump(s2, c2));
+}
+
+/// Copies `from` to `to` until either side closes, then closes both.
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
