@@ -128,13 +128,15 @@ fn whole_config_entries_and_bad_entries() {
     assert!(h.wait_complaint("../evil.ini").contains("path separator"));
     assert!(h.wait_complaint("cn=multi").contains("several values"));
     assert!(h.wait_complaint("cn=noconf").contains("config is NULL or missing"));
+    add_whole(&mut ldap, &ou, "big.ini", &format!("[uwsgi]\n# {}\n", "x".repeat(70_000)));
+    h.wait_complaint("65535");
 
     // More changes happen; each bad entry was still reported only once.
     add_whole(&mut ldap, &ou, "late.yaml", "uwsgi:\n  master: true\n");
     h.wait_start("late.yaml");
     ldap.delete(&dn);
     h.wait_reaped(web, "deleted entry");
-    for needle in ["../evil.ini", "cn=multi", "cn=noconf"] {
+    for needle in ["../evil.ini", "cn=multi", "cn=noconf", "65535"] {
         assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
     }
     assert_eq!(h.recorded_names(), ["early.ini", "late.yaml", "web.ini"]);
