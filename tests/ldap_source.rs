@@ -34,6 +34,25 @@ fn whole_uri(server: &str, ou: &str, ext: &str) -> String {
     format!("{server}/{ou}??one?(objectClass=applicationProcess)?x-config=description{ext}")
 }
 
+/// The entries of the standard outage scenario: `keep.ini` and `gone.ini`.
+fn add_keep_and_gone(ldap: &mut LdapClient, ou: &str) {
+    add_whole(ldap, ou, "keep.ini", &config("k1"));
+    add_whole(ldap, ou, "gone.ini", &config("g"));
+}
+
+/// Waits for `keep.ini` and `gone.ini` to start; their pids.
+fn wait_keep_and_gone(h: &Harness) -> (i32, i32) {
+    (h.wait_start("keep.ini").pid, h.wait_start("gone.ini").pid)
+}
+
+/// The changes of the standard outage scenario, made while the emperor is
+/// cut off: `keep.ini` changed, `gone.ini` deleted, `new.ini` added.
+fn change_meanwhile(ldap: &mut LdapClient, ou: &str) {
+    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
+    ldap.delete(&format!("cn=gone.ini,{ou}"));
+    add_whole(ldap, ou, "new.ini", &config("n"));
+}
+
 fn root_dse_controls(url: &str) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -147,12 +166,10 @@ fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
     let mut slapd = Slapd::private();
     let mut ldap = slapd.client();
     let ou = ldap.add_ou("outage");
-    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
-    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    add_keep_and_gone(&mut ldap, &ou);
     let mut h = Harness::new();
     h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
-    let keep = h.wait_start("keep.ini").pid;
-    let gone = h.wait_start("gone.ini").pid;
+    let (keep, gone) = wait_keep_and_gone(&h);
 
     slapd.kill();
     h.wait_complaint("LDAP connection failed");
@@ -160,9 +177,7 @@ fn outage_keeps_vassals_and_applies_changes_made_meanwhile() {
     // Back on the unix socket only: the emperor (TCP) still cannot connect,
     // so these changes are made while it is cut off.
     slapd.restart(false);
-    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
-    ldap.delete(&gone_dn);
-    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    change_meanwhile(&mut ldap, &ou);
     slapd.kill();
     assert!(alive(keep) && alive(gone), "an outage must not stop vassals");
     assert_eq!(recvs(&h, "keep.ini", 0) + recvs(&h, "gone.ini", 0), 0, "nothing stopped during the outage");
@@ -272,20 +287,16 @@ fn emperor_restart_readopts_and_an_unreachable_server_keeps_the_snapshot() {
     let mut slapd = Slapd::private();
     let mut ldap = slapd.client();
     let ou = ldap.add_ou("restart");
-    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
-    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    add_keep_and_gone(&mut ldap, &ou);
     let uri = whole_uri(&slapd.url(), &ou, "");
     let h = Harness::new();
     let first = h.spawn(&[uri.as_str()], &[]);
-    let keep = h.wait_start("keep.ini").pid;
-    let gone = h.wait_start("gone.ini").pid;
+    let (keep, gone) = wait_keep_and_gone(&h);
 
     // kill -9, changes while the emperor is down, restart: re-adopted, not
     // restarted, and the changes are applied.
     first.kill9();
-    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
-    ldap.delete(&gone_dn);
-    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    change_meanwhile(&mut ldap, &ou);
     let second = h.spawn(&[uri.as_str()], &[]);
     h.wait_start("new.ini");
     h.wait_reaped(gone, "entry deleted while the emperor was down");
@@ -423,19 +434,15 @@ fn a_cut_connection_resumes_with_the_changes_made_meanwhile() {
     let slapd = Slapd::shared();
     let mut ldap = slapd.client();
     let ou = ldap.add_ou("cut");
-    add_whole(&mut ldap, &ou, "keep.ini", &config("k1"));
-    let gone_dn = add_whole(&mut ldap, &ou, "gone.ini", &config("g"));
+    add_keep_and_gone(&mut ldap, &ou);
     let proxy = Proxy::new(slapd.port);
     let mut h = Harness::new();
     h.start(&[whole_uri(&format!("ldap://127.0.0.1:{}", proxy.port), &ou, "").as_str()]);
-    let keep = h.wait_start("keep.ini").pid;
-    let gone = h.wait_start("gone.ini").pid;
+    let (keep, gone) = wait_keep_and_gone(&h);
 
     proxy.cut();
     h.wait_complaint("LDAP connection failed");
-    ldap.replace(&format!("cn=keep.ini,{ou}"), "description", &[&config("k2")]);
-    ldap.delete(&gone_dn);
-    add_whole(&mut ldap, &ou, "new.ini", &config("n"));
+    change_meanwhile(&mut ldap, &ou);
     assert!(alive(keep) && alive(gone), "a cut connection must not stop vassals");
 
     proxy.restore();

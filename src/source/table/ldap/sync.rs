@@ -193,6 +193,17 @@ mod tests {
         Some(c.as_bytes().to_vec())
     }
 
+    /// A replica after an initial content of entries `1..=n` (cookie c1).
+    fn synced(n: u8) -> Replica {
+        let mut r = Replica::default();
+        r.begin();
+        for i in 1..=n {
+            r.entry(EntryState::Add, id(i), Some(row(&i.to_string())), None);
+        }
+        r.info(SyncInfo::RefreshDelete { cookie: cookie("c1"), refresh_done: true });
+        r
+    }
+
     #[test]
     fn initial_content_then_persist() {
         let mut r = Replica::default();
@@ -213,12 +224,7 @@ mod tests {
 
     #[test]
     fn present_phase_removes_what_it_did_not_mention() {
-        let mut r = Replica::default();
-        r.begin();
-        for n in 1..=4 {
-            r.entry(EntryState::Add, id(n), Some(row(&n.to_string())), None);
-        }
-        r.info(SyncInfo::RefreshDelete { cookie: cookie("c1"), refresh_done: true });
+        let mut r = synced(4);
         // Resume: 1 changed, 2 present, 3 in an id set, 4 gone, 5 new.
         r.begin();
         assert_eq!(r.entries.len(), 4, "a resume keeps the entries");
@@ -234,12 +240,7 @@ mod tests {
 
     #[test]
     fn delete_phase_and_id_set_deletes_keep_the_rest() {
-        let mut r = Replica::default();
-        r.begin();
-        for n in 1..=3 {
-            r.entry(EntryState::Add, id(n), Some(row(&n.to_string())), None);
-        }
-        r.info(SyncInfo::RefreshDelete { cookie: cookie("c1"), refresh_done: true });
+        let mut r = synced(3);
         r.begin();
         r.info(SyncInfo::SyncIdSet { cookie: None, refresh_deletes: true, sync_uuids: HashSet::from([id(1)]) });
         r.info(SyncInfo::RefreshDelete { cookie: None, refresh_done: true });
@@ -263,12 +264,7 @@ mod tests {
 
     #[test]
     fn a_present_phase_may_be_followed_by_a_delete_phase() {
-        let mut r = Replica::default();
-        r.begin();
-        for n in 1..=3 {
-            r.entry(EntryState::Add, id(n), Some(row(&n.to_string())), None);
-        }
-        r.info(SyncInfo::RefreshDelete { cookie: cookie("c1"), refresh_done: true });
+        let mut r = synced(3);
         r.begin();
         r.entry(EntryState::Present, id(1), None, None);
         r.entry(EntryState::Present, id(2), None, None);
