@@ -453,3 +453,27 @@ fn a_cut_connection_resumes_with_the_changes_made_meanwhile() {
     let last = refreshes.last().expect("a refresh after the cut");
     assert!(refreshes.len() == 2 && last.contains("sent=2 ") && last.contains("deleted=1"), "{refreshes:?}");
 }
+
+#[test]
+fn native_whole_config_entry_spawn_change_stop() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = ldap.add_ou("native");
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    let native = |args: &str| format!("[vassal]\nexec = \"{STUB} native {args}\"\n");
+
+    let dn = add_whole(&mut ldap, &ou, "api.toml", &native("one"));
+    let first = h.wait_start("api.toml");
+    assert_eq!(first.argv(), "native one");
+    assert!(alive(first.pid));
+
+    // Another command line: the vassal is restarted with it.
+    ldap.replace(&dn, "description", &[&native("two")]);
+    let second = h.wait_starts("api.toml", 2)[1].clone();
+    assert_eq!(second.argv(), "native two");
+    h.wait_dead(first.pid, "the old command line");
+
+    ldap.delete(&dn);
+    h.wait_dead(second.pid, "deleted entry");
+}
