@@ -345,7 +345,7 @@ impl Backend for Directory {
                 if refreshing {
                     let s = replica.stats;
                     tracing::info!(source = %self.id, entries = replica.entries.len(), sent = s.sent,
-                        unchanged = s.present, deleted = s.deleted, "sync refresh done");
+                        present = s.present, deleted = s.deleted, "sync refresh done");
                 }
                 self.keep(&replica);
                 Ok(rows(replica.entries.values().cloned(), &self.uri))
@@ -359,7 +359,12 @@ impl Backend for Directory {
             tokio::time::sleep(wait).await;
             return Change::Quiet;
         };
-        let Some(stream) = sync.stream.as_mut() else { return Change::Changed };
+        let Some(stream) = sync.stream.as_mut() else {
+            // The search failed: the next fetch starts another one, after
+            // the wait the driver chose (its backoff).
+            tokio::time::sleep(wait).await;
+            return Change::Quiet;
+        };
         tokio::select! {
             biased;
             message = stream.next() => match message {

@@ -33,7 +33,8 @@ pub struct Replica {
 pub struct RefreshStats {
     /// Entries sent whole (added or changed).
     pub sent: usize,
-    /// Entries reported unchanged.
+    /// Entries reported present (unchanged, or listed in a present
+    /// phase).
     pub present: usize,
     /// Entries removed.
     pub deleted: usize,
