@@ -477,3 +477,18 @@ fn native_whole_config_entry_spawn_change_stop() {
     ldap.delete(&dn);
     h.wait_dead(second.pid, "deleted entry");
 }
+
+#[test]
+fn a_missing_search_base_is_reported_until_it_exists() {
+    let slapd = Slapd::shared();
+    let mut ldap = slapd.client();
+    let ou = format!("ou=later,{}", servers::SUFFIX);
+    let mut h = Harness::new();
+    h.start(&[whole_uri(&slapd.url(), &ou, "").as_str()]);
+    assert!(h.wait_complaint("the sync search failed").contains("rc=32"));
+
+    ldap.add_ou("later");
+    add_whole(&mut ldap, &ou, "app.ini", &config("a"));
+    wait_until(RECOVERY, "app.ini to start once the base exists", || h.starts("app.ini").first().cloned());
+    assert_eq!(h.log_text().matches("the sync search failed").count(), 1, "one warning per outage");
+}

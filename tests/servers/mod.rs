@@ -23,7 +23,7 @@ mod slapd;
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
 pub use proxy::Proxy;
-pub use slapd::{LdapClient, Slapd, SlapdOptions, READER, READER_PASSWORD};
+pub use slapd::{LdapClient, Slapd, SlapdOptions, READER, READER_PASSWORD, SUFFIX};
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
