@@ -12,6 +12,8 @@ packages=(
   postgresql            # initdb/pg_ctl for the private PostgreSQL of the pg:// source tests
   python3-venv          # the venv holding SecantusDB, the MongoDB stand-in of the mongodb:// tests
   zookeeper             # the ZooKeeper server jar (with Java) for the private server of the zoo:// source tests
+  slapd                 # a private OpenLDAP server (syncprov) for the ldap:// source tests
+  openssl               # the CA and certificate of the TLS ldap:// tests
 )
 
 missing=()

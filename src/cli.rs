@@ -12,6 +12,7 @@ Examples:
   emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
   emperor 'pg://host=127.0.0.1 dbname=fleet;SELECT name,config,ts FROM vassals WHERE host=$$web1$$;listen=vassals'
   emperor 'mongodb://127.0.0.1:27017,uwsgi.emperor.vassals,{enabled:1}'
+  emperor 'ldap://127.0.0.1/ou=vassals,dc=example,dc=org??one?(objectClass=applicationProcess)?x-config=description'
   emperor amqp://127.0.0.1:5672 zmq://tcp://127.0.0.1:5250
   emperor zoo://zk1:2181,zk2:2181,zk3:2181/emperor/hosts/web1
 
@@ -24,6 +25,7 @@ SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt
 pub struct Cli {
     /// Config sources: dir://PATH, glob://PATTERN, pg://CONNINFO;QUERY,
     /// mongodb://HOSTS,DB.COLLECTION,{FILTER}, mongodb2://KEY=VALUE,…,
+    /// ldap[s]://HOST/BASEDN?ATTRS?SCOPE?FILTER?EXTENSIONS,
     /// amqp://HOST:PORT, zmq://ENDPOINT, zoo://HOSTS/PATH, or a bare path (an existing
     /// directory is dir://, anything else glob://).
     #[arg(required_unless_present = "fd_holder", value_name = "SOURCE")]

@@ -51,6 +51,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     };
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();
+    let cursors = store.cursors();
     let mut supervisor = Supervisor::new(settings, store, &state_dir).context("watching SIGCHLD")?;
     let known: HashMap<&VassalName, &VassalSpec> =
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
@@ -63,8 +64,12 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
-    let settings =
-        source::supervise::Settings { resync: cli.resync, emperor_id, capacity: source::supervise::CAPACITY };
+    let settings = source::supervise::Settings {
+        resync: cli.resync,
+        emperor_id,
+        capacity: source::supervise::CAPACITY,
+        cursors: Some(cursors),
+    };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, _sources) = source::supervise::start(sources, settings).await?;
     tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");

@@ -74,6 +74,8 @@ pub struct SourceContext {
     pub shutdown: Shutdown,
     /// The source's status, marked up again when it delivers.
     status: StatusCell,
+    /// Where sources that resume a change stream keep their position.
+    cursors: Option<state::Cursors>,
 }
 
 impl SourceContext {
@@ -87,7 +89,18 @@ impl SourceContext {
         shutdown: Shutdown,
     ) -> Self {
         let status = StatusCell::new(id.clone());
-        Self { id, events, resync, emperor_id, shutdown, status }
+        Self { id, events, resync, emperor_id, shutdown, status, cursors: None }
+    }
+
+    /// The same context with the state store's source cursors.
+    pub fn with_cursors(mut self, cursors: Option<state::Cursors>) -> Self {
+        self.cursors = cursors;
+        self
+    }
+
+    /// The state store's source cursors (none in tests without a store).
+    pub fn cursors(&self) -> Option<&state::Cursors> {
+        self.cursors.as_ref()
     }
 
     /// The status the supervisor keeps for this source.
@@ -226,6 +239,8 @@ const SCHEMES: &[(&str, Constructor)] = &[
     ("pg", table::pg::PgSource::from_uri),
     ("mongodb", table::mongodb::MongoSource::from_uri),
     ("mongodb2", table::mongodb::MongoSource::from_kv_uri),
+    ("ldap", table::ldap::LdapSource::from_uri),
+    ("ldaps", table::ldap::LdapSource::from_ldaps_uri),
     ("amqp", message::amqp::AmqpSource::from_uri),
     ("zmq", message::zmq::ZmqSource::from_uri),
     ("zoo", table::zoo::ZooSource::from_uri),

@@ -26,6 +26,8 @@ pub struct Settings {
     pub emperor_id: String,
     /// Capacity of the event queue towards the emperor.
     pub capacity: usize,
+    /// The state store's source cursors.
+    pub cursors: Option<state::Cursors>,
 }
 
 /// Completes once the emperor stops its sources (a cheap clone per task).
@@ -169,6 +171,7 @@ pub async fn start(
         .iter()
         .map(|s| {
             SourceContext::new(s.id(), events.clone(), settings.resync, settings.emperor_id.clone(), shutdown.clone())
+                .with_cursors(settings.cursors.clone())
         })
         .collect();
     let statuses = contexts.iter().map(|ctx| ctx.status.clone()).collect();

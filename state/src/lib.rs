@@ -1,11 +1,12 @@
 //! The sled-backed state store of emperor.
 //!
 //! It keeps, per state directory: an emperor id generated once, the next
-//! generation number, one [`VassalRecord`] per managed vassal, and the last
-//! complete snapshot of each source. Writes are buffered by sled and made
-//! durable by [`Store::flush`]; [`Store::flush_if_written`] skips the sync
-//! when no handle wrote anything since the last one. A [`Store`] is a cheap
-//! handle: clones share the same database.
+//! generation number, one [`VassalRecord`] per managed vassal, the last
+//! complete snapshot of each source, and a cursor per source that has one
+//! ([`Cursors`]). Writes are buffered by sled and made durable by
+//! [`Store::flush`]; [`Store::flush_if_written`] skips the sync when no
+//! handle wrote anything since the last one. A [`Store`] is a cheap handle:
+//! clones share the same database.
 #![forbid(unsafe_code)]
 
 mod record;
@@ -75,6 +76,7 @@ pub struct Store {
     vassals: sled::Tree,
     specs: sled::Tree,
     sources: sled::Tree,
+    cursors: sled::Tree,
     emperor_id: Arc<str>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
@@ -114,6 +116,7 @@ impl Store {
             vassals: db.open_tree("vassals")?,
             specs: db.open_tree("specs")?,
             sources: db.open_tree("sources")?,
+            cursors: db.open_tree("cursors")?,
             meta,
             db,
             emperor_id: emperor_id.into(),
@@ -232,6 +235,12 @@ impl Store {
         self.written.store(true, Ordering::Release);
     }
 
+    /// The source cursors of this store, for the sources to keep their
+    /// position with (made durable with the rest by the next flush).
+    pub fn cursors(&self) -> Cursors {
+        Cursors { tree: self.cursors.clone(), written: self.written.clone() }
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StateError> {
         self.written.store(false, Ordering::Release);
@@ -249,6 +258,38 @@ impl Store {
             return Ok(false);
         }
         self.flush().map(|()| true)
+    }
+}
+
+/// Where each source stands in its server's change stream (an LDAP sync
+/// cookie, say), as opaque bytes keyed by source id: a restarted emperor
+/// resumes from it instead of reading everything again. A cheap clone that
+/// a source task may hold.
+#[derive(Debug, Clone)]
+pub struct Cursors {
+    tree: sled::Tree,
+    /// The store's "written since the last flush" flag.
+    written: Arc<AtomicBool>,
+}
+
+impl Cursors {
+    /// The cursor last stored for `source`.
+    pub fn get(&self, source: &SourceId) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.tree.get(source.0.as_str())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores `cursor` for `source`, replacing the previous one.
+    pub fn put(&self, source: &SourceId, cursor: &[u8]) -> Result<(), StateError> {
+        self.tree.insert(source.0.as_str(), cursor)?;
+        self.written.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Forgets the cursor of `source`.
+    pub fn remove(&self, source: &SourceId) -> Result<(), StateError> {
+        self.tree.remove(source.0.as_str())?;
+        self.written.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -315,6 +356,25 @@ mod tests {
             start_time: Some(1234),
             intent: Intent::Run,
         }
+    }
+
+    #[test]
+    fn cursors_survive_reopen_per_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SourceId("ldap://h/dc=a".into()), SourceId("ldap://h/dc=b".into()));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let cursors = store.cursors();
+            assert_eq!(cursors.get(&a).unwrap(), None);
+            cursors.put(&a, b"one").unwrap();
+            cursors.put(&a, b"two").unwrap();
+            cursors.put(&b, b"other").unwrap();
+            cursors.remove(&b).unwrap();
+            store.flush().unwrap();
+        }
+        let cursors = Store::open(dir.path()).unwrap().cursors();
+        assert_eq!(cursors.get(&a).unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(cursors.get(&b).unwrap(), None);
     }
 
     #[test]

@@ -44,8 +44,12 @@ pub fn start_source(built: Box<dyn source::Source>) -> Running {
     static EMPERORS: AtomicUsize = AtomicUsize::new(0);
     let id = built.id();
     let n = EMPERORS.fetch_add(1, Ordering::Relaxed);
-    let settings =
-        Settings { resync: RESYNC, emperor_id: format!("conformance-{}-{n}", std::process::id()), capacity: CAPACITY };
+    let settings = Settings {
+        resync: RESYNC,
+        emperor_id: format!("conformance-{}-{n}", std::process::id()),
+        capacity: CAPACITY,
+        cursors: None,
+    };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime to build the source");
     let (events, sources) =

@@ -7,6 +7,8 @@
 //!   with change streams) from `target/test-venv`, with [`MongoClient`];
 //! * [`ZooKeeper`]: a standalone ZooKeeper (Debian `zookeeper` jar under
 //!   Java), with [`ZkClient`];
+//! * [`Slapd`]: a private OpenLDAP slapd (syncprov, optionally TLS), with
+//!   [`LdapClient`];
 //! * [`Proxy`]: a TCP proxy a test cuts to simulate a lost connection.
 //!
 //! `shared()` gives one server per test binary (each test then uses its own
@@ -18,11 +20,13 @@
 mod mongo;
 mod postgres;
 mod proxy;
+mod slapd;
 mod zookeeper;
 
 pub use mongo::{Mongo, MongoClient};
 pub use postgres::{lit, PgClient, Postgres};
 pub use proxy::Proxy;
+pub use slapd::{LdapClient, Slapd, SlapdOptions, READER, READER_PASSWORD, SUFFIX};
 pub use zookeeper::{ZkClient, ZooKeeper};
 
 use std::fs;

@@ -9,6 +9,7 @@
 //! and publishing a snapshot only when it changed (the last one stays in
 //! force during an outage).
 
+pub mod ldap;
 pub mod mongodb;
 pub mod pg;
 pub mod rows;
