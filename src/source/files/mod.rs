@@ -62,17 +62,32 @@ pub fn task<L: Layout>(layout: L, ctx: SourceContext) -> Result<SourceTask, Sour
     .map_err(|e| SourceError::Start { uri: uri.clone(), message: e.to_string() })?;
     let mut shutdown = ctx.shutdown.clone();
     Ok(Box::pin(async move {
-        // Detached on purpose: it also stops the loop when this task is aborted.
-        tokio::spawn(async move {
-            shutdown.requested().await;
-            let _ = wake.send(None);
-        });
-        match tokio::task::spawn_blocking(move || Loop::new(layout, ctx, watcher).run(rx)).await {
+        // Ends the loop when shutdown is asked for, and also when this task
+        // is aborted or dropped (the guard's drop wakes the loop).
+        let stop = StopOnDrop(wake);
+        let mut looping = tokio::task::spawn_blocking(move || Loop::new(layout, ctx, watcher).run(rx));
+        let joined = tokio::select! {
+            joined = &mut looping => joined,
+            () = shutdown.requested() => {
+                drop(stop);
+                looping.await
+            }
+        };
+        match joined {
             Ok(()) => Ok(()),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(SourceError::Failed { uri, message: e.to_string() }),
         }
     }))
+}
+
+/// Wakes the watch loop with "stop" when dropped.
+struct StopOnDrop(std::sync::mpsc::Sender<Wake>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(None);
+    }
 }
 
 /// What a batch of events asks for.
