@@ -11,6 +11,8 @@
 mod event_loop;
 mod journal;
 mod processes;
+#[cfg(test)]
+mod tests;
 
 use crate::cli::Cli;
 use crate::source;
