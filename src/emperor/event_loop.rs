@@ -3,22 +3,23 @@
 //! of the journal.
 
 use super::journal::Journal;
+use super::processes::Processes;
 use crate::failpoint;
 use crate::source::{Envelope, SourceEvent};
-use crate::supervisor::Supervisor;
 use anyhow::Context;
 use reconciler::{Controller, SourceId, VassalName};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::Receiver;
+use tokio::time::Instant;
 
 /// The loop's state: what it reconciles, with what, and how it records.
-pub(super) struct Emperor {
+pub(super) struct Emperor<P> {
     pub(super) controller: Controller,
-    pub(super) supervisor: Supervisor,
+    pub(super) supervisor: P,
     pub(super) journal: Journal,
-    /// The origin of the controller's millisecond clock.
+    /// The origin of the controller's millisecond clock (tokio's clock, so
+    /// that a paused test clock drives the respawn timers).
     pub(super) clock: Instant,
     /// Name conflicts already reported.
     pub(super) conflicts: HashSet<(VassalName, SourceId)>,
@@ -44,7 +45,7 @@ impl Signals {
     }
 }
 
-impl Emperor {
+impl<P: Processes> Emperor<P> {
     /// Serves source events, exits and signals until the emperor stops.
     pub(super) async fn serve(
         mut self,
@@ -161,7 +162,7 @@ impl Emperor {
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

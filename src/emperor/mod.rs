@@ -10,6 +10,9 @@
 
 mod event_loop;
 mod journal;
+mod processes;
+#[cfg(test)]
+mod tests;
 
 use crate::cli::Cli;
 use crate::source;
@@ -19,7 +22,7 @@ use event_loop::Emperor;
 use journal::Journal;
 use reconciler::{BackoffPolicy, Controller, SourceId, VassalName, VassalSpec};
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Runs the emperor until a stop signal or until `shutdown` completes.
 pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {

@@ -1,0 +1,44 @@
+//! What the main loop needs of the vassal processes: the reconciler's
+//! [`Executor`] plus the exits and the shutdown. The [`Supervisor`] is the
+//! one implementation in the emperor; the loop's tests drive a fake.
+
+use crate::supervisor::Supervisor;
+use reconciler::{Executor, VassalName};
+
+/// The vassal processes as the main loop sees them.
+pub(crate) trait Processes: Executor {
+    /// Waits until a vassal's process is gone and returns its name and
+    /// generation. Cancel-safe: an exit not yet returned is kept.
+    async fn next_exit(&mut self) -> (VassalName, u64);
+    /// An exit already known, without waiting (to drain a burst of them).
+    fn exited_now(&mut self) -> Option<(VassalName, u64)>;
+    /// Asks every vassal to stop (emperor shutdown).
+    fn stop_all(&mut self);
+    /// Whether no process is left.
+    fn is_idle(&self) -> bool;
+    /// Ends what outlives the vassals (the fd holder); called once every
+    /// vassal has stopped.
+    fn retire_holder(&mut self);
+}
+
+impl Processes for Supervisor {
+    async fn next_exit(&mut self) -> (VassalName, u64) {
+        Supervisor::next_exit(self).await
+    }
+
+    fn exited_now(&mut self) -> Option<(VassalName, u64)> {
+        Supervisor::exited_now(self)
+    }
+
+    fn stop_all(&mut self) {
+        Supervisor::stop_all(self);
+    }
+
+    fn is_idle(&self) -> bool {
+        Supervisor::is_idle(self)
+    }
+
+    fn retire_holder(&mut self) {
+        Supervisor::retire_holder(self);
+    }
+}
