@@ -8,7 +8,7 @@ use crate::common::uwsgi_ini;
 use crate::servers::{LdapClient, Slapd, READER};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// An organizational unit of its own on a server, and a client on it.
 pub struct Ldap {
@@ -149,14 +149,15 @@ impl Outage for Ldap {
 }
 
 impl Secret for Ldap {
-    /// A bind password from a file (the one started) and from
-    /// `$EMPEROR_LDAP_PASSWORD`; both wrong, so the bind is refused.
+    /// A bind password from a file, wrong, so the bind is refused. The
+    /// other way, `$EMPEROR_LDAP_PASSWORD`, is read by the same bind; it is
+    /// not set here: `setenv` is unsound while other threads of the binary
+    /// may read the environment.
     fn uris_with(&self, secret: &str) -> Vec<String> {
         let file = self.dir.path().join("ldap.pw");
         std::fs::write(&file, format!("{secret}\n")).expect("write the password file");
         let bind = format!(",bindname={}", READER.replace(',', "%2C"));
-        password_env(secret);
-        vec![self.uri_with(&format!("{bind},x-password-file={}", file.display())), self.uri_with(&bind)]
+        vec![self.uri_with(&format!("{bind},x-password-file={}", file.display()))]
     }
 
     /// A password in the URI is refused, in every form.
@@ -168,13 +169,6 @@ impl Secret for Ldap {
             format!("ldap://reader:{secret}@127.0.0.1:{port}/{}", self.ou),
         ]
     }
-}
-
-/// Sets `$EMPEROR_LDAP_PASSWORD` once for the whole binary (no other check
-/// reads it).
-fn password_env(secret: &str) {
-    static SET: OnceLock<()> = OnceLock::new();
-    SET.get_or_init(|| std::env::set_var("EMPEROR_LDAP_PASSWORD", secret));
 }
 
 mod shared {
