@@ -8,6 +8,7 @@
 //! then reconciles what it made dirty and flushes the state store once, if
 //! anything was written.
 
+mod dirs;
 mod event_loop;
 mod journal;
 mod processes;
@@ -29,9 +30,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
     let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
-    for dir in [&state_dir, &log_dir] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    dirs::prepare_state_dir(&state_dir, &log_dir)?;
+    dirs::prepare_log_dir(&log_dir)?;
     let store = open_store(&state_dir, cli.reset_state)?;
     let policy = BackoffPolicy {
         min_ms: cli.backoff_min.as_millis() as u64,
@@ -51,6 +51,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         log_dir,
         stop_timeout: cli.stop_timeout,
         heartbeat_timeout: cli.heartbeat_timeout,
+        native: cli.native,
+        vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
     };
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();
