@@ -51,6 +51,13 @@ impl NativePolicy {
     }
 }
 
+impl std::fmt::Display for NativePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
+        f.write_str(name.get_name())
+    }
+}
+
 /// Why a spec cannot be launched.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -73,7 +80,7 @@ pub enum LaunchError {
         source: vassal::ConfigError,
     },
     /// A native config from a source `--native` does not allow.
-    #[error("{vassal}: native config from {source_id} refused (--native={policy:?})")]
+    #[error("{vassal}: native config from {source_id} refused (--native={policy})")]
     NativeRefused {
         /// The vassal.
         vassal: VassalName,
@@ -229,7 +236,7 @@ mod tests {
         assert!(matches!(load_allowed(&s, NativePolicy::Deny), Err(LaunchError::NativeRefused { .. })));
         s.source = SourceId("zmq://tcp://127.0.0.1:5250".into());
         let err = load_allowed(&s, NativePolicy::FilesOnly).unwrap_err().to_string();
-        assert!(err.contains("zmq://tcp://127.0.0.1:5250") && err.contains("refused"), "{err}");
+        assert!(err.contains("zmq://tcp://127.0.0.1:5250") && err.contains("--native=files-only"), "{err}");
         assert!(load_allowed(&s, NativePolicy::Allow).is_ok());
         let uwsgi = spec("app.ini", ConfigRef::Inline("[uwsgi]\n".into()));
         assert!(load_allowed(&VassalSpec { source: s.source.clone(), ..uwsgi }, NativePolicy::Deny).is_ok());
