@@ -77,6 +77,18 @@ pub struct Cli {
     #[arg(long)]
     pub reset_state: bool,
 
+    /// Which sources may give native configs (an `exec` the source chooses):
+    /// allow (every source), deny (none: every vassal runs the vassal
+    /// binary), files-only (dir:// and glob:// only; a native config from a
+    /// database or a message is refused with a warning naming the source).
+    #[arg(long, value_name = "POLICY", value_enum, default_value = "allow")]
+    pub native: crate::supervisor::NativePolicy,
+
+    /// The umask vassals start with, in octal (default: the umask the emperor
+    /// was started with; the emperor itself creates its files with 077).
+    #[arg(long, value_name = "OCTAL", value_parser = octal_mask)]
+    pub vassal_umask: Option<u32>,
+
     /// Run as the fd holder listening on SOCKET (started by the emperor itself).
     #[arg(long, value_name = "SOCKET", hide = true)]
     pub fd_holder: Option<PathBuf>,
@@ -110,6 +122,11 @@ fn seconds(text: &str) -> Result<Duration, crate::source::util::seconds::Seconds
     crate::source::util::seconds::parse(text)
 }
 
+/// Parses a umask in octal (`022`, `0027`).
+fn octal_mask(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| format!("{text:?} is not an octal umask"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +144,16 @@ mod tests {
         assert_eq!(cli.sources, ["dir:///a", "/b"]);
         assert_eq!(cli.stop_timeout, Duration::from_secs(2));
         assert_eq!(cli.state_dir(), PathBuf::from("/tmp/s"));
+        assert_eq!(cli.native, crate::supervisor::NativePolicy::Allow);
+        assert_eq!(cli.vassal_umask, None);
+    }
+
+    #[test]
+    fn native_policy_and_umask_parse() {
+        let cli = Cli::parse_from(["emperor", "--native", "files-only", "--vassal-umask", "027", "/a"]);
+        assert_eq!(cli.native, crate::supervisor::NativePolicy::FilesOnly);
+        assert_eq!(cli.vassal_umask, Some(0o027));
+        assert!(Cli::try_parse_from(["emperor", "--vassal-umask", "9", "/a"]).is_err());
+        assert!(Cli::try_parse_from(["emperor", "--native", "maybe", "/a"]).is_err());
     }
 }

@@ -20,7 +20,11 @@ use anyhow::Context;
 /// Runs what the command line asks for: the fd holder (an internal role) or
 /// the emperor itself, until a stop signal or until `shutdown` completes
 /// (which stops every vassal, like SIGTERM).
+///
+/// The process umask becomes `077` (the emperor's files are private); the
+/// one it had is what vassals get unless `--vassal-umask` says otherwise.
 pub fn run(cli: cli::Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    sys::umask::make_private();
     if let Some(socket) = &cli.fd_holder {
         return supervisor::serve_fd_holder(socket).with_context(|| format!("fd holder on {}", socket.display()));
     }

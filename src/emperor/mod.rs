@@ -8,6 +8,7 @@
 //! then reconciles what it made dirty and flushes the state store once, if
 //! anything was written.
 
+mod dirs;
 mod event_loop;
 mod journal;
 mod processes;
@@ -29,9 +30,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
     let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
-    for dir in [&state_dir, &log_dir] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    dirs::prepare_state_dir(&state_dir, &log_dir)?;
+    dirs::prepare_log_dir(&log_dir)?;
     let store = open_store(&state_dir, cli.reset_state)?;
     let policy = BackoffPolicy {
         min_ms: cli.backoff_min.as_millis() as u64,
@@ -51,6 +51,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         log_dir,
         stop_timeout: cli.stop_timeout,
         heartbeat_timeout: cli.heartbeat_timeout,
+        native: cli.native,
+        vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
     };
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();
@@ -84,7 +86,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
 /// Opens the state store; with `reset`, a store that cannot be opened is
 /// moved aside first and a fresh one started.
 fn open_store(state_dir: &std::path::Path, reset: bool) -> anyhow::Result<state::Store> {
-    match state::Store::open(state_dir) {
+    match open_when_unlocked(state_dir) {
         Ok(store) => Ok(store),
         Err(e @ state::StateError::Locked(_)) => Err(e.into()),
         Err(e) if reset => {
@@ -94,5 +96,24 @@ fn open_store(state_dir: &std::path::Path, reset: bool) -> anyhow::Result<state:
         }
         Err(e) => Err(anyhow::Error::new(e)
             .context("cannot open the state store (start with --reset-state to move it aside and start fresh)")),
+    }
+}
+
+/// How long a locked store is waited for before it is reported in use: the
+/// lock of an emperor that has just died (a restart after a crash) can
+/// outlive it by a few milliseconds, until every reference to its open file
+/// is gone.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens the state store, waiting up to [`LOCK_WAIT`] for a lock to go away.
+fn open_when_unlocked(state_dir: &std::path::Path) -> Result<state::Store, state::StateError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match state::Store::open(state_dir) {
+            Err(state::StateError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }

@@ -232,6 +232,11 @@ pub trait Source: Send + Sync {
 /// Builds a source from the rest of its URI (after `scheme://`).
 type Constructor = fn(&str) -> Result<Box<dyn Source>, SourceError>;
 
+/// The variables of the emperor's environment from which a source reads
+/// credentials: consumed by the emperor, never passed on to a vassal or the
+/// fd holder.
+pub const CREDENTIAL_VARIABLES: &[&str] = &[table::pg::PASSWORD_ENV, table::ldap::PASSWORD_ENV];
+
 /// Every known scheme and its constructor.
 const SCHEMES: &[(&str, Constructor)] = &[
     ("dir", files::DirSource::from_uri),
@@ -253,7 +258,7 @@ pub fn parse(arg: &str) -> Result<Box<dyn Source>, SourceError> {
         Some((scheme, rest)) => match SCHEMES.iter().find(|(s, _)| *s == scheme) {
             Some((_, build)) => build(rest),
             None => Err(SourceError::UnknownScheme {
-                uri: arg.to_owned(),
+                uri: util::secret::mask(arg),
                 scheme: scheme.to_owned(),
                 known: SCHEMES.iter().map(|(s, _)| format!("{s}://")).collect::<Vec<_>>().join(" "),
             }),

@@ -276,6 +276,7 @@ mod tests {
             keep_fds: Vec::new(),
             log: std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap(),
             user: None,
+            umask: None,
         };
         let leader = crate::sys::spawn::spawn(request).unwrap();
         // posix_spawn returns while the kernel may still be writing the new

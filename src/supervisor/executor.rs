@@ -14,7 +14,7 @@ impl Executor for Supervisor {
     /// after a fork then finds the intent and adopts the process.
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
         for (spec, generation) in starts {
-            let launch = launch::load(spec);
+            let launch = launch::load_allowed(spec, self.settings.native);
             if let Ok(launch) = &launch {
                 self.record(spec, *generation, mode_of(launch), None, Intent::Run);
             }
@@ -32,7 +32,12 @@ impl Executor for Supervisor {
             self.intend(&[(spec.clone(), generation)]);
         }
         let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
-            tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config");
+            match e {
+                launch::LaunchError::NativeRefused { .. } => {
+                    tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
+                }
+                _ => tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config"),
+            }
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
@@ -54,7 +59,7 @@ impl Executor for Supervisor {
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
-        let launch = match launch::load(spec) {
+        let launch = match launch::load_allowed(spec, self.settings.native) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(vassal = %spec.name, error = %e, "new config is unusable; the running vassal keeps its previous config");

@@ -10,8 +10,8 @@
 //! per message, fds passed with `SCM_RIGHTS`:
 //! `PUT <key>` + fd, `DROP <key>`, `LIST` → `FD <key>` + fd … `END`, `QUIT`.
 
-use crate::sys::scm;
-use std::collections::HashMap;
+use crate::sys::{peer, scm};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -39,10 +39,15 @@ impl FdHolder {
             args: vec!["--fd-holder".into(), socket_path.to_string_lossy().into_owned()],
             cwd: Some("/".into()),
             env: Vec::new(),
-            env_remove: vec!["EMPEROR_ID".into(), "EMPEROR_VASSAL".into()],
+            env_remove: [&["EMPEROR_ID", "EMPEROR_VASSAL"][..], crate::source::CREDENTIAL_VARIABLES]
+                .concat()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             keep_fds: Vec::new(),
             log,
             user: None,
+            umask: None,
         };
         crate::sys::spawn::spawn(request)?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -107,51 +112,111 @@ pub fn parse_key(key: &str) -> Option<(&str, u64, &str)> {
 }
 
 /// Runs the holder itself (`emperor --fd-holder SOCKET`); returns when told to quit.
+///
+/// Only the emperor's own uid (and root) may connect: the kernel's record of
+/// each peer (`SO_PEERCRED`) is checked whatever the socket file's mode,
+/// and a refused uid is logged once. One emperor is served at a time; a
+/// second one waits its turn, while refusals are answered at once.
 pub fn serve(socket_path: &Path) -> io::Result<()> {
     let listener = scm::listen(socket_path)?;
     let mut held: HashMap<String, OwnedFd> = HashMap::new();
+    let mut waiting: VecDeque<OwnedFd> = VecDeque::new();
+    let mut refused: HashSet<u32> = HashSet::new();
+    let mut current: Option<OwnedFd> = None;
     loop {
-        let conn = scm::accept(listener.as_fd())?;
-        if serve_connection(&conn, &mut held) {
-            let _ = std::fs::remove_file(socket_path);
-            return Ok(());
+        if current.is_none() {
+            current = waiting.pop_front();
+        }
+        let mut fds = vec![listener.as_fd()];
+        fds.extend(current.as_ref().map(|c| c.as_fd()));
+        let ready = scm::wait_readable(&fds)?;
+        if ready[0] {
+            let conn = scm::accept(listener.as_fd())?;
+            if admit(&conn, &mut refused) {
+                waiting.push_back(conn);
+            }
+        }
+        if ready.get(1).copied().unwrap_or(false) {
+            let conn = current.as_ref().expect("polled with a connection");
+            match serve_message(conn, &mut held) {
+                Flow::Next => {}
+                Flow::Closed => current = None,
+                Flow::Quit => {
+                    let _ = std::fs::remove_file(socket_path);
+                    return Ok(());
+                }
+            }
         }
     }
 }
 
-/// Serves one emperor until it disconnects; `true` when it said QUIT.
-fn serve_connection(conn: &OwnedFd, held: &mut HashMap<String, OwnedFd>) -> bool {
-    loop {
-        let Ok((text, fd)) = recv(conn.as_fd()) else { return false };
-        if text.is_empty() && fd.is_none() {
-            return false; // the emperor went away
+/// Whether the peer of `conn` may use the holder; a refused uid is logged
+/// the first time only, so that a local user cannot flood the log.
+fn admit(conn: &OwnedFd, refused: &mut HashSet<u32>) -> bool {
+    match peer::credentials(conn) {
+        Ok(cred) if peer::is_trusted(cred.uid) => true,
+        Ok(cred) => {
+            if refused.insert(cred.uid) {
+                tracing::warn!(uid = cred.uid, pid = cred.pid, "fd holder: connection refused: not the emperor's uid");
+            }
+            false
         }
-        let (verb, arg) = text.split_once(' ').unwrap_or((text.as_str(), ""));
-        match (verb, fd) {
-            ("PUT", Some(fd)) => {
-                held.insert(arg.to_owned(), fd);
-            }
-            ("DROP", _) => {
-                held.remove(arg);
-            }
-            ("LIST", _) => {
-                for (key, fd) in held.iter() {
-                    if send(conn.as_fd(), format!("FD {key}").as_bytes(), Some(fd.as_fd())).is_err() {
-                        return false;
-                    }
-                }
-                if send(conn.as_fd(), b"END", None).is_err() {
-                    return false;
-                }
-            }
-            ("QUIT", _) => return true,
-            _ => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "fd holder: connection refused: peer credentials unknown");
+            false
         }
     }
 }
 
+/// What became of a connection after one message.
+enum Flow {
+    /// It stays open.
+    Next,
+    /// The emperor went away.
+    Closed,
+    /// The emperor said QUIT.
+    Quit,
+}
+
+/// Serves one message of the connected emperor.
+fn serve_message(conn: &OwnedFd, held: &mut HashMap<String, OwnedFd>) -> Flow {
+    let Ok((text, fd)) = recv(conn.as_fd()) else { return Flow::Closed };
+    if text.is_empty() && fd.is_none() {
+        return Flow::Closed;
+    }
+    let (verb, arg) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    match (verb, fd) {
+        ("PUT", Some(fd)) => {
+            held.insert(arg.to_owned(), fd);
+        }
+        ("DROP", _) => {
+            held.remove(arg);
+        }
+        ("LIST", _) => {
+            for (key, fd) in held.iter() {
+                if send(conn.as_fd(), format!("FD {key}").as_bytes(), Some(fd.as_fd())).is_err() {
+                    return Flow::Closed;
+                }
+            }
+            if send(conn.as_fd(), b"END", None).is_err() {
+                return Flow::Closed;
+            }
+        }
+        ("QUIT", _) => return Flow::Quit,
+        _ => {}
+    }
+    Flow::Next
+}
+
+/// Connects to the holder at `path`, refusing one run by another user.
 fn connect(path: &Path) -> io::Result<OwnedFd> {
-    scm::connect(path)
+    let conn = scm::connect(path)?;
+    let cred = peer::credentials(&conn)?;
+    if !peer::is_trusted(cred.uid) {
+        let message = format!("the fd holder on {} runs as uid {}", path.display(), cred.uid);
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+    }
+    Ok(conn)
 }
 
 /// Sends one datagram, with `fd` attached when given.

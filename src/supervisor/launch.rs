@@ -3,7 +3,7 @@
 //! mode.
 
 use crate::vassal::{self, Format, NativeSpec, VassalConfig};
-use reconciler::{ConfigRef, VassalSpec};
+use reconciler::{ConfigRef, SourceId, VassalName, VassalSpec};
 use std::path::{Path, PathBuf};
 
 /// A parsed, runnable vassal.
@@ -19,6 +19,43 @@ pub enum Launch {
     },
     /// Run a program directly.
     Native(NativeSpec),
+}
+
+/// Which sources may choose the program a vassal runs (`--native`).
+///
+/// A native config names any program; a uWSGI config runs the vassal
+/// binary (which its options can still make run other code). Refusing
+/// native configs from databases and messages narrows what whoever can
+/// write to them can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NativePolicy {
+    /// Native configs from every source (the default).
+    #[default]
+    Allow,
+    /// No native config at all: every vassal runs the vassal binary.
+    Deny,
+    /// Native configs only from local files (`dir://`, `glob://`).
+    FilesOnly,
+}
+
+impl NativePolicy {
+    /// Whether a native config from `source` may run.
+    pub fn allows(self, source: &SourceId) -> bool {
+        match self {
+            NativePolicy::Allow => true,
+            NativePolicy::Deny => false,
+            NativePolicy::FilesOnly => {
+                matches!(source.0.split_once("://").map(|(scheme, _)| scheme), Some("dir" | "glob"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for NativePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = clap::ValueEnum::to_possible_value(self).expect("no variant is skipped");
+        f.write_str(name.get_name())
+    }
 }
 
 /// Why a spec cannot be launched.
@@ -42,6 +79,27 @@ pub enum LaunchError {
         #[source]
         source: vassal::ConfigError,
     },
+    /// A native config from a source `--native` does not allow.
+    #[error("{vassal}: native config from {source_id} refused (--native={policy})")]
+    NativeRefused {
+        /// The vassal.
+        vassal: VassalName,
+        /// Its source.
+        source_id: SourceId,
+        /// The policy in force.
+        policy: NativePolicy,
+    },
+}
+
+/// Reads and parses the config of `spec`, and refuses a native one that
+/// `policy` does not allow from the spec's source.
+pub fn load_allowed(spec: &VassalSpec, policy: NativePolicy) -> Result<Launch, LaunchError> {
+    match load(spec)? {
+        Launch::Native(_) if !policy.allows(&spec.source) => {
+            Err(LaunchError::NativeRefused { vassal: spec.name.clone(), source_id: spec.source.clone(), policy })
+        }
+        launch => Ok(launch),
+    }
 }
 
 /// Reads and parses the config of `spec`.
@@ -121,7 +179,6 @@ pub fn vassal_env_mapping(vars: impl Iterator<Item = (String, String)>) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reconciler::{SourceId, VassalName};
 
     fn spec(name: &str, config: ConfigRef) -> VassalSpec {
         VassalSpec {
@@ -169,6 +226,20 @@ mod tests {
         assert_eq!(cl.args, ["-m", "http.server"]);
         assert_eq!(cl.cwd, Some(PathBuf::from("/srv/vassals/www")));
         assert_eq!(cl.env, [("A".to_owned(), "1".to_owned())]);
+    }
+
+    #[test]
+    fn files_only_refuses_native_configs_from_other_sources() {
+        let native = "[vassal]\nexec = [\"true\"]\n";
+        let mut s = spec("web.toml", ConfigRef::Inline(native.into()));
+        assert!(load_allowed(&s, NativePolicy::FilesOnly).is_ok());
+        assert!(matches!(load_allowed(&s, NativePolicy::Deny), Err(LaunchError::NativeRefused { .. })));
+        s.source = SourceId("zmq://tcp://127.0.0.1:5250".into());
+        let err = load_allowed(&s, NativePolicy::FilesOnly).unwrap_err().to_string();
+        assert!(err.contains("zmq://tcp://127.0.0.1:5250") && err.contains("--native=files-only"), "{err}");
+        assert!(load_allowed(&s, NativePolicy::Allow).is_ok());
+        let uwsgi = spec("app.ini", ConfigRef::Inline("[uwsgi]\n".into()));
+        assert!(load_allowed(&VassalSpec { source: s.source.clone(), ..uwsgi }, NativePolicy::Deny).is_ok());
     }
 
     #[test]

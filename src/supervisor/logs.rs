@@ -3,7 +3,7 @@
 
 use reconciler::VassalName;
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The file name of a vassal's log: its name with `%` and `/` escaped, plus `.log`.
@@ -21,14 +21,35 @@ pub fn open(dir: &Path, name: &VassalName) -> std::io::Result<File> {
     open_named(dir, &file_name(name))
 }
 
-/// Opens (creating) the log file `file` in `dir` for appending.
+/// Mode of a new log file: readable by the log dir's group, whatever the
+/// emperor's own (private) umask.
+const MODE: u32 = 0o640;
+
+/// Opens (creating, mode `0640`) the log file `file` in `dir` for appending.
 pub fn open_named(dir: &Path, file: &str) -> std::io::Result<File> {
-    File::options().create(true).append(true).mode(0o640).open(dir.join(file))
+    let path = dir.join(file);
+    match File::options().create_new(true).append(true).mode(MODE).open(&path) {
+        Ok(created) => {
+            created.set_permissions(std::fs::Permissions::from_mode(MODE))?;
+            Ok(created)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => File::options().append(true).open(&path),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_logs_are_0640_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        open_named(dir.path(), "a.log").unwrap();
+        let mode = dir.path().join("a.log").metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        open_named(dir.path(), "a.log").unwrap();
+    }
 
     #[test]
     fn names_are_escaped() {

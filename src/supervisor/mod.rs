@@ -26,6 +26,7 @@ use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
+pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 use proc::Proc;
 use process::Handle;
@@ -50,6 +51,10 @@ pub struct Settings {
     pub stop_timeout: Duration,
     /// Longest silence allowed from a vassal that has sent a heartbeat.
     pub heartbeat_timeout: Duration,
+    /// Which sources may give native configs.
+    pub native: NativePolicy,
+    /// The file-creation mask vassals start with.
+    pub vassal_umask: u32,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -164,7 +169,7 @@ impl Supervisor {
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
-        let mut remove = Vec::new();
+        let mut remove: Vec<String> = crate::source::CREDENTIAL_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
         let mut user = None;
         match launch {
@@ -191,7 +196,9 @@ impl Supervisor {
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.
         self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
-        let request = spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user };
+        let umask = Some(self.settings.vassal_umask);
+        let request =
+            spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };
         let pid = spawn::spawn(request).map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {

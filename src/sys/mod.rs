@@ -4,15 +4,17 @@
 //! through `rustix`, which is safe; raw `libc` remains only where `rustix`
 //! has no wrapper: `posix_spawn`, `close_range`, `waitid` on any child (its
 //! siginfo pid), `pidfd_send_signal` with `PIDFD_SIGNAL_PROCESS_GROUP`, and
-//! the passwd/group database. Every `unsafe` block says why it is sound.
+//! the passwd/group database, `umask` and `poll`. Every `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod host;
+pub mod peer;
 pub mod pidfd;
 pub mod proc;
 pub mod scm;
 pub mod signal;
 pub mod spawn;
+pub mod umask;
 pub mod user;
 pub mod wait;

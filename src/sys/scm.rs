@@ -7,7 +7,7 @@ use rustix::net::{
 };
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// The address of a socket file; a clear error when the path is too long.
@@ -44,6 +44,24 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
             Err(rustix::io::Errno::INTR) => continue,
             other => return Ok(other?),
+        }
+    }
+}
+
+/// Waits until at least one of `fds` is readable (or hung up); returns which.
+/// Retries when a signal interrupts.
+pub fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        // SAFETY: `polled` is a live array of `polled.len()` pollfd structs.
+        let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+        if rc >= 0 {
+            return Ok(polled.iter().map(|p| p.revents != 0).collect());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct SpawnRequest {
     pub log: File,
     /// uid and gid to switch to.
     pub user: Option<(u32, u32)>,
+    /// The file-creation mask of the process (the emperor's own when `None`).
+    pub umask: Option<u32>,
 }
 
 /// Starts the process; returns its pid. The process leads a new session and
@@ -60,12 +62,16 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
         cmd.uid(uid).gid(gid);
     }
     let keep = req.keep_fds.clone();
+    let umask = req.umask;
     // SAFETY: the closure only makes async-signal-safe syscalls (setsid,
-    // close_range, fcntl, sigprocmask) and allocates nothing.
+    // umask, close_range, fcntl, sigprocmask) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
             }
             // Mark every inherited fd close-on-exec in one call, then let
             // through only the channel ends the vassal needs.
@@ -151,7 +157,15 @@ fn spawn_vfork(req: SpawnRequest) -> std::io::Result<i32> {
         libc::posix_spawnattr_setflags(&mut attr, flags);
         let mut pid: libc::pid_t = 0;
         let spawn = if req.program.contains('/') { libc::posix_spawn } else { libc::posix_spawnp };
+        // posix_spawn has no umask attribute: the child inherits the
+        // caller's, so the vassal's is set for the length of the call. The
+        // state store's files all exist from its opening, and the state dir
+        // is 0700 besides, so no file of the emperor's gets the vassal's mask.
+        let emperor_mask = req.umask.map(super::umask::set);
         let rc = spawn(&mut pid, program.as_ptr(), &actions, &attr, argv_p.as_ptr(), envp_p.as_ptr());
+        if let Some(mask) = emperor_mask {
+            super::umask::set(mask);
+        }
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
         if rc != 0 {

@@ -140,6 +140,24 @@ impl Harness {
         Run(cmd.spawn().expect("spawn emperor"))
     }
 
+    /// [`Harness::start`] through `sh -c '<shell>; exec emperor …'`: the
+    /// emperor starts in what `shell` sets up (a umask, say).
+    pub fn start_after(&mut self, shell: &str, args: &[&str]) {
+        assert!(self.emperor.is_none(), "emperor already started");
+        let emperor = self.command(args);
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(format!("{shell}; exec \"$0\" \"$@\""))
+            .arg(EMPEROR)
+            .args(emperor.get_args())
+            .envs(emperor.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        self.emperor = Some(Run(sh.spawn().expect("spawn emperor through sh")));
+    }
+
     /// [`Harness::spawn`] on the default dir source, `extra` options first.
     pub fn spawn_dir(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let source = self.dir_source();

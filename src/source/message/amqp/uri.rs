@@ -66,7 +66,9 @@ pub fn parse(rest: &str) -> Result<Settings, String> {
         None => ("guest".to_owned(), "guest".to_owned()),
         Some(info) => {
             let (u, p) = info.split_once(':').unwrap_or((info, ""));
-            (decode(u)?, decode(p)?)
+            // The error of a bad password must not quote it.
+            let password = decode(p).map_err(|_| "the password is not percent-encoded UTF-8".to_owned())?;
+            (decode(u)?, password)
         }
     };
     let (host, port) = split_host_port(hostport)?;
@@ -166,6 +168,12 @@ fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::source::message::amqp::AmqpSource;
+
+    #[test]
+    fn a_bad_password_is_not_quoted() {
+        let err = AmqpSource::from_uri("app:s3cr%zzet@mq:5672").err().unwrap().to_string();
+        assert!(!err.contains("s3cr") && err.contains("password"), "{err}");
+    }
 
     #[test]
     fn uri_defaults_are_upstream() {

@@ -88,6 +88,9 @@ impl PgSource {
     }
 }
 
+/// The variable that gives the password when the conninfo has none (libpq's).
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
+
 /// libpq's defaults: `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
 /// `PGDATABASE`, then the local socket directory; plus timeouts so that a
 /// dead server is noticed.
@@ -111,7 +114,7 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
         }
     }
     if config.get_password().is_none() {
-        if let Some(password) = env("PGPASSWORD") {
+        if let Some(password) = env(PASSWORD_ENV) {
             config.password(password);
         }
     }
