@@ -5,6 +5,29 @@
 //! `password='a \' b'`), key-value `password=VALUE` pairs, and the password
 //! of a URL's user info (`scheme://user:secret@host`).
 
+/// A password taken from a source URI: `Debug` prints `***`, so a struct
+/// that holds one can derive `Debug` without leaking it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Password(text.into())
+    }
+
+    /// The password itself, for the login that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// `text` with every password replaced by `***`.
 pub fn mask(text: &str) -> String {
     mask_url_password(&mask_password_keys(text))
@@ -77,6 +100,14 @@ fn userinfo_password(text: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_debugs_as_stars() {
+        let p = Password::new("s3cret");
+        assert_eq!(format!("{p:?}"), "***");
+        assert_eq!(format!("{:?}", Some(("u", p.clone()))), "Some((\"u\", ***))");
+        assert_eq!(p.expose(), "s3cret");
+    }
 
     #[test]
     fn conninfo_passwords() {

@@ -1,6 +1,7 @@
 //! The `amqp://` URI: `[USER:PASS@]HOST[:PORT][/VHOST][?exchange=NAME&queue=NAME&heartbeat=SECS]`,
 //! its upstream defaults, and the default per-emperor queue name.
 
+use crate::source::util::secret::Password;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ pub struct Settings {
     /// User name (default `guest`).
     pub user: String,
     /// Password (default `guest`).
-    pub password: String,
+    pub password: Password,
     /// Broker host (IPv6 without brackets).
     pub host: String,
     /// Broker port (default 5672).
@@ -37,7 +38,7 @@ impl Settings {
         AMQPUri {
             scheme: AMQPScheme::AMQP,
             authority: AMQPAuthority {
-                userinfo: AMQPUserInfo { username: s.user.clone(), password: s.password.clone() },
+                userinfo: AMQPUserInfo { username: s.user.clone(), password: s.password.expose().to_owned() },
                 host: s.host.clone(),
                 port: s.port,
             },
@@ -63,12 +64,12 @@ pub fn parse(rest: &str) -> Result<Settings, String> {
         None => (None, authority),
     };
     let (user, password) = match userinfo {
-        None => ("guest".to_owned(), "guest".to_owned()),
+        None => ("guest".to_owned(), Password::new("guest")),
         Some(info) => {
             let (u, p) = info.split_once(':').unwrap_or((info, ""));
             // The error of a bad password must not quote it.
             let password = decode(p).map_err(|_| "the password is not percent-encoded UTF-8".to_owned())?;
-            (decode(u)?, password)
+            (decode(u)?, Password::new(password))
         }
     };
     let (host, port) = split_host_port(hostport)?;
@@ -179,7 +180,7 @@ mod tests {
     fn uri_defaults_are_upstream() {
         let s = parse("192.168.0.1:5672").unwrap();
         assert_eq!(
-            (s.user.as_str(), s.password.as_str(), s.host.as_str(), s.port),
+            (s.user.as_str(), s.password.expose(), s.host.as_str(), s.port),
             ("guest", "guest", "192.168.0.1", 5672)
         );
         assert_eq!((s.vhost.as_str(), s.exchange.as_str(), s.queue.as_deref()), ("/", "uwsgi.emperor", None));
@@ -192,7 +193,7 @@ mod tests {
     #[test]
     fn uri_with_everything() {
         let s = parse("bob:p%40ss:w@[::1]:5673/prod?exchange=deploy&queue=emperor.web1&heartbeat=5").unwrap();
-        assert_eq!((s.user.as_str(), s.password.as_str(), s.host.as_str(), s.port), ("bob", "p@ss:w", "::1", 5673));
+        assert_eq!((s.user.as_str(), s.password.expose(), s.host.as_str(), s.port), ("bob", "p@ss:w", "::1", 5673));
         assert_eq!(
             (s.vhost.as_str(), s.exchange.as_str(), s.queue.as_deref()),
             ("prod", "deploy", Some("emperor.web1"))

@@ -272,7 +272,7 @@ impl Backend for ZooSource {
     async fn connect(&self) -> Result<Conn, String> {
         let mut connector = zk::Client::connector().with_session_timeout(self.uri.session_timeout).with_fail_eagerly();
         if let Some((user, password)) = &self.uri.auth {
-            connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
+            connector = connector.with_auth("digest", format!("{user}:{}", password.expose()).as_bytes());
         }
         let client = connector.connect(&self.uri.hosts).await.map_err(|e| e.to_string())?;
         let watcher =

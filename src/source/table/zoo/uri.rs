@@ -6,6 +6,7 @@
 //! `%`) is kept for the digest login only: the id masks it.
 
 use crate::source::util::seconds;
+use crate::source::util::secret::Password;
 use std::time::Duration;
 
 /// The ZooKeeper client port when a host gives none.
@@ -23,7 +24,7 @@ pub struct ZooUri {
     /// The connect string for the client (`h1:2181,h2:2181`).
     pub hosts: String,
     /// Digest credentials (`user`, `password`).
-    pub auth: Option<(String, String)>,
+    pub auth: Option<(String, Password)>,
     /// The watched node whose children are the vassals.
     pub base: String,
     /// The session timeout asked for.
@@ -66,13 +67,13 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
 }
 
 /// `USER:PASSWORD`, each percent-decoded.
-fn credentials(userinfo: &str) -> Result<(String, String), String> {
+fn credentials(userinfo: &str) -> Result<(String, Password), String> {
     let (user, password) = userinfo.split_once(':').ok_or("user info must be USER:PASSWORD (digest login)")?;
     let (user, password) = (percent_decode(user)?, percent_decode(password)?);
     if user.is_empty() {
         return Err("the user name is empty".into());
     }
-    Ok((user, password))
+    Ok((user, Password::new(password)))
 }
 
 /// `HOST[:PORT],…` normalised to `HOST:PORT,…`.
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn credentials_are_decoded_and_never_in_the_id() {
         let u = parse("ops:s%40cr%2Ft@h:1,h2:2/v").unwrap();
-        assert_eq!(u.auth, Some(("ops".into(), "s@cr/t".into())));
+        assert_eq!(u.auth, Some(("ops".into(), Password::new("s@cr/t"))));
         assert_eq!(u.id, "zoo://ops:***@h:1,h2:2/v");
         assert!(!u.id.contains("cr"), "{}", u.id);
         let err = parse("ops:secret@h:x/v").unwrap_err();
