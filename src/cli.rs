@@ -41,6 +41,10 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Control socket for `emperor ctl` (default <state-dir>/control.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+
     /// Directory of per-vassal log files (default <state-dir>/logs).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
@@ -89,20 +93,29 @@ pub struct Cli {
 impl Cli {
     /// The state directory, from the flag or the defaults described in `--help`.
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.state_dir {
-            return dir.clone();
-        }
-        if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
-            return dir.into();
-        }
-        if crate::sys::user::is_root() {
-            return "/var/lib/emperor".into();
-        }
-        let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
-        });
-        base.join("emperor")
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
     }
+
+    /// The control socket, from the flag or in the state directory.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket.clone().unwrap_or_else(|| self.state_dir().join("control.sock"))
+    }
+}
+
+/// The state directory when none is given: $EMPEROR_STATE_DIR, else
+/// /var/lib/emperor for root, else $XDG_STATE_HOME/emperor or
+/// ~/.local/state/emperor.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
+        return dir.into();
+    }
+    if crate::sys::user::is_root() {
+        return "/var/lib/emperor".into();
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state"));
+    base.join("emperor")
 }
 
 /// Parses a non-negative number of seconds (`30`, `0.25`).

@@ -54,8 +54,14 @@ impl Harness {
         let journal = Journal::new(store.clone(), controller.next_generation());
         let (events, rx) = mpsc::channel(16);
         let (shutdown, requested) = oneshot::channel();
-        let emperor =
-            Emperor { controller, supervisor: fake.clone(), journal, clock: Instant::now(), conflicts: HashSet::new() };
+        let emperor = Emperor {
+            controller,
+            supervisor: fake.clone(),
+            journal,
+            clock: Instant::now(),
+            conflicts: HashSet::new(),
+            control: crate::control::Hook::detached(),
+        };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
         }));

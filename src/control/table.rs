@@ -1,0 +1,214 @@
+//! The status table the main loop publishes after every round, and how it
+//! is built from the controller's state and the supervisor's.
+
+use crate::supervisor::{LastExit, ProcStatus};
+use reconciler::{Controller, Phase, SourceId, VassalName};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where a vassal is, as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// A process runs.
+    Running,
+    /// It was asked to stop and has not exited yet.
+    Stopping,
+    /// It exited on its own and waits for its respawn (backing off).
+    Crashed,
+    /// Its config cannot be used; it waits for a new version.
+    Held,
+    /// An operator stopped it.
+    Stopped,
+}
+
+impl State {
+    /// Its name, as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Crashed => "crashed",
+            State::Held => "held",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// One vassal in the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VassalView {
+    /// Its name.
+    pub name: String,
+    /// The source whose config it runs.
+    pub source: String,
+    /// The config version it runs (or would run).
+    pub version: String,
+    /// Where it is.
+    pub state: State,
+    /// Why it is there, when that is not obvious (held, crashed, stopped).
+    pub reason: Option<String>,
+    /// Its current process.
+    pub pid: Option<i32>,
+    /// Its current (or last) generation.
+    pub generation: Option<u64>,
+    /// When it entered its state, in seconds since the epoch.
+    pub since: Option<f64>,
+    /// When a crashed vassal is respawned, in seconds since the epoch.
+    pub restart_at: Option<f64>,
+    /// How many times it was started again since the emperor started.
+    pub restarts: u32,
+    /// How its last process ended (`unknown` for a re-adopted one); `null`
+    /// when none ended since the emperor started.
+    pub last_exit: Option<LastExit>,
+}
+
+/// One source, as `ctl sources` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The source's id (its URI).
+    pub source: String,
+    /// Whether it delivers events.
+    pub up: bool,
+    /// When `up` last changed, in seconds since the epoch.
+    pub since: f64,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How many vassals it wants.
+    pub desired: usize,
+}
+
+/// Everything the read commands answer from, rebuilt after each round.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Every vassal, by name.
+    pub vassals: BTreeMap<String, VassalView>,
+    /// How many vassals each source wants.
+    pub desired: BTreeMap<String, usize>,
+}
+
+/// What the tracker remembers of a vassal between rounds.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    generation: Option<u64>,
+    state: State,
+    since: SystemTime,
+    restarts: u32,
+}
+
+/// Builds [`Table`]s, remembering between rounds what the controller does
+/// not keep: when each state began and how many restarts there were.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    sources: Vec<SourceId>,
+    seen: HashMap<VassalName, Seen>,
+}
+
+impl Tracker {
+    /// A tracker for an emperor with these sources.
+    pub(crate) fn new(sources: Vec<SourceId>) -> Self {
+        Self { sources, seen: HashMap::new() }
+    }
+
+    /// The table at `now_ms` of the controller's clock.
+    pub(crate) fn build(
+        &mut self,
+        controller: &Controller,
+        status: impl Fn(&VassalName) -> ProcStatus,
+        now_ms: u64,
+    ) -> Table {
+        let wall = SystemTime::now();
+        let at = |ms: u64| wall.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms))).unwrap_or(wall);
+        let mut table = Table::default();
+        for id in &self.sources {
+            let count = controller.desired().snapshot(id).map_or(0, |s| s.specs.len());
+            table.desired.insert(id.0.clone(), count);
+        }
+        let mut seen = HashMap::with_capacity(self.seen.len());
+        for (name, have) in controller.actual() {
+            let proc = status(name);
+            let (state, reason, restart_at) = match have.phase {
+                Phase::Running { .. } => (State::Running, None, None),
+                Phase::Stopping => (State::Stopping, None, None),
+                Phase::Crashed { restart_at } => {
+                    let why = proc.start_error.clone().unwrap_or_else(|| "exited; backing off".into());
+                    let due = wall + Duration::from_millis(restart_at.saturating_sub(now_ms));
+                    (State::Crashed, Some(why), Some(epoch(due)))
+                }
+                Phase::Held => {
+                    (State::Held, Some(proc.start_error.clone().unwrap_or_else(|| "unusable config".into())), None)
+                }
+            };
+            let started = match have.phase {
+                Phase::Running { since } => Some(at(since)),
+                _ => None,
+            };
+            let entry = self.observe(name, Some(have.generation), state, started.unwrap_or(wall));
+            seen.insert(name.clone(), entry);
+            table.vassals.insert(
+                name.to_string(),
+                VassalView {
+                    name: name.to_string(),
+                    source: have.source.0.clone(),
+                    version: have.version.clone(),
+                    state,
+                    reason,
+                    pid: proc.pid,
+                    generation: Some(have.generation),
+                    since: Some(epoch(started.unwrap_or(entry.since))),
+                    restart_at,
+                    restarts: entry.restarts,
+                    last_exit: proc.last_exit,
+                },
+            );
+        }
+        for name in controller.desired().stopped() {
+            if controller.actual().contains_key(name) {
+                continue;
+            }
+            let Some(spec) = controller.desired().offered(name) else { continue };
+            let generation = self.seen.get(name).and_then(|s| s.generation);
+            let entry = self.observe(name, generation, State::Stopped, wall);
+            seen.insert(name.clone(), entry);
+            table.vassals.insert(
+                name.to_string(),
+                VassalView {
+                    name: name.to_string(),
+                    source: spec.source.0.clone(),
+                    version: spec.version.clone(),
+                    state: State::Stopped,
+                    reason: Some("stopped by an operator".into()),
+                    pid: None,
+                    generation,
+                    since: Some(epoch(entry.since)),
+                    restart_at: None,
+                    restarts: entry.restarts,
+                    last_exit: status(name).last_exit,
+                },
+            );
+        }
+        self.seen = seen;
+        table
+    }
+
+    /// What to remember of `name` now: its state's start is kept while
+    /// state and generation stay; a new generation counts as a restart.
+    fn observe(&self, name: &VassalName, generation: Option<u64>, state: State, now: SystemTime) -> Seen {
+        match self.seen.get(name) {
+            Some(old) if old.generation == generation && old.state == state => *old,
+            Some(old) => {
+                let restarted = generation.is_some() && old.generation.is_some() && old.generation != generation;
+                Seen { generation, state, since: now, restarts: old.restarts + u32::from(restarted) }
+            }
+            None => Seen { generation, state, since: now, restarts: 0 },
+        }
+    }
+}
+
+/// Seconds since the epoch, with milliseconds.
+fn epoch(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
+}
