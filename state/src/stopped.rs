@@ -42,7 +42,7 @@ mod tests {
             store.set_stopped(&name, true).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.stopped().unwrap(), [name.clone()]);
+        assert_eq!(store.stopped().unwrap(), std::slice::from_ref(&name));
         store.set_stopped(&name, false).unwrap();
         assert!(store.stopped().unwrap().is_empty());
     }
