@@ -95,12 +95,13 @@ fn a_stopped_vassal_stays_stopped_across_resyncs_and_restarts_until_started() {
     let first = h.spawn_dir(&["--resync", "0.2"], &[]);
     let a = h.wait_start("a.ini");
     list_json(&h);
-    let out = ctl(&h, &["stop", "a.ini"]);
+    let out = ctl(&h, &["stop", "--wait", "a.ini"]);
     assert_eq!(code(&out), 0, "{out:?}");
-    h.wait_event("a.ini", "stop byte", |e| e.is_recv(0));
-    h.wait_dead(a.pid, "stopped vassal");
-    let stopped = wait_state(&h, "a.ini", "stopped");
-    assert_eq!(stopped["pid"], Value::Null);
+    // --wait returns once the process is gone.
+    assert!(dead(a.pid), "stopped vassal still alive after stop --wait");
+    assert!(h.events("a.ini").iter().any(|e| e.is_recv(0)), "asked to stop with the stop byte");
+    let stopped = list_json(&h).into_iter().find(|v| v["name"] == "a.ini").unwrap();
+    assert_eq!((&stopped["state"], &stopped["pid"]), (&"stopped".into(), &Value::Null));
     assert_eq!(code(&ctl(&h, &["status", "a.ini"])), 3);
 
     // A change of its config and a new vassal: the source is read again, a.ini stays down.
@@ -135,13 +136,13 @@ fn restart_gives_a_new_pid_and_reload_sends_the_reload_byte() {
     let reload = h.wait_event("a.ini", "reload byte", |e| e.is_recv(1));
     assert_eq!(reload.pid, first.pid, "a reload keeps the process");
 
-    assert_eq!(code(&ctl(&h, &["restart", "a.ini"])), 0);
+    assert_eq!(code(&ctl(&h, &["restart", "--wait", "a.ini"])), 0);
+    // --wait returns once the new process runs.
+    let now = list_json(&h).into_iter().find(|v| v["name"] == "a.ini").unwrap();
+    assert_eq!(now["state"], "running");
     let starts = h.wait_starts("a.ini", 2);
     assert_ne!(starts[1].pid, first.pid, "a restart makes a new process");
-    let now = wait_until(DEADLINE, "the new pid in ctl list", || {
-        let v = wait_state(&h, "a.ini", "running");
-        (v["pid"] == starts[1].pid).then_some(v)
-    });
+    assert_eq!(now["pid"], starts[1].pid);
     assert_eq!(now["restarts"], 1);
     assert!(now["last_exit"].is_object(), "the old process's exit is known: {now}");
 }

@@ -3,7 +3,7 @@
 
 use super::render;
 use super::table::{SourceView, State, VassalView};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -57,35 +57,33 @@ pub enum Command {
         output: Output,
     },
     /// Starts vassals stopped by `stop`.
-    Start {
-        /// Vassal names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Start(Targets),
     /// Stops vassals and keeps them stopped (across resyncs and emperor restarts) until `start`.
-    Stop {
-        /// Vassal names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Stop(Targets),
     /// Starts a new process for each vassal, with a fresh backoff.
-    Restart {
-        /// Vassal names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Restart(Targets),
     /// Reloads vassals as a config change does.
-    Reload {
-        /// Vassal names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Reload(Targets),
     /// Every source: up or down, since when, last error, restarts, desired vassals.
     Sources {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+}
+
+/// The vassals a command applies to, and whether to wait for its outcome.
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Vassal names.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Return only once the command is carried out (stopped, running again).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait, how many seconds to wait at most.
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    timeout: f64,
 }
 
 /// Why a ctl command failed, with its exit code.
@@ -146,10 +144,10 @@ fn run(socket: &Path, command: Command) -> Result<u8, CtlError> {
         Command::List { output } => client.list(output),
         Command::Status { names, output } if names.is_empty() => client.list(output),
         Command::Status { names, output } => client.status(&names, output),
-        Command::Start { names } => client.act(super::Action::Start, &names),
-        Command::Stop { names } => client.act(super::Action::Stop, &names),
-        Command::Restart { names } => client.act(super::Action::Restart, &names),
-        Command::Reload { names } => client.act(super::Action::Reload, &names),
+        Command::Start(targets) => client.act(super::Action::Start, &targets),
+        Command::Stop(targets) => client.act(super::Action::Stop, &targets),
+        Command::Restart(targets) => client.act(super::Action::Restart, &targets),
+        Command::Reload(targets) => client.act(super::Action::Reload, &targets),
         Command::Sources { output } => client.sources(output),
     }
 }
@@ -162,8 +160,8 @@ impl Client<'_> {
     fn list(&self, output: Output) -> Result<u8, CtlError> {
         let body = self.expect_ok("GET", "/v1/vassals")?;
         match output {
-            Output::Json => println!("{}", pretty(&body)),
-            Output::Table => print!("{}", render::vassals(&self.decode::<Vec<VassalView>>(body)?)),
+            Output::Json => emit(&format!("{}\n", pretty(&body))),
+            Output::Table => emit(&render::vassals(&self.decode::<Vec<VassalView>>(body)?)),
         }
         Ok(0)
     }
@@ -171,8 +169,8 @@ impl Client<'_> {
     fn sources(&self, output: Output) -> Result<u8, CtlError> {
         let body = self.expect_ok("GET", "/v1/sources")?;
         match output {
-            Output::Json => println!("{}", pretty(&body)),
-            Output::Table => print!("{}", render::sources(&self.decode::<Vec<SourceView>>(body)?)),
+            Output::Json => emit(&format!("{}\n", pretty(&body))),
+            Output::Table => emit(&render::sources(&self.decode::<Vec<SourceView>>(body)?)),
         }
         Ok(0)
     }
@@ -194,10 +192,10 @@ impl Client<'_> {
             }
         }
         match output {
-            Output::Json => println!("{}", pretty(&Value::Array(found))),
+            Output::Json => emit(&format!("{}\n", pretty(&Value::Array(found)))),
             Output::Table => {
                 let blocks: Vec<String> = found.iter().map(render::status).collect();
-                print!("{}", blocks.join("\n"));
+                emit(&blocks.join("\n"));
             }
         }
         Ok(if missing {
@@ -209,12 +207,14 @@ impl Client<'_> {
         })
     }
 
-    fn act(&self, action: super::Action, names: &[String]) -> Result<u8, CtlError> {
+    fn act(&self, action: super::Action, targets: &Targets) -> Result<u8, CtlError> {
         let mut code = 0;
-        for name in names {
-            let (status, body) = self.call("POST", &format!("/v1/vassals/{}/{}", encode(name), action.as_str()))?;
+        let wait = if targets.wait { format!("?wait={}", targets.timeout) } else { String::new() };
+        for name in &targets.names {
+            let path = format!("/v1/vassals/{}/{}{wait}", encode(name), action.as_str());
+            let (status, body) = self.call("POST", &path)?;
             match status {
-                200 => println!("{name}: {}", body["result"].as_str().unwrap_or("done")),
+                200 => emit(&format!("{name}: {}\n", body["result"].as_str().unwrap_or("done"))),
                 _ => {
                     eprintln!("emperor ctl: {name}: {}", body["error"].as_str().unwrap_or("failed"));
                     code = if status == 404 { 4 } else { code.max(1) };
@@ -265,6 +265,11 @@ fn encode(name: &str) -> String {
     const SET: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
     percent_encoding::utf8_percent_encode(name, SET).to_string()
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn pretty(value: &Value) -> String {

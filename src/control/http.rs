@@ -118,6 +118,7 @@ pub(crate) fn response(status: u16, body: &str) -> Vec<u8> {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Content Too Large",
+        504 => "Gateway Timeout",
         _ => "Internal Server Error",
     };
     format!(

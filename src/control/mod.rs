@@ -15,6 +15,7 @@ mod http;
 mod render;
 mod server;
 mod table;
+mod wait;
 
 pub use hook::{Hook, Request};
 pub use server::{bind, serve, Context};

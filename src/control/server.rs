@@ -112,7 +112,7 @@ async fn route(context: &Context, uid: Option<u32>, method: &str, target: &str) 
         ("GET", ["v1", "vassals", name]) => vassal(context, &table, name),
         ("GET", ["v1", "sources"]) => (200, json!(sources(context, &table)).to_string()),
         ("POST", ["v1", "vassals", name, action]) => match Action::parse(action) {
-            Some(action) => command(context, uid, name, action).await,
+            Some(action) => command(context, uid, name, action, wait_of(target)).await,
             None => (404, error(&format!("no such action: {action}"))),
         },
         (_, ["v1", "vassals"] | ["v1", "vassals", _] | ["v1", "sources"] | ["v1", "vassals", _, _]) => {
@@ -176,8 +176,22 @@ fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
         .collect()
 }
 
-/// Passes a command to the main loop, if the caller may change things.
-async fn command(context: &Context, uid: Option<u32>, segment: &str, action: Action) -> (u16, String) {
+/// The `wait=SECS` of a target's query: how long to wait for the outcome.
+fn wait_of(target: &str) -> Option<Duration> {
+    let (_, query) = target.split_once('?')?;
+    let secs = query.split('&').find_map(|kv| kv.strip_prefix("wait="))?;
+    secs.parse::<f64>().ok().and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+/// Passes a command to the main loop, if the caller may change things;
+/// with `wait`, answers once the outcome shows in the table (or not, 504).
+async fn command(
+    context: &Context,
+    uid: Option<u32>,
+    segment: &str,
+    action: Action,
+    wait: Option<Duration>,
+) -> (u16, String) {
     if !uid.is_some_and(|uid| uid == 0 || uid == context.owner) {
         tracing::warn!(uid, action = action.as_str(), "control socket: command refused");
         let who = uid.map_or("an unknown peer".to_owned(), |u| format!("uid {u}"));
@@ -190,6 +204,8 @@ async fn command(context: &Context, uid: Option<u32>, segment: &str, action: Act
     let Ok(name) = VassalName::parse(&name).or_else(|_| VassalName::parse_path(&name)) else {
         return (404, error(&format!("no such vassal: {name}")));
     };
+    let table = context.handle.table.clone();
+    let before = table.borrow().vassals.get(name.as_str()).and_then(|v| v.generation);
     let (tx, rx) = oneshot::channel();
     let request = Request { name: name.clone(), action, reply: tx };
     if context.handle.commands.send(request).await.is_err() {
@@ -198,6 +214,13 @@ async fn command(context: &Context, uid: Option<u32>, segment: &str, action: Act
     match rx.await {
         Ok(Ok(result)) => {
             tracing::info!(vassal = %name, action = action.as_str(), uid, "control socket: {result}");
+            if let Some(timeout) = wait {
+                if !super::wait::until_done(table, name.as_str(), action, before, timeout).await {
+                    return (504, error(&format!("timed out waiting for {name} to {}", action.as_str())));
+                }
+                let result = format!("{} done", action.as_str());
+                return (200, json!({ "vassal": name.as_str(), "result": result }).to_string());
+            }
             (200, json!({ "vassal": name.as_str(), "result": result }).to_string())
         }
         Ok(Err(e @ CommandError::NoSuchVassal(_))) => (404, error(&e)),

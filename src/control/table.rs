@@ -134,7 +134,11 @@ impl Tracker {
                 Phase::Running { .. } => (State::Running, None, None),
                 Phase::Stopping => (State::Stopping, None, None),
                 Phase::Crashed { restart_at } => {
-                    let why = proc.start_error.clone().unwrap_or_else(|| "exited; backing off".into());
+                    let why = match (&proc.start_error, proc.last_exit) {
+                        (Some(error), _) => error.clone(),
+                        (None, Some(exit)) => format!("exited ({exit}); backing off"),
+                        (None, None) => "exited; backing off".into(),
+                    };
                     let due = wall + Duration::from_millis(restart_at.saturating_sub(now_ms));
                     (State::Crashed, Some(why), Some(epoch(due)))
                 }
