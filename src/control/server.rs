@@ -218,7 +218,12 @@ async fn command(
                 if !super::wait::until_done(table, name.as_str(), action, before, timeout).await {
                     return (504, error(&format!("timed out waiting for {name} to {}", action.as_str())));
                 }
-                let result = format!("{} done", action.as_str());
+                let result = match action {
+                    Action::Stop => "stopped",
+                    Action::Start => "running",
+                    Action::Restart => "running again",
+                    Action::Reload => "reload sent",
+                };
                 return (200, json!({ "vassal": name.as_str(), "result": result }).to_string());
             }
             (200, json!({ "vassal": name.as_str(), "result": result }).to_string())
