@@ -17,6 +17,8 @@ mod server;
 mod table;
 mod wait;
 
+#[cfg(test)]
+pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
 pub use server::{bind, serve, Context};
 pub use table::{SourceView, State, Table, VassalView};

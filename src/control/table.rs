@@ -216,3 +216,64 @@ impl Tracker {
 fn epoch(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconciler::{BackoffPolicy, ConfigRef, Executor, ReloadOutcome, StartError, VassalSpec};
+
+    struct Ok;
+    impl Executor for Ok {
+        fn start(&mut self, _: &VassalSpec, _: u64) -> Result<(), StartError> {
+            Result::Ok(())
+        }
+        fn reload(&mut self, _: &VassalSpec) -> ReloadOutcome {
+            ReloadOutcome::Reloaded
+        }
+        fn stop(&mut self, _: &VassalName) -> bool {
+            true
+        }
+        fn forget(&mut self, _: &VassalName) {}
+    }
+
+    fn controller() -> (Controller, VassalName) {
+        let name = VassalName::parse("a.ini").unwrap();
+        let spec = VassalSpec {
+            name: name.clone(),
+            source: SourceId("dir:///v".into()),
+            config: ConfigRef::Inline(String::new()),
+            version: "1".into(),
+            owner: None,
+            socket: None,
+        };
+        let mut c = Controller::new(BackoffPolicy::default());
+        c.set_snapshot(&spec.source.clone(), [(name.clone(), spec)].into(), true);
+        c.reconcile(0, &mut Ok);
+        (c, name)
+    }
+
+    #[test]
+    fn restarts_count_new_generations_and_stopped_vassals_stay_listed() {
+        let (mut c, name) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        let exit = |_: &VassalName| ProcStatus { last_exit: Some(LastExit::Code(3)), ..ProcStatus::default() };
+        let table = tracker.build(&c, |_| ProcStatus::default(), 0);
+        assert_eq!(table.vassals["a.ini"].state, State::Running);
+        assert_eq!(table.desired["dir:///v"], 1);
+        c.on_exit(&name, 1, 20_000, &mut Ok);
+        let table = tracker.build(&c, exit, 20_000);
+        let crashed = &table.vassals["a.ini"];
+        assert_eq!((crashed.state, crashed.restarts), (State::Crashed, 0));
+        assert_eq!(crashed.reason.as_deref(), Some("exited (code 3); backing off"));
+        c.reconcile(20_000, &mut Ok);
+        let table = tracker.build(&c, exit, 20_000);
+        assert_eq!((table.vassals["a.ini"].state, table.vassals["a.ini"].restarts), (State::Running, 1));
+        c.set_stopped(&name, true);
+        c.reconcile(20_001, &mut Ok);
+        c.on_exit(&name, 2, 20_002, &mut Ok);
+        let table = tracker.build(&c, exit, 20_002);
+        let stopped = &table.vassals["a.ini"];
+        assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
+        assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
+    }
+}
