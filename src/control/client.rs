@@ -158,19 +158,24 @@ struct Client<'a> {
 
 impl Client<'_> {
     fn list(&self, output: Output) -> Result<u8, CtlError> {
-        let body = self.expect_ok("GET", "/v1/vassals")?;
-        match output {
-            Output::Json => emit(&format!("{}\n", pretty(&body))),
-            Output::Table => emit(&render::vassals(&self.decode::<Vec<VassalView>>(body)?)),
-        }
-        Ok(0)
+        self.show::<VassalView>("/v1/vassals", output, render::vassals)
     }
 
     fn sources(&self, output: Output) -> Result<u8, CtlError> {
-        let body = self.expect_ok("GET", "/v1/sources")?;
+        self.show::<SourceView>("/v1/sources", output, render::sources)
+    }
+
+    /// Prints the array at `path`, as JSON or through `table`.
+    fn show<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        output: Output,
+        table: fn(&[T]) -> String,
+    ) -> Result<u8, CtlError> {
+        let body = self.expect_ok("GET", path)?;
         match output {
             Output::Json => emit(&format!("{}\n", pretty(&body))),
-            Output::Table => emit(&render::sources(&self.decode::<Vec<SourceView>>(body)?)),
+            Output::Table => emit(&table(&self.decode::<Vec<T>>(body)?)),
         }
         Ok(0)
     }

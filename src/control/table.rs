@@ -2,7 +2,7 @@
 //! is built from the controller's state and the supervisor's.
 
 use crate::supervisor::{LastExit, ProcStatus};
-use reconciler::{Controller, Phase, SourceId, VassalName};
+use reconciler::{ActualVassal, Controller, Phase, SourceId, VassalName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,8 +120,7 @@ impl Tracker {
         status: impl Fn(&VassalName) -> ProcStatus,
         now_ms: u64,
     ) -> Table {
-        let wall = SystemTime::now();
-        let at = |ms: u64| wall.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms))).unwrap_or(wall);
+        let clock = Clock { wall: SystemTime::now(), now_ms };
         let mut table = Table::default();
         for id in &self.sources {
             let count = controller.desired().snapshot(id).map_or(0, |s| s.specs.len());
@@ -129,73 +128,52 @@ impl Tracker {
         }
         let mut seen = HashMap::with_capacity(self.seen.len());
         for (name, have) in controller.actual() {
-            let proc = status(name);
-            let (state, reason, restart_at) = match have.phase {
-                Phase::Running { .. } => (State::Running, None, None),
-                Phase::Stopping => (State::Stopping, None, None),
-                Phase::Crashed { restart_at } => {
-                    let why = match (&proc.start_error, proc.last_exit) {
-                        (Some(error), _) => error.clone(),
-                        (None, Some(exit)) => format!("exited ({exit}); backing off"),
-                        (None, None) => "exited; backing off".into(),
-                    };
-                    let due = wall + Duration::from_millis(restart_at.saturating_sub(now_ms));
-                    (State::Crashed, Some(why), Some(epoch(due)))
-                }
-                Phase::Held => {
-                    (State::Held, Some(proc.start_error.clone().unwrap_or_else(|| "unusable config".into())), None)
-                }
-            };
             let started = match have.phase {
-                Phase::Running { since } => Some(at(since)),
+                Phase::Running { since } => Some(clock.at(since)),
                 _ => None,
             };
-            let entry = self.observe(name, Some(have.generation), state, started.unwrap_or(wall));
-            seen.insert(name.clone(), entry);
-            table.vassals.insert(
-                name.to_string(),
-                VassalView {
-                    name: name.to_string(),
-                    source: have.source.0.clone(),
-                    version: have.version.clone(),
-                    state,
-                    reason,
-                    pid: proc.pid,
-                    generation: Some(have.generation),
-                    since: Some(epoch(started.unwrap_or(entry.since))),
-                    restart_at,
-                    restarts: entry.restarts,
-                    last_exit: proc.last_exit,
-                },
-            );
+            let view = actual_view(name, have, &status(name), &clock);
+            table.vassals.insert(name.to_string(), self.track(view, name, started, &clock, &mut seen));
         }
         for name in controller.desired().stopped() {
             if controller.actual().contains_key(name) {
                 continue;
             }
             let Some(spec) = controller.desired().offered(name) else { continue };
-            let generation = self.seen.get(name).and_then(|s| s.generation);
-            let entry = self.observe(name, generation, State::Stopped, wall);
-            seen.insert(name.clone(), entry);
-            table.vassals.insert(
-                name.to_string(),
-                VassalView {
-                    name: name.to_string(),
-                    source: spec.source.0.clone(),
-                    version: spec.version.clone(),
-                    state: State::Stopped,
-                    reason: Some("stopped by an operator".into()),
-                    pid: None,
-                    generation,
-                    since: Some(epoch(entry.since)),
-                    restart_at: None,
-                    restarts: entry.restarts,
-                    last_exit: status(name).last_exit,
-                },
-            );
+            let view = VassalView {
+                name: name.to_string(),
+                source: spec.source.0.clone(),
+                version: spec.version.clone(),
+                state: State::Stopped,
+                reason: Some("stopped by an operator".into()),
+                pid: None,
+                generation: self.seen.get(name).and_then(|s| s.generation),
+                since: None,
+                restart_at: None,
+                restarts: 0,
+                last_exit: status(name).last_exit,
+            };
+            table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, &mut seen));
         }
         self.seen = seen;
         table
+    }
+
+    /// Fills in what only the tracker knows (since when, restarts) and
+    /// remembers it in `seen` for the next round.
+    fn track(
+        &self,
+        mut view: VassalView,
+        name: &VassalName,
+        started: Option<SystemTime>,
+        clock: &Clock,
+        seen: &mut HashMap<VassalName, Seen>,
+    ) -> VassalView {
+        let entry = self.observe(name, view.generation, view.state, started.unwrap_or(clock.wall));
+        view.since = Some(epoch(started.unwrap_or(entry.since)));
+        view.restarts = entry.restarts;
+        seen.insert(name.clone(), entry);
+        view
     }
 
     /// What to remember of `name` now: its state's start is kept while
@@ -209,6 +187,56 @@ impl Tracker {
             }
             None => Seen { generation, state, since: now, restarts: 0 },
         }
+    }
+}
+
+/// The wall clock and the controller's clock at the same moment.
+struct Clock {
+    wall: SystemTime,
+    now_ms: u64,
+}
+
+impl Clock {
+    /// The wall time of `ms` on the controller's clock (in the past).
+    fn at(&self, ms: u64) -> SystemTime {
+        let ago = Duration::from_millis(self.now_ms.saturating_sub(ms));
+        self.wall.checked_sub(ago).unwrap_or(self.wall)
+    }
+
+    /// The wall time of `ms` on the controller's clock (in the future).
+    fn ahead(&self, ms: u64) -> SystemTime {
+        self.wall + Duration::from_millis(ms.saturating_sub(self.now_ms))
+    }
+}
+
+/// A managed vassal as the controller and the supervisor see it; `since`
+/// and `restarts` are the tracker's to fill in.
+fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock: &Clock) -> VassalView {
+    let (state, reason, restart_at) = match have.phase {
+        Phase::Running { .. } => (State::Running, None, None),
+        Phase::Stopping => (State::Stopping, None, None),
+        Phase::Crashed { restart_at } => {
+            let why = match (&proc.start_error, proc.last_exit) {
+                (Some(error), _) => error.clone(),
+                (None, Some(exit)) => format!("exited ({exit}); backing off"),
+                (None, None) => "exited; backing off".into(),
+            };
+            (State::Crashed, Some(why), Some(epoch(clock.ahead(restart_at))))
+        }
+        Phase::Held => (State::Held, Some(proc.start_error.clone().unwrap_or_else(|| "unusable config".into())), None),
+    };
+    VassalView {
+        name: name.to_string(),
+        source: have.source.0.clone(),
+        version: have.version.clone(),
+        state,
+        reason,
+        pid: proc.pid,
+        generation: Some(have.generation),
+        since: None,
+        restart_at,
+        restarts: 0,
+        last_exit: proc.last_exit,
     }
 }
 
