@@ -211,3 +211,22 @@ fn malformed_http_is_answered_400() {
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     list_json(&h);
 }
+
+#[test]
+fn a_readopted_vassal_that_dies_has_an_unknown_exit_never_a_made_up_one() {
+    let h = Harness::new();
+    put(&h.vassal("n.ini"), &format!("[vassal]\nexec = {STUB} native\n"));
+    let first = h.spawn_dir(&[], &[]);
+    let n = h.wait_start("n.ini");
+    first.kill9();
+    let _second = h.spawn_dir(&[], &[]);
+    wait_until(DEADLINE, "the vassal re-adopted", || cond(h.log_text().contains("vassal re-adopted")));
+    assert_eq!(wait_state(&h, "n.ini", "running")["last_exit"], Value::Null, "nothing ended yet");
+    kill(n.pid, libc::SIGKILL);
+    let after = wait_until(DEADLINE, "the adopted process's end in ctl list", || {
+        list_json(&h).into_iter().find(|v| v["name"] == "n.ini" && !v["last_exit"].is_null())
+    });
+    assert_eq!(after["last_exit"], "unknown", "init reaped it: its status is not ours to know");
+    let table = stdout(&ctl(&h, &["list"]));
+    assert!(table.lines().any(|l| l.starts_with("n.ini") && l.ends_with("unknown")), "{table}");
+}
