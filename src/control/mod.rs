@@ -20,7 +20,7 @@ mod wait;
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
-pub use server::{bind, serve, Context};
+pub use server::{bind, serve, BindError, Context};
 pub use table::{SourceView, State, Table, VassalView};
 
 use reconciler::VassalName;

@@ -20,8 +20,10 @@ impl<P: Processes> Emperor<P> {
 
     fn apply(&mut self, name: &VassalName, action: Action) -> Reply {
         let desired = self.controller.desired();
-        let known = desired.offered(name).is_some() || self.controller.actual().contains_key(name);
         let stopped = desired.is_stopped(name);
+        // A stopped name stays known, so that `start` can lift the stop
+        // even after its source dropped it.
+        let known = stopped || desired.offered(name).is_some() || self.controller.actual().contains_key(name);
         if !known {
             return Err(CommandError::NoSuchVassal(name.clone()));
         }

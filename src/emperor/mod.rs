@@ -35,7 +35,16 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     }
     let store = open_store(&state_dir, cli.reset_state)?;
     let control_path = std::path::absolute(cli.control_socket()).context("resolving the control socket")?;
-    let listener = control::bind(&control_path)?;
+    // Without its control socket the emperor still runs its vassals; only
+    // a socket another emperor answers on stops it.
+    let listener = match control::bind(&control_path) {
+        Ok(listener) => Some(listener),
+        Err(e @ control::BindError::InUse(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "no control socket: emperor ctl cannot reach this emperor");
+            None
+        }
+    };
     let policy = BackoffPolicy {
         min_ms: cli.backoff_min.as_millis() as u64,
         max_ms: cli.backoff_max.as_millis() as u64,
@@ -85,13 +94,15 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let (hook, handle) = control::Hook::new(ids);
     let owner = rustix::process::getuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
-    let server = tokio::spawn(control::serve(listener, context));
+    let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
     let emperor =
         Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new(), control: hook };
     let result = emperor.serve(src_rx, shutdown).await;
-    server.abort();
-    let _ = std::fs::remove_file(&control_path);
+    if let Some(server) = server {
+        server.abort();
+        let _ = std::fs::remove_file(&control_path);
+    }
     result
 }
 

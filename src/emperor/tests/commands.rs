@@ -54,3 +54,18 @@ async fn restart_and_reload_act_on_one_vassal_and_unknown_names_are_refused() {
     assert!(matches!(h.command("nope.ini", Action::Stop).await, Err(CommandError::NoSuchVassal(_))));
     assert_eq!(h.fake.take(), []);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_can_be_lifted_after_the_source_dropped_the_vassal() {
+    let h = Harness::start();
+    h.send(snapshot(DIR, &[("a.ini", "1")])).await;
+    h.command("a.ini", Action::Stop).await.unwrap();
+    h.exit("a.ini").await;
+    h.send(snapshot(DIR, &[])).await;
+    assert_eq!(h.state_of("a.ini"), None, "no source wants it: not listed");
+    assert_eq!(h.command("a.ini", Action::Start).await.unwrap(), "starting");
+    assert!(h.store.stopped().unwrap().is_empty(), "the stop is gone with it");
+    h.fake.take();
+    h.send(snapshot(DIR, &[("a.ini", "2")])).await;
+    assert_eq!(h.fake.take(), [start("a.ini", 2)], "back in the source, it runs");
+}
