@@ -17,7 +17,10 @@ Examples:
   emperor zoo://zk1:2181,zk2:2181,zk3:2181/emperor/hosts/web1
 
 Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal;
-SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.";
+SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.
+
+Operate a running emperor with `emperor ctl` (list, status, start, stop, restart, reload,
+sources); see `emperor ctl --help`.";
 
 /// Keeps vassals running from one or more config sources.
 #[derive(Debug, Parser)]

@@ -108,7 +108,7 @@ async fn route(context: &Context, uid: Option<u32>, method: &str, target: &str) 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let table = context.handle.table.borrow().clone();
     match (method, segments.as_slice()) {
-        ("GET", ["v1", "vassals"]) => (200, json!(table.vassals.values().collect::<Vec<_>>()).to_string()),
+        ("GET", ["v1", "vassals"]) => (200, table.vassals_json().to_owned()),
         ("GET", ["v1", "vassals", name]) => vassal(context, &table, name),
         ("GET", ["v1", "sources"]) => (200, json!(sources(context, &table)).to_string()),
         ("POST", ["v1", "vassals", name, action]) => match Action::parse(action) {

@@ -88,6 +88,15 @@ pub struct Table {
     pub vassals: BTreeMap<String, VassalView>,
     /// How many vassals each source wants.
     pub desired: BTreeMap<String, usize>,
+    /// `vassals` as a JSON array, made by the first reader that needs it.
+    pub(crate) json: std::sync::OnceLock<String>,
+}
+
+impl Table {
+    /// Every vassal as a JSON array, serialized once per table.
+    pub fn vassals_json(&self) -> &str {
+        self.json.get_or_init(|| serde_json::to_string(&self.vassals.values().collect::<Vec<_>>()).unwrap_or_default())
+    }
 }
 
 /// What the tracker remembers of a vassal between rounds.
