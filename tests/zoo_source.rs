@@ -1,12 +1,13 @@
 //! `zoo://` against a real ZooKeeper: child znodes of a base path are
 //! vassals; create / set / delete → spawn / reload / stop; uid, gid and
-//! socket child nodes; bad names and oversize configs; a missing or deleted
-//! base; a cut connection, a server restart, an expired session and a
-//! server down at start keep the vassals running and converge afterwards;
-//! an emperor restart re-adopts; digest login; `register=PATH`; latency.
-//! Each test uses its own base path of a shared server, except those that
-//! cut or stop the server or count its sessions, which have a server of
-//! their own.
+//! socket child nodes; oversize configs; a missing or deleted base; a cut
+//! connection, a server restart, an expired session and a server down at
+//! start keep the vassals running and converge afterwards; an emperor
+//! restart re-adopts; digest login; `register=PATH`; latency. Bad names and
+//! empty nodes (each reported once) are checked by the conformance suite
+//! (`tests/conformance/zoo.rs`). Each test uses its own base path of a
+//! shared server, except those that cut or stop the server or count its
+//! sessions, which have a server of their own.
 
 mod common;
 mod servers;
@@ -74,40 +75,6 @@ fn create_set_delete_spawn_reload_stop() {
     h.wait_reaped(pid, "deleted vassal");
     assert_eq!(h.recorded_names(), ["app.ini", "early.ini", "native.ini"]);
     assert_eq!(recvs(&h, "early.ini", 1) + recvs(&h, "early.ini", 0), 0, "the others were left alone");
-}
-
-#[test]
-fn bad_names_and_empty_nodes_are_reported_once_each() {
-    let zk = ZooKeeper::shared();
-    let mut c = zk.client();
-    c.mkdir("/bad/vassals");
-    let long = format!("/bad/vassals/{}.ini", "x".repeat(300));
-    for (path, data) in [
-        ("/bad/vassals/good.ini", config("g")),
-        ("/bad/vassals/run.sh", config("s")),
-        ("/bad/vassals/noext", config("n")),
-        ("/bad/vassals/empty.ini", String::new()),
-        (long.as_str(), config("l")),
-    ] {
-        c.create(path, data.as_bytes());
-    }
-    let mut h = Harness::new();
-    h.start(&[uri(zk.port, "/bad/vassals").as_str()]);
-    h.wait_start("good.ini");
-    assert!(h.wait_complaint("run.sh").contains("does not end in"));
-    h.wait_complaint("noext");
-    assert!(h.wait_complaint("empty.ini").contains("empty"));
-    h.wait_complaint("xxxxxxxx");
-
-    // More reads happen; each bad node is still reported once.
-    c.set("/bad/vassals/run.sh", config("s2").as_bytes());
-    c.create("/bad/vassals/later.ini", config("l").as_bytes());
-    h.wait_start("later.ini");
-    for needle in ["run.sh", "noext", "empty.ini", "xxxxxxxx"] {
-        assert_eq!(h.complaints_about(needle).len(), 1, "{needle}: {:?}", h.complaints_about(needle));
-    }
-    assert_eq!(h.recorded_names(), ["good.ini", "later.ini"]);
-    assert!(h.emperor_running());
 }
 
 #[test]

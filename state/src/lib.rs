@@ -376,7 +376,7 @@ mod tests {
             cursors.remove(&b).unwrap();
             store.flush().unwrap();
         }
-        let cursors = Store::open(dir.path()).unwrap().cursors();
+        let cursors = reopen(dir.path()).unwrap().cursors();
         assert_eq!(cursors.get(&a).unwrap().as_deref(), Some(&b"two"[..]));
         assert_eq!(cursors.get(&b).unwrap(), None);
     }
@@ -393,7 +393,7 @@ mod tests {
             store.flush().unwrap();
             store.emperor_id().to_owned()
         };
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         assert_eq!(store.emperor_id(), id);
         assert_eq!(id.len(), 32);
         assert_eq!(store.vassals().unwrap(), vec![record("b.ini", 2)]);
@@ -418,7 +418,7 @@ mod tests {
         let id = Store::open(dir.path()).unwrap().emperor_id().to_owned();
         let aside = Store::move_aside(dir.path()).unwrap();
         assert!(aside.exists());
-        assert_eq!(Store::open(dir.path()).unwrap().emperor_id(), id);
+        assert_eq!(reopen(dir.path()).unwrap().emperor_id(), id);
     }
 
     #[test]
@@ -436,7 +436,21 @@ mod tests {
             store.meta.insert("schema", encode(&99u32)).unwrap();
             store.flush().unwrap();
         }
-        assert!(matches!(Store::open(dir.path()), Err(StateError::Schema { found: 99, .. })));
+        assert!(matches!(reopen(dir.path()), Err(StateError::Schema { found: 99, .. })));
+    }
+
+    /// Opens the store again after a handle of this process was dropped:
+    /// sled's background thread may hold the lock a moment longer.
+    fn reopen(dir: &Path) -> Result<Store, StateError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Store::open(dir) {
+                Err(StateError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spec(source: &SourceId, name: &str, version: &str) -> VassalSpec {

@@ -89,6 +89,11 @@ pub trait BadItems: Driver {
 pub trait Secret: Driver {
     /// URIs of this family with `secret` as their password; the first is started.
     fn uris_with(&self, secret: &str) -> Vec<String>;
+    /// URIs with `secret` as their password that the family refuses (it
+    /// takes passwords from elsewhere only).
+    fn refused_with(&self, _secret: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Starts the source; waits for its first listing (snapshot sources,
@@ -226,13 +231,17 @@ pub fn outage_removes_nothing<D: Outage>(mut d: D) {
 }
 
 /// Source ids and logs carry no secret: every URI form with a password
-/// yields an id without it, and nothing the source logs while it runs (or
+/// yields an id without it (or, where refused, an error without it), and nothing the source logs while it runs (or
 /// fails to log in) contains it.
 pub fn no_secret_in_ids_or_logs<D: Secret>(d: D) {
     let secret = format!("s3cr3t-{}-{}", std::process::id(), std::any::type_name::<D>().len());
     for uri in d.uris_with(&secret) {
         let id = emperor::source::parse(&uri).unwrap_or_else(|e| panic!("{e}")).id();
         assert!(!id.0.contains(&secret), "the id of {uri} carries the password: {id}");
+    }
+    for uri in d.refused_with(&secret) {
+        let error = emperor::source::parse(&uri).map(|s| s.id()).expect_err(&format!("{uri} is refused"));
+        assert!(!error.to_string().contains(&secret), "the error of {uri} carries the password: {error}");
     }
     let mut s = start(&d.uris_with(&secret)[0]);
     // Either it gets in (the snapshot) or it says why not (a warning).

@@ -1,7 +1,7 @@
 //! Source conformance: one suite of checks ([`checks`]) run in-process
 //! against every source family, each through a small driver that changes
 //! its real backend (temp dirs, PostgreSQL, SecantusDB as MongoDB,
-//! RabbitMQ, libzmq). One server of each kind is shared by the whole
+//! ZooKeeper, OpenLDAP slapd, RabbitMQ, libzmq). One server of each kind is shared by the whole
 //! binary; the outage checks take one of their own.
 //!
 //! The end-to-end tests of each source (vassals really spawned) stay in
@@ -36,9 +36,11 @@ macro_rules! conformance {
 mod amqp;
 mod dir;
 mod glob;
+mod ldap;
 mod mongodb;
 mod pg;
 mod zmq;
+mod zoo;
 
 /// A source whose task fails is reported down and restarted (with the
 /// shared backoff) until it delivers: first an error, then a panic, then it

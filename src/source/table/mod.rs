@@ -1,4 +1,4 @@
-//! Table sources (`pg://`, `mongodb://`, `zoo://`): a query whose rows are vassals,
+//! Table sources (`pg://`, `mongodb://`, `zoo://`, `ldap://`): a query whose rows are vassals,
 //! re-run when the server says something changed, published as complete
 //! snapshots.
 //!

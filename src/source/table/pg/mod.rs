@@ -21,7 +21,7 @@ mod value;
 use reconciler::SourceId;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, error::TrySendError, Receiver};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// The query upstream runs when the URI has none.
@@ -144,7 +144,7 @@ impl Source for PgSource {
 /// forwards (`Err` once the connection has ended).
 pub struct Conn {
     client: Client,
-    notes: UnboundedReceiver<Result<(), String>>,
+    notes: Receiver<Result<(), String>>,
 }
 
 impl Backend for PgSource {
@@ -155,12 +155,14 @@ impl Backend for PgSource {
     /// notifications, and runs `LISTEN` when asked to.
     async fn connect(&self) -> Result<Conn, String> {
         let (client, mut connection) = self.config.connect(NoTls).await.map_err(|e| e.to_string())?;
-        let (tx, notes) = unbounded_channel();
+        // One pending notification is enough to re-query: a flood of
+        // NOTIFY costs no memory.
+        let (tx, notes) = channel(1);
         tokio::spawn(async move {
             let end = loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notification(_))) => {
-                        if tx.send(Ok(())).is_err() {
+                        if let Err(TrySendError::Closed(_)) = tx.try_send(Ok(())) {
                             return;
                         }
                     }
@@ -170,7 +172,7 @@ impl Backend for PgSource {
                     None => break "connection closed".to_owned(),
                 }
             };
-            let _ = tx.send(Err(end));
+            let _ = tx.send(Err(end)).await;
         });
         if let Some(channel) = &self.listen {
             client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await.map_err(|e| e.to_string())?;
