@@ -176,6 +176,12 @@ fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
         .collect()
 }
 
+/// Whether a peer (its uid as `SO_PEERCRED` reports it) may change
+/// anything: root or the emperor's own uid.
+fn may_change(uid: Option<u32>, owner: u32) -> bool {
+    uid.is_some_and(|uid| uid == 0 || uid == owner)
+}
+
 /// The `wait=SECS` of a target's query: how long to wait for the outcome.
 fn wait_of(target: &str) -> Option<Duration> {
     let (_, query) = target.split_once('?')?;
@@ -192,7 +198,7 @@ async fn command(
     action: Action,
     wait: Option<Duration>,
 ) -> (u16, String) {
-    if !uid.is_some_and(|uid| uid == 0 || uid == context.owner) {
+    if !may_change(uid, context.owner) {
         tracing::warn!(uid, action = action.as_str(), "control socket: command refused");
         let who = uid.map_or("an unknown peer".to_owned(), |u| format!("uid {u}"));
         return (

@@ -92,7 +92,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
     let (hook, handle) = control::Hook::new(ids);
-    let owner = rustix::process::getuid().as_raw();
+    let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
