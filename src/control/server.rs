@@ -40,6 +40,7 @@ pub enum BindError {
 /// What the control task needs.
 #[derive(Clone)]
 pub struct Context {
+    /// The main loop's table and command queue.
     pub(crate) handle: Handle,
     /// The uid (besides root) allowed to change things: the emperor's.
     pub(crate) owner: u32,
