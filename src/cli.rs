@@ -17,7 +17,10 @@ Examples:
   emperor zoo://zk1:2181,zk2:2181,zk3:2181/emperor/hosts/web1
 
 Signals: SIGTERM/SIGINT/SIGQUIT stop every vassal and exit; SIGHUP reloads every vassal;
-SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.";
+SIGUSR2 exits leaving every vassal running, for a new emperor binary to re-adopt.
+
+Operate a running emperor with `emperor ctl` (list, status, start, stop, restart, reload,
+sources); see `emperor ctl --help`.";
 
 /// Keeps vassals running from one or more config sources.
 #[derive(Debug, Parser)]
@@ -40,6 +43,10 @@ pub struct Cli {
     /// $XDG_STATE_HOME/emperor or ~/.local/state/emperor.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Control socket for `emperor ctl` (default <state-dir>/control.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
 
     /// Directory of per-vassal log files (default <state-dir>/logs).
     #[arg(long, value_name = "DIR")]
@@ -101,20 +108,29 @@ pub struct Cli {
 impl Cli {
     /// The state directory, from the flag or the defaults described in `--help`.
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.state_dir {
-            return dir.clone();
-        }
-        if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
-            return dir.into();
-        }
-        if crate::sys::user::is_root() {
-            return "/var/lib/emperor".into();
-        }
-        let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
-        });
-        base.join("emperor")
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
     }
+
+    /// The control socket, from the flag or in the state directory.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket.clone().unwrap_or_else(|| self.state_dir().join("control.sock"))
+    }
+}
+
+/// The state directory when none is given: $EMPEROR_STATE_DIR, else
+/// /var/lib/emperor for root, else $XDG_STATE_HOME/emperor or
+/// ~/.local/state/emperor.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EMPEROR_STATE_DIR") {
+        return dir.into();
+    }
+    if crate::sys::user::is_root() {
+        return "/var/lib/emperor".into();
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state"));
+    base.join("emperor")
 }
 
 /// Parses a non-negative number of seconds (`30`, `0.25`).

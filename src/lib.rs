@@ -8,6 +8,7 @@
 //! it everywhere else): it wraps the system calls behind safe functions.
 
 pub mod cli;
+pub mod control;
 pub mod emperor;
 mod failpoint;
 pub mod source;

@@ -4,6 +4,10 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "ctl") {
+        return emperor::control::client::main(std::iter::once("emperor ctl".into()).chain(args));
+    }
     emperor::prepare_process();
     let cli = emperor::cli::Cli::parse();
     // The ZooKeeper client logs a warning per reconnect attempt; the source

@@ -240,22 +240,64 @@ impl Controller {
     pub fn reload_all(&mut self, now: u64, exec: &mut impl Executor) {
         let names: Vec<VassalName> = self.actual.keys().cloned().collect();
         for name in names {
-            let Some(spec) = self.desired.get(&name).cloned() else { continue };
-            let have = self.actual.get_mut(&name).expect("listed from actual");
-            match have.phase {
-                Phase::Running { .. } => {
-                    if exec.reload(&spec) == ReloadOutcome::Restarting {
-                        have.phase = Phase::Stopping;
-                    }
-                    have.version = spec.version;
-                    have.source = spec.source;
+            self.reload_one(&name, now, exec);
+        }
+    }
+
+    /// Does to one vassal what a config change does: a running one gets its
+    /// spec again, a held one is retried. Returns `false` when no source
+    /// wants `name` (or an operator stopped it).
+    pub fn reload_one(&mut self, name: &VassalName, now: u64, exec: &mut impl Executor) -> bool {
+        let Some(spec) = self.desired.get(name).cloned() else { return false };
+        let Some(have) = self.actual.get_mut(name) else {
+            self.dirty.insert(name.clone());
+            return true;
+        };
+        match have.phase {
+            Phase::Running { .. } => {
+                if exec.reload(&spec) == ReloadOutcome::Restarting {
+                    have.phase = Phase::Stopping;
                 }
-                Phase::Held => {
-                    have.phase = Phase::Crashed { restart_at: now };
-                    self.dirty.insert(name);
-                }
-                Phase::Stopping | Phase::Crashed { .. } => {}
+                have.version = spec.version;
+                have.source = spec.source;
             }
+            Phase::Held => {
+                have.phase = Phase::Crashed { restart_at: now };
+                self.dirty.insert(name.clone());
+            }
+            Phase::Stopping | Phase::Crashed { .. } => {}
+        }
+        true
+    }
+
+    /// Starts a new process for `name` with a fresh backoff: a running one
+    /// is stopped and started again once gone, a crashed or held one is
+    /// started at the next round. Returns `false` when no source wants
+    /// `name` (or an operator stopped it).
+    pub fn restart(&mut self, name: &VassalName, now: u64, exec: &mut impl Executor) -> bool {
+        if self.desired.get(name).is_none() {
+            return false;
+        }
+        self.dirty.insert(name.clone());
+        let Some(have) = self.actual.get_mut(name) else { return true };
+        have.backoff.reset();
+        match have.phase {
+            Phase::Running { .. } if exec.stop(name) => have.phase = Phase::Stopping,
+            Phase::Running { .. } => {
+                self.actual.remove(name);
+                exec.forget(name);
+            }
+            Phase::Crashed { .. } | Phase::Held => have.phase = Phase::Crashed { restart_at: now },
+            Phase::Stopping => {}
+        }
+        true
+    }
+
+    /// Marks `name` stopped by an operator (the next round stops it and no
+    /// source starts it again) or lets the sources start it again.
+    pub fn set_stopped(&mut self, name: &VassalName, stopped: bool) {
+        if self.desired.set_stopped(name, stopped) {
+            self.dirty.insert(name.clone());
         }
     }
 

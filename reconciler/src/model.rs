@@ -2,7 +2,7 @@
 //! what runs ([`Actual`]).
 
 use crate::{Backoff, SourceId, VassalName, VassalSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One source's current wishes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,10 +25,14 @@ pub struct Conflict {
     pub loser: SourceId,
 }
 
-/// The union of every source's snapshot, in registration order.
+/// The union of every source's snapshot, in registration order, less the
+/// names an operator stopped.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     sources: Vec<(SourceId, Snapshot)>,
+    /// Names an operator stopped: kept stopped whatever the sources say,
+    /// until started again.
+    stopped: BTreeSet<VassalName>,
 }
 
 impl Desired {
@@ -51,9 +55,36 @@ impl Desired {
         self.sources.iter().find(|(s, _)| s == id).map(|(_, snap)| snap)
     }
 
-    /// The spec in force for `name`: the first source offering it.
+    /// The spec in force for `name`: the first source offering it, unless
+    /// an operator stopped it.
     pub fn get(&self, name: &VassalName) -> Option<&VassalSpec> {
+        self.offered(name).filter(|_| !self.stopped.contains(name))
+    }
+
+    /// The spec the sources offer for `name`, whether or not an operator
+    /// stopped it.
+    pub fn offered(&self, name: &VassalName) -> Option<&VassalSpec> {
         self.sources.iter().find_map(|(_, snap)| snap.specs.get(name))
+    }
+
+    /// Marks `name` stopped by an operator (or no longer); returns whether
+    /// that changed anything.
+    pub fn set_stopped(&mut self, name: &VassalName, stopped: bool) -> bool {
+        if stopped {
+            self.stopped.insert(name.clone())
+        } else {
+            self.stopped.remove(name)
+        }
+    }
+
+    /// Whether an operator stopped `name`.
+    pub fn is_stopped(&self, name: &VassalName) -> bool {
+        self.stopped.contains(name)
+    }
+
+    /// The names an operator stopped.
+    pub fn stopped(&self) -> &BTreeSet<VassalName> {
+        &self.stopped
     }
 
     /// Whether `source` has finished its first listing (unknown sources have not).

@@ -30,6 +30,8 @@ pub enum Reason {
     Crashed,
     /// A held (unusable) config got a new version.
     NewVersion,
+    /// An operator stopped the vassal.
+    OperatorStopped,
 }
 
 /// One step of convergence.
@@ -104,6 +106,7 @@ fn decide(desired: &Desired, actual: &Actual, name: &VassalName, now: u64) -> St
         }
         (None, Some(have)) => {
             let reason = match desired.snapshot(&have.source) {
+                _ if desired.is_stopped(name) => Reason::OperatorStopped,
                 None => Reason::SourceGone,
                 Some(snap) if snap.complete => Reason::Removed,
                 Some(_) => return Step::Nothing,

@@ -400,6 +400,20 @@ proptest! {
     }
 
     #[test]
+    fn operator_stopped_names_are_only_ever_stopped((mut d, a) in arb_world(), mask in 0u8..=255, now in 0u64..300) {
+        for i in (0..8).filter(|i| mask & (1 << i) != 0) {
+            d.set_stopped(&name(&format!("v{i}.ini")), true);
+        }
+        let p = plan(&d, &a, now);
+        for action in p.actions.iter().filter(|x| d.is_stopped(&x.name)) {
+            prop_assert_eq!(action.kind, ActionKind::Stop, "{} is stopped by an operator", action.name);
+        }
+        for (n, have) in a.iter().filter(|(n, h)| d.is_stopped(n) && h.phase != Phase::Stopping) {
+            prop_assert!(p.actions.iter().any(|x| &x.name == n && x.kind == ActionKind::Stop), "{} must stop ({:?})", n, have.phase);
+        }
+    }
+
+    #[test]
     fn backoff_is_monotonic_and_capped(uptimes in proptest::collection::vec(0u64..100, 1..40)) {
         let mut b = Backoff::default();
         let mut last = 0;

@@ -23,6 +23,8 @@ pub(super) struct Emperor<P> {
     pub(super) clock: Instant,
     /// Name conflicts already reported.
     pub(super) conflicts: HashSet<(VassalName, SourceId)>,
+    /// Operators' commands in, the status table out.
+    pub(super) control: crate::control::Hook,
 }
 
 struct Signals {
@@ -75,6 +77,8 @@ impl<P: Processes> Emperor<P> {
                         self.exited(&name, generation);
                     }
                 }
+                // An operator's command from the control socket.
+                request = self.control.next() => self.on_command(request),
                 // A respawn backoff is due.
                 _ = sleep_until(deadline) => {}
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
@@ -107,10 +111,11 @@ impl<P: Processes> Emperor<P> {
             let now = self.now();
             wake = self.controller.reconcile(now, &mut self.supervisor);
             self.persist();
+            self.publish();
         }
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
 

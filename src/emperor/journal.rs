@@ -49,6 +49,16 @@ impl Journal {
         }
     }
 
+    /// Records that an operator stopped `name` (or started it again),
+    /// durably, before the emperor acts on it.
+    pub(crate) fn set_stopped(
+        &mut self,
+        name: &reconciler::VassalName,
+        stopped: bool,
+    ) -> Result<(), state::StateError> {
+        self.store.set_stopped(name, stopped)
+    }
+
     /// Makes every write since the last commit durable (one flush, none if
     /// nothing was written), then completes the acks waiting for it.
     pub(crate) fn commit(&mut self) {

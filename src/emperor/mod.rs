@@ -8,6 +8,7 @@
 //! then reconciles what it made dirty and flushes the state store once, if
 //! anything was written.
 
+mod commands;
 mod dirs;
 mod event_loop;
 mod journal;
@@ -16,8 +17,8 @@ mod processes;
 mod tests;
 
 use crate::cli::Cli;
-use crate::source;
 use crate::supervisor::{Settings, Supervisor};
+use crate::{control, source};
 use anyhow::Context;
 use event_loop::Emperor;
 use journal::Journal;
@@ -33,12 +34,24 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     dirs::prepare_state_dir(&state_dir, &log_dir)?;
     dirs::prepare_log_dir(&log_dir)?;
     let store = open_store(&state_dir, cli.reset_state)?;
+    let control_path = std::path::absolute(cli.control_socket()).context("resolving the control socket")?;
+    // Without its control socket the emperor still runs its vassals; only
+    // a socket another emperor answers on stops it.
+    let listener = match control::bind(&control_path) {
+        Ok(listener) => Some(listener),
+        Err(e @ control::BindError::InUse(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "no control socket: emperor ctl cannot reach this emperor");
+            None
+        }
+    };
     let policy = BackoffPolicy {
         min_ms: cli.backoff_min.as_millis() as u64,
         max_ms: cli.backoff_max.as_millis() as u64,
         reset_after_ms: cli.backoff_reset.as_millis() as u64,
     };
     let next_generation = store.next_generation()?;
+    let store_stopped = store.stopped()?;
     let ids: Vec<SourceId> = sources.iter().map(|s| s.id()).collect();
     let mut restored = Vec::new();
     for id in &ids {
@@ -48,7 +61,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     }
     let settings = Settings {
         vassal_binary: cli.vassal_binary.clone(),
-        log_dir,
+        log_dir: log_dir.clone(),
         stop_timeout: cli.stop_timeout,
         heartbeat_timeout: cli.heartbeat_timeout,
         native: cli.native,
@@ -69,6 +82,9 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
+    for name in store_stopped {
+        controller.set_stopped(&name, true);
+    }
     let settings = source::supervise::Settings {
         resync: cli.resync,
         emperor_id,
@@ -76,11 +92,20 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         cursors: Some(cursors),
     };
     // Owns the running sources; dropped when this function returns, which stops them.
-    let (src_rx, _sources) = source::supervise::start(sources, settings).await?;
-    tracing::info!(state_dir = %state_dir.display(), sources = cli.sources.len(), "emperor started");
-    Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new() }
-        .serve(src_rx, shutdown)
-        .await
+    let (src_rx, sources) = source::supervise::start(sources, settings).await?;
+    let (hook, handle) = control::Hook::new(ids);
+    let owner = rustix::process::geteuid().as_raw();
+    let context = control::Context { handle, owner, log_dir, sources: sources.board() };
+    let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
+    tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
+    let emperor =
+        Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new(), control: hook };
+    let result = emperor.serve(src_rx, shutdown).await;
+    if let Some(server) = server {
+        server.abort();
+        let _ = std::fs::remove_file(&control_path);
+    }
+    result
 }
 
 /// Opens the state store; with `reset`, a store that cannot be opened is

@@ -2,7 +2,7 @@
 //! [`Executor`] plus the exits and the shutdown. The [`Supervisor`] is the
 //! one implementation in the emperor; the loop's tests drive a fake.
 
-use crate::supervisor::Supervisor;
+use crate::supervisor::{ProcStatus, Supervisor};
 use reconciler::{Executor, VassalName};
 
 /// The vassal processes as the main loop sees them.
@@ -19,6 +19,10 @@ pub(crate) trait Processes: Executor {
     /// Ends what outlives the vassals (the fd holder); called once every
     /// vassal has stopped.
     fn retire_holder(&mut self);
+    /// What is known of `name`'s process, for operators.
+    fn status(&self, _name: &VassalName) -> ProcStatus {
+        ProcStatus::default()
+    }
 }
 
 impl Processes for Supervisor {
@@ -40,5 +44,9 @@ impl Processes for Supervisor {
 
     fn retire_holder(&mut self) {
         Supervisor::retire_holder(self);
+    }
+
+    fn status(&self, name: &VassalName) -> ProcStatus {
+        Supervisor::status(self, name)
     }
 }

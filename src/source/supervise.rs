@@ -112,6 +112,17 @@ impl StatusCell {
     }
 }
 
+/// A cheap, cloneable view of every source's status.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Vec<StatusCell>);
+
+impl StatusBoard {
+    /// The status of every source, in the order they were given.
+    pub fn statuses(&self) -> Vec<(SourceId, SourceStatus)> {
+        self.0.iter().map(|cell| (cell.id.clone(), cell.get())).collect()
+    }
+}
+
 /// The running sources. Dropping it stops them (within [`SHUTDOWN_GRACE`]).
 pub struct Sources {
     statuses: Vec<StatusCell>,
@@ -122,7 +133,13 @@ pub struct Sources {
 impl Sources {
     /// The status of every source, in the order they were given.
     pub fn statuses(&self) -> Vec<(SourceId, SourceStatus)> {
-        self.statuses.iter().map(|cell| (cell.id.clone(), cell.get())).collect()
+        self.board().statuses()
+    }
+
+    /// A handle that reads the same statuses, for a task that outlives a
+    /// borrow of `self` (the control socket).
+    pub fn board(&self) -> StatusBoard {
+        StatusBoard(self.statuses.clone())
     }
 
     /// Stops every source and waits until they have ended.

@@ -26,35 +26,9 @@ impl Executor for Supervisor {
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let key = (spec.name.clone(), generation);
-        if !self.prepared.contains_key(&key) {
-            // A start the round did not announce: its intent is made durable all the same.
-            self.intend(&[(spec.clone(), generation)]);
-        }
-        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
-            match e {
-                launch::LaunchError::NativeRefused { .. } => {
-                    tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
-                }
-                _ => tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config"),
-            }
-            StartError::Invalid(e.to_string())
-        })?;
-        let mode = mode_of(&launch);
-        crate::failpoint::hit("spawn-after-intent");
-        match self.spawn_proc(spec, &launch, generation) {
-            Ok(proc) => {
-                crate::failpoint::hit("spawn-before-pid");
-                tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
-                self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
-                self.procs.insert(spec.name.clone(), proc);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal");
-                Err(e)
-            }
-        }
+        let result = self.start_proc(spec, generation);
+        self.note_start(&spec.name, &result);
+        result
     }
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
@@ -181,4 +155,39 @@ fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> 
     // Straight to the socket: tokio's try_write would refuse until the
     // reactor has seen the socket writable.
     crate::sys::scm::send_byte(stream, byte)
+}
+
+impl Supervisor {
+    /// Starts `spec` as `generation`: the body of [`Executor::start`].
+    fn start_proc(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
+        let key = (spec.name.clone(), generation);
+        if !self.prepared.contains_key(&key) {
+            // A start the round did not announce: its intent is made durable all the same.
+            self.intend(&[(spec.clone(), generation)]);
+        }
+        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
+            match e {
+                launch::LaunchError::NativeRefused { .. } => {
+                    tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
+                }
+                _ => tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config"),
+            }
+            StartError::Invalid(e.to_string())
+        })?;
+        let mode = mode_of(&launch);
+        crate::failpoint::hit("spawn-after-intent");
+        match self.spawn_proc(spec, &launch, generation) {
+            Ok(proc) => {
+                crate::failpoint::hit("spawn-before-pid");
+                tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
+                self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                self.procs.insert(spec.name.clone(), proc);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal");
+                Err(e)
+            }
+        }
+    }
 }

@@ -104,6 +104,7 @@ impl Supervisor {
             Err(e) => format!("unknown status ({e})"),
         };
         let pid = proc.pid();
+        self.note_exit(name, exit.as_ref().ok().copied().flatten().into());
         if proc.state.is_stopping() {
             tracing::info!(vassal = %name, pid, generation, %status, "vassal stopped");
         } else {

@@ -17,6 +17,7 @@ mod launch;
 mod logs;
 mod proc;
 mod process;
+mod status;
 mod user;
 mod watch;
 
@@ -28,10 +29,12 @@ pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
+pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
 use state::{Intent, Mode, Store, VassalRecord};
+pub use status::{LastExit, ProcStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -79,6 +82,10 @@ pub struct Supervisor {
     children: HashMap<i32, (VassalName, u64)>,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
+    /// How each vassal's last process ended, for operators.
+    last_exits: HashMap<VassalName, LastExit>,
+    /// Why each vassal's last start failed, for operators.
+    start_errors: HashMap<VassalName, String>,
 }
 
 impl Supervisor {
@@ -109,6 +116,8 @@ impl Supervisor {
             timed: HashSet::new(),
             children: HashMap::new(),
             prepared: HashMap::new(),
+            last_exits: HashMap::new(),
+            start_errors: HashMap::new(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod record;
+mod stopped;
 
 pub use record::{Intent, Mode, VassalRecord};
 
@@ -77,6 +78,8 @@ pub struct Store {
     specs: sled::Tree,
     sources: sled::Tree,
     cursors: sled::Tree,
+    /// Vassals an operator stopped (see [`Store::set_stopped`]).
+    stopped: sled::Tree,
     emperor_id: Arc<str>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
@@ -117,6 +120,7 @@ impl Store {
             specs: db.open_tree("specs")?,
             sources: db.open_tree("sources")?,
             cursors: db.open_tree("cursors")?,
+            stopped: db.open_tree("stopped")?,
             meta,
             db,
             emperor_id: emperor_id.into(),

@@ -7,6 +7,7 @@
 //! (and every round before it), and an exit taken from the fake is handled
 //! in the same round, with no await in between.
 
+mod commands;
 mod fake;
 
 use super::event_loop::Emperor;
@@ -37,6 +38,8 @@ struct Harness {
     events: mpsc::Sender<Envelope>,
     store: state::Store,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The control socket's side of the loop.
+    control: crate::control::Handle,
     serve: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -54,12 +57,19 @@ impl Harness {
         let journal = Journal::new(store.clone(), controller.next_generation());
         let (events, rx) = mpsc::channel(16);
         let (shutdown, requested) = oneshot::channel();
-        let emperor =
-            Emperor { controller, supervisor: fake.clone(), journal, clock: Instant::now(), conflicts: HashSet::new() };
+        let (hook, control) = crate::control::Hook::new(vec![source(DIR)]);
+        let emperor = Emperor {
+            controller,
+            supervisor: fake.clone(),
+            journal,
+            clock: Instant::now(),
+            conflicts: HashSet::new(),
+            control: hook,
+        };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
         }));
-        Self { fake, events, store, shutdown: Some(shutdown), serve, _dir: dir }
+        Self { fake, events, store, shutdown: Some(shutdown), control, serve, _dir: dir }
     }
 
     /// Sends a source event and waits until the loop has recorded and applied it.

@@ -1,0 +1,282 @@
+//! `emperor ctl`: asks a running emperor, over its control socket, what
+//! its vassals do, and tells it to start, stop, restart or reload some.
+
+use super::render;
+use super::table::{SourceView, State, VassalView};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const EXIT_CODES: &str = "\
+Exit codes (as systemctl): 0 ok; 1 failed; 2 usage; 3 not running (status of a
+vassal that is not running); 4 no such vassal; 7 emperor not reachable.";
+
+/// Talks to a running emperor through its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "emperor ctl", version, about, after_help = EXIT_CODES)]
+pub struct CtlCli {
+    /// The emperor's state directory (same default as the emperor's).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// The control socket (default <state-dir>/control.sock).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub control_socket: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of the read commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// The commands of `emperor ctl`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every vassal: source, state, pid, uptime, restarts, last exit.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Details of some vassals (with their last log lines); `list` without names.
+    Status {
+        /// Vassal names.
+        names: Vec<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Starts vassals stopped by `stop`.
+    Start(Targets),
+    /// Stops vassals and keeps them stopped (across resyncs and emperor restarts) until `start`.
+    Stop(Targets),
+    /// Starts a new process for each vassal, with a fresh backoff.
+    Restart(Targets),
+    /// Reloads vassals as a config change does.
+    Reload(Targets),
+    /// Every source: up or down, since when, last error, restarts, desired vassals.
+    Sources {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// The vassals a command applies to, and whether to wait for its outcome.
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Vassal names.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Return only once the command is carried out (stopped, running again).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait, how many seconds to wait at most.
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    timeout: f64,
+}
+
+/// Why a ctl command failed, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The socket does not answer.
+    #[error("emperor not reachable at {socket}: {source}")]
+    Unreachable {
+        /// The control socket.
+        socket: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The emperor answered something this client does not understand.
+    #[error("bad answer from {socket}: {why}")]
+    Protocol {
+        /// The control socket.
+        socket: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl CtlError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Unreachable { .. } => 7,
+            CtlError::Protocol { .. } => 1,
+        }
+    }
+}
+
+/// Runs `emperor ctl` with `args` (the program name first); returns its exit code.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = match CtlCli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let socket = cli
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| cli.state_dir.clone().unwrap_or_else(crate::cli::default_state_dir).join("control.sock"));
+    match run(&socket, cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("emperor ctl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(socket: &Path, command: Command) -> Result<u8, CtlError> {
+    let client = Client { socket };
+    match command {
+        Command::List { output } => client.list(output),
+        Command::Status { names, output } if names.is_empty() => client.list(output),
+        Command::Status { names, output } => client.status(&names, output),
+        Command::Start(targets) => client.act(super::Action::Start, &targets),
+        Command::Stop(targets) => client.act(super::Action::Stop, &targets),
+        Command::Restart(targets) => client.act(super::Action::Restart, &targets),
+        Command::Reload(targets) => client.act(super::Action::Reload, &targets),
+        Command::Sources { output } => client.sources(output),
+    }
+}
+
+struct Client<'a> {
+    socket: &'a Path,
+}
+
+impl Client<'_> {
+    fn list(&self, output: Output) -> Result<u8, CtlError> {
+        self.show::<VassalView>("/v1/vassals", output, render::vassals)
+    }
+
+    fn sources(&self, output: Output) -> Result<u8, CtlError> {
+        self.show::<SourceView>("/v1/sources", output, render::sources)
+    }
+
+    /// Prints the array at `path`, as JSON or through `table`.
+    fn show<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        output: Output,
+        table: fn(&[T]) -> String,
+    ) -> Result<u8, CtlError> {
+        let body = self.expect_ok("GET", path)?;
+        match output {
+            Output::Json => emit(&format!("{}\n", pretty(&body))),
+            Output::Table => emit(&table(&self.decode::<Vec<T>>(body)?)),
+        }
+        Ok(0)
+    }
+
+    fn status(&self, names: &[String], output: Output) -> Result<u8, CtlError> {
+        let (mut missing, mut down, mut found) = (false, false, Vec::new());
+        for name in names {
+            let (status, body) = self.call("GET", &format!("/v1/vassals/{}", encode(name)))?;
+            match status {
+                200 => {
+                    down |= body["state"].as_str() != Some(State::Running.as_str());
+                    found.push(body);
+                }
+                404 => {
+                    eprintln!("emperor ctl: no such vassal: {name}");
+                    missing = true;
+                }
+                _ => return Err(self.unexpected(status, &body)),
+            }
+        }
+        match output {
+            Output::Json => emit(&format!("{}\n", pretty(&Value::Array(found)))),
+            Output::Table => {
+                let blocks: Vec<String> = found.iter().map(render::status).collect();
+                emit(&blocks.join("\n"));
+            }
+        }
+        Ok(if missing {
+            4
+        } else if down {
+            3
+        } else {
+            0
+        })
+    }
+
+    fn act(&self, action: super::Action, targets: &Targets) -> Result<u8, CtlError> {
+        let mut code = 0;
+        let wait = if targets.wait { format!("?wait={}", targets.timeout) } else { String::new() };
+        for name in &targets.names {
+            let path = format!("/v1/vassals/{}/{}{wait}", encode(name), action.as_str());
+            let (status, body) = self.call("POST", &path)?;
+            match status {
+                200 => emit(&format!("{name}: {}\n", body["result"].as_str().unwrap_or("done"))),
+                _ => {
+                    eprintln!("emperor ctl: {name}: {}", body["error"].as_str().unwrap_or("failed"));
+                    code = if status == 404 { 4 } else { code.max(1) };
+                }
+            }
+        }
+        Ok(code)
+    }
+
+    fn expect_ok(&self, method: &str, path: &str) -> Result<Value, CtlError> {
+        match self.call(method, path)? {
+            (200, body) => Ok(body),
+            (status, body) => Err(self.unexpected(status, &body)),
+        }
+    }
+
+    fn unexpected(&self, status: u16, body: &Value) -> CtlError {
+        let why = body["error"].as_str().map_or_else(|| format!("HTTP status {status}"), str::to_owned);
+        CtlError::Protocol { socket: self.socket.to_owned(), why }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, body: Value) -> Result<T, CtlError> {
+        serde_json::from_value(body)
+            .map_err(|e| CtlError::Protocol { socket: self.socket.to_owned(), why: e.to_string() })
+    }
+
+    /// One request, one connection: the status and the JSON body.
+    fn call(&self, method: &str, path: &str) -> Result<(u16, Value), CtlError> {
+        let unreachable = |source| CtlError::Unreachable { socket: self.socket.to_owned(), source };
+        let mut stream = UnixStream::connect(self.socket).map_err(unreachable)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(unreachable)?;
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: emperor\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).map_err(unreachable)?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).map_err(unreachable)?;
+        let bad = |why: &str| CtlError::Protocol { socket: self.socket.to_owned(), why: why.to_owned() };
+        let text = String::from_utf8(answer).map_err(|_| bad("not UTF-8"))?;
+        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no end of head"))?;
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
+        let body = serde_json::from_str(body).map_err(|e| bad(&e.to_string()))?;
+        Ok((status, body))
+    }
+}
+
+/// A vassal name as one path segment.
+fn encode(name: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(name, SET).to_string()
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}

@@ -1,0 +1,84 @@
+//! The main loop's side of the control socket: the commands it receives
+//! and the table it publishes after each round.
+
+use super::table::{Table, Tracker};
+use super::{Action, Reply};
+use crate::supervisor::ProcStatus;
+use reconciler::{Controller, SourceId, VassalName};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How many commands may wait for the loop; a client beyond that waits.
+const QUEUE: usize = 64;
+
+/// A command for the main loop, with where to send its outcome.
+#[derive(Debug)]
+pub struct Request {
+    /// The vassal it concerns.
+    pub name: VassalName,
+    /// What to do.
+    pub action: Action,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Held by the main loop: receives commands and publishes the table.
+pub struct Hook {
+    commands: Option<mpsc::Receiver<Request>>,
+    table: watch::Sender<Arc<Table>>,
+    tracker: Tracker,
+    /// Outcomes held back until the round they caused has run.
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+}
+
+/// The control task's side: sends commands, reads the table.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) commands: mpsc::Sender<Request>,
+    pub(crate) table: watch::Receiver<Arc<Table>>,
+}
+
+impl Hook {
+    /// A hook for an emperor with these sources, and the handle the
+    /// control task uses to reach it.
+    pub(crate) fn new(sources: Vec<SourceId>) -> (Self, Handle) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (table, table_rx) = watch::channel(Arc::default());
+        let hook = Self { commands: Some(rx), table, tracker: Tracker::new(sources), replies: Vec::new() };
+        (hook, Handle { commands: tx, table: table_rx })
+    }
+
+    /// A hook no control task talks to (in-process tests, embedders).
+    pub fn detached() -> Self {
+        let (table, _) = watch::channel(Arc::default());
+        Self { commands: None, table, tracker: Tracker::default(), replies: Vec::new() }
+    }
+
+    /// The next command; pending forever when no control task is left.
+    pub async fn next(&mut self) -> Request {
+        if let Some(rx) = &mut self.commands {
+            if let Some(request) = rx.recv().await {
+                return request;
+            }
+            self.commands = None;
+        }
+        std::future::pending().await
+    }
+
+    /// Queues a command's outcome; it is sent after the next publish.
+    pub fn answer(&mut self, reply: oneshot::Sender<Reply>, outcome: Reply) {
+        self.replies.push((reply, outcome));
+    }
+
+    /// Rebuilds and publishes the table (after a round), then sends the
+    /// outcomes of the commands that round carried out.
+    pub fn publish(&mut self, controller: &Controller, status: impl Fn(&VassalName) -> ProcStatus, now_ms: u64) {
+        if self.commands.is_some() || self.table.receiver_count() > 0 {
+            let table = self.tracker.build(controller, status, now_ms);
+            self.table.send_replace(Arc::new(table));
+        }
+        for (reply, outcome) in self.replies.drain(..) {
+            let _ = reply.send(outcome);
+        }
+    }
+}

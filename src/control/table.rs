@@ -1,0 +1,316 @@
+//! The status table the main loop publishes after every round, and how it
+//! is built from the controller's state and the supervisor's.
+
+use crate::supervisor::{LastExit, ProcStatus};
+use reconciler::{ActualVassal, Controller, Phase, SourceId, VassalName};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where a vassal is, as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// A process runs.
+    Running,
+    /// It was asked to stop and has not exited yet.
+    Stopping,
+    /// It exited on its own and waits for its respawn (backing off).
+    Crashed,
+    /// Its config cannot be used; it waits for a new version.
+    Held,
+    /// An operator stopped it.
+    Stopped,
+}
+
+impl State {
+    /// Its name, as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Crashed => "crashed",
+            State::Held => "held",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// One vassal in the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VassalView {
+    /// Its name.
+    pub name: String,
+    /// The source whose config it runs.
+    pub source: String,
+    /// The config version it runs (or would run).
+    pub version: String,
+    /// Where it is.
+    pub state: State,
+    /// Why it is there, when that is not obvious (held, crashed, stopped).
+    pub reason: Option<String>,
+    /// Its current process.
+    pub pid: Option<i32>,
+    /// Its current (or last) generation.
+    pub generation: Option<u64>,
+    /// When it entered its state, in seconds since the epoch.
+    pub since: Option<f64>,
+    /// When a crashed vassal is respawned, in seconds since the epoch.
+    pub restart_at: Option<f64>,
+    /// How many times it was started again since the emperor started.
+    pub restarts: u32,
+    /// How its last process ended (`unknown` for a re-adopted one); `null`
+    /// when none ended since the emperor started.
+    pub last_exit: Option<LastExit>,
+}
+
+/// One source, as `ctl sources` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The source's id (its URI).
+    pub source: String,
+    /// Whether it delivers events.
+    pub up: bool,
+    /// When `up` last changed, in seconds since the epoch.
+    pub since: f64,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How many vassals it wants.
+    pub desired: usize,
+}
+
+/// Everything the read commands answer from, rebuilt after each round.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Every vassal, by name.
+    pub vassals: BTreeMap<String, VassalView>,
+    /// How many vassals each source wants.
+    pub desired: BTreeMap<String, usize>,
+    /// `vassals` as a JSON array, made by the first reader that needs it.
+    pub(crate) json: std::sync::OnceLock<String>,
+}
+
+impl Table {
+    /// Every vassal as a JSON array, serialized once per table.
+    pub fn vassals_json(&self) -> &str {
+        self.json.get_or_init(|| serde_json::to_string(&self.vassals.values().collect::<Vec<_>>()).unwrap_or_default())
+    }
+}
+
+/// What the tracker remembers of a vassal between rounds.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    generation: Option<u64>,
+    state: State,
+    since: SystemTime,
+    restarts: u32,
+}
+
+/// Builds [`Table`]s, remembering between rounds what the controller does
+/// not keep: when each state began and how many restarts there were.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    sources: Vec<SourceId>,
+    seen: HashMap<VassalName, Seen>,
+}
+
+impl Tracker {
+    /// A tracker for an emperor with these sources.
+    pub(crate) fn new(sources: Vec<SourceId>) -> Self {
+        Self { sources, seen: HashMap::new() }
+    }
+
+    /// The table at `now_ms` of the controller's clock.
+    pub(crate) fn build(
+        &mut self,
+        controller: &Controller,
+        status: impl Fn(&VassalName) -> ProcStatus,
+        now_ms: u64,
+    ) -> Table {
+        let clock = Clock { wall: SystemTime::now(), now_ms };
+        let mut table = Table::default();
+        for id in &self.sources {
+            let count = controller.desired().snapshot(id).map_or(0, |s| s.specs.len());
+            table.desired.insert(id.0.clone(), count);
+        }
+        let mut seen = HashMap::with_capacity(self.seen.len());
+        for (name, have) in controller.actual() {
+            let started = match have.phase {
+                Phase::Running { since } => Some(clock.at(since)),
+                _ => None,
+            };
+            let view = actual_view(name, have, &status(name), &clock);
+            table.vassals.insert(name.to_string(), self.track(view, name, started, &clock, &mut seen));
+        }
+        for name in controller.desired().stopped() {
+            if controller.actual().contains_key(name) {
+                continue;
+            }
+            let Some(spec) = controller.desired().offered(name) else { continue };
+            let view = VassalView {
+                name: name.to_string(),
+                source: spec.source.0.clone(),
+                version: spec.version.clone(),
+                state: State::Stopped,
+                reason: Some("stopped by an operator".into()),
+                pid: None,
+                generation: self.seen.get(name).and_then(|s| s.generation),
+                since: None,
+                restart_at: None,
+                restarts: 0,
+                last_exit: status(name).last_exit,
+            };
+            table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, &mut seen));
+        }
+        self.seen = seen;
+        table
+    }
+
+    /// Fills in what only the tracker knows (since when, restarts) and
+    /// remembers it in `seen` for the next round.
+    fn track(
+        &self,
+        mut view: VassalView,
+        name: &VassalName,
+        started: Option<SystemTime>,
+        clock: &Clock,
+        seen: &mut HashMap<VassalName, Seen>,
+    ) -> VassalView {
+        let entry = self.observe(name, view.generation, view.state, started.unwrap_or(clock.wall));
+        view.since = Some(epoch(started.unwrap_or(entry.since)));
+        view.restarts = entry.restarts;
+        seen.insert(name.clone(), entry);
+        view
+    }
+
+    /// What to remember of `name` now: its state's start is kept while
+    /// state and generation stay; a new generation counts as a restart.
+    fn observe(&self, name: &VassalName, generation: Option<u64>, state: State, now: SystemTime) -> Seen {
+        match self.seen.get(name) {
+            Some(old) if old.generation == generation && old.state == state => *old,
+            Some(old) => {
+                let restarted = generation.is_some() && old.generation.is_some() && old.generation != generation;
+                Seen { generation, state, since: now, restarts: old.restarts + u32::from(restarted) }
+            }
+            None => Seen { generation, state, since: now, restarts: 0 },
+        }
+    }
+}
+
+/// The wall clock and the controller's clock at the same moment.
+struct Clock {
+    wall: SystemTime,
+    now_ms: u64,
+}
+
+impl Clock {
+    /// The wall time of `ms` on the controller's clock (in the past).
+    fn at(&self, ms: u64) -> SystemTime {
+        let ago = Duration::from_millis(self.now_ms.saturating_sub(ms));
+        self.wall.checked_sub(ago).unwrap_or(self.wall)
+    }
+
+    /// The wall time of `ms` on the controller's clock (in the future).
+    fn ahead(&self, ms: u64) -> SystemTime {
+        self.wall + Duration::from_millis(ms.saturating_sub(self.now_ms))
+    }
+}
+
+/// A managed vassal as the controller and the supervisor see it; `since`
+/// and `restarts` are the tracker's to fill in.
+fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock: &Clock) -> VassalView {
+    let (state, reason, restart_at) = match have.phase {
+        Phase::Running { .. } => (State::Running, None, None),
+        Phase::Stopping => (State::Stopping, None, None),
+        Phase::Crashed { restart_at } => {
+            let why = match (&proc.start_error, proc.last_exit) {
+                (Some(error), _) => error.clone(),
+                (None, Some(exit)) => format!("exited ({exit}); backing off"),
+                (None, None) => "exited; backing off".into(),
+            };
+            (State::Crashed, Some(why), Some(epoch(clock.ahead(restart_at))))
+        }
+        Phase::Held => (State::Held, Some(proc.start_error.clone().unwrap_or_else(|| "unusable config".into())), None),
+    };
+    VassalView {
+        name: name.to_string(),
+        source: have.source.0.clone(),
+        version: have.version.clone(),
+        state,
+        reason,
+        pid: proc.pid,
+        generation: Some(have.generation),
+        since: None,
+        restart_at,
+        restarts: 0,
+        last_exit: proc.last_exit,
+    }
+}
+
+/// Seconds since the epoch, with milliseconds.
+fn epoch(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconciler::{BackoffPolicy, ConfigRef, Executor, ReloadOutcome, StartError, VassalSpec};
+
+    struct Ok;
+    impl Executor for Ok {
+        fn start(&mut self, _: &VassalSpec, _: u64) -> Result<(), StartError> {
+            Result::Ok(())
+        }
+        fn reload(&mut self, _: &VassalSpec) -> ReloadOutcome {
+            ReloadOutcome::Reloaded
+        }
+        fn stop(&mut self, _: &VassalName) -> bool {
+            true
+        }
+        fn forget(&mut self, _: &VassalName) {}
+    }
+
+    fn controller() -> (Controller, VassalName) {
+        let name = VassalName::parse("a.ini").unwrap();
+        let spec = VassalSpec {
+            name: name.clone(),
+            source: SourceId("dir:///v".into()),
+            config: ConfigRef::Inline(String::new()),
+            version: "1".into(),
+            owner: None,
+            socket: None,
+        };
+        let mut c = Controller::new(BackoffPolicy::default());
+        c.set_snapshot(&spec.source.clone(), [(name.clone(), spec)].into(), true);
+        c.reconcile(0, &mut Ok);
+        (c, name)
+    }
+
+    #[test]
+    fn restarts_count_new_generations_and_stopped_vassals_stay_listed() {
+        let (mut c, name) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        let exit = |_: &VassalName| ProcStatus { last_exit: Some(LastExit::Code(3)), ..ProcStatus::default() };
+        let table = tracker.build(&c, |_| ProcStatus::default(), 0);
+        assert_eq!(table.vassals["a.ini"].state, State::Running);
+        assert_eq!(table.desired["dir:///v"], 1);
+        c.on_exit(&name, 1, 20_000, &mut Ok);
+        let table = tracker.build(&c, exit, 20_000);
+        let crashed = &table.vassals["a.ini"];
+        assert_eq!((crashed.state, crashed.restarts), (State::Crashed, 0));
+        assert_eq!(crashed.reason.as_deref(), Some("exited (code 3); backing off"));
+        c.reconcile(20_000, &mut Ok);
+        let table = tracker.build(&c, exit, 20_000);
+        assert_eq!((table.vassals["a.ini"].state, table.vassals["a.ini"].restarts), (State::Running, 1));
+        c.set_stopped(&name, true);
+        c.reconcile(20_001, &mut Ok);
+        c.on_exit(&name, 2, 20_002, &mut Ok);
+        let table = tracker.build(&c, exit, 20_002);
+        let stopped = &table.vassals["a.ini"];
+        assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
+        assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
+    }
+}
