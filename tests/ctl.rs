@@ -162,6 +162,9 @@ fn another_uid_may_read_but_not_change_anything() {
     let h = Harness::new();
     put(&h.vassal("a.ini"), &uwsgi_ini(""));
     let socket = h.root.join("ctl.sock");
+    // A directory the group may enter: the socket is then 0660 (in the
+    // private state dir it is 0600).
+    std::fs::set_permissions(&h.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     let _run = h.spawn_dir(&["--control-socket", socket.to_str().unwrap()], &[]);
     let a = h.wait_start("a.ini");
     wait_until(DEADLINE, "the control socket", || cond(socket.exists()));

@@ -50,8 +50,10 @@ pub struct Context {
     pub(crate) sources: StatusBoard,
 }
 
-/// Creates the control socket at `path` (mode 0660), replacing a stale one
-/// but never one another emperor still answers on.
+/// Creates the control socket at `path`, replacing a stale one but never
+/// one another emperor still answers on. Mode 0660, so a group may read
+/// the status; 0600 in a directory the group cannot enter anyway (the
+/// private state dir, where every file is the owner's alone).
 pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     let io = |source| BindError::Io { path: path.to_owned(), source };
     if std::fs::symlink_metadata(path).is_ok() {
@@ -61,7 +63,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
         std::fs::remove_file(path).map_err(io)?;
     }
     let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    let group_may_enter = path
+        .parent()
+        .and_then(|dir| std::fs::metadata(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }).ok())
+        .is_some_and(|meta| meta.permissions().mode() & 0o010 != 0);
+    let mode = if group_may_enter { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
     Ok(listener)
 }
 
