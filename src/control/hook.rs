@@ -1,7 +1,7 @@
 //! The main loop's side of the control socket: the commands it receives
 //! and the table it publishes after each round.
 
-use super::table::{Table, Tracker};
+use super::table::{Table, Tracker, VassalCounts};
 use super::{Action, Reply};
 use crate::supervisor::ProcStatus;
 use reconciler::{Controller, SourceId, VassalName};
@@ -27,6 +27,8 @@ pub struct Hook {
     commands: Option<mpsc::Receiver<Request>>,
     table: watch::Sender<Arc<Table>>,
     tracker: Tracker,
+    /// The per-state counts of the last table, for the sources.
+    counts: watch::Sender<VassalCounts>,
     /// Outcomes held back until the round they caused has run.
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
 }
@@ -44,14 +46,32 @@ impl Hook {
     pub(crate) fn new(sources: Vec<SourceId>) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (table, table_rx) = watch::channel(Arc::default());
-        let hook = Self { commands: Some(rx), table, tracker: Tracker::new(sources), replies: Vec::new() };
+        let hook = Self {
+            commands: Some(rx),
+            table,
+            tracker: Tracker::new(sources),
+            counts: watch::Sender::default(),
+            replies: Vec::new(),
+        };
         (hook, Handle { commands: tx, table: table_rx })
     }
 
     /// A hook no control task talks to (in-process tests, embedders).
     pub fn detached() -> Self {
         let (table, _) = watch::channel(Arc::default());
-        Self { commands: None, table, tracker: Tracker::default(), replies: Vec::new() }
+        Self {
+            commands: None,
+            table,
+            tracker: Tracker::default(),
+            counts: watch::Sender::default(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// The per-state vassal counts, updated after each round that changed
+    /// them (what sources read through [`crate::source::SourceContext::counts`]).
+    pub fn counts(&self) -> watch::Receiver<VassalCounts> {
+        self.counts.subscribe()
     }
 
     /// The next command; pending forever when no control task is left.
@@ -73,8 +93,10 @@ impl Hook {
     /// Rebuilds and publishes the table (after a round), then sends the
     /// outcomes of the commands that round carried out.
     pub fn publish(&mut self, controller: &Controller, status: impl Fn(&VassalName) -> ProcStatus, now_ms: u64) {
-        if self.commands.is_some() || self.table.receiver_count() > 0 {
+        if self.commands.is_some() || self.table.receiver_count() > 0 || self.counts.receiver_count() > 0 {
             let table = self.tracker.build(controller, status, now_ms);
+            let counts = table.counts();
+            self.counts.send_if_modified(|old| std::mem::replace(old, counts) != counts);
             self.table.send_replace(Arc::new(table));
         }
         for (reply, outcome) in self.replies.drain(..) {

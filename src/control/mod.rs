@@ -21,7 +21,7 @@ mod wait;
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
 pub use server::{bind, serve, BindError, Context};
-pub use table::{SourceView, State, Table, VassalView};
+pub use table::{SourceView, State, Table, VassalCounts, VassalView};
 
 use reconciler::VassalName;
 

@@ -36,6 +36,48 @@ impl State {
     }
 }
 
+/// How many vassals are in each state: what `ctl list`'s footer prints and
+/// what a source may publish (a `zoo://` registration node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VassalCounts {
+    /// Vassals whose process runs.
+    pub running: usize,
+    /// Vassals asked to stop that have not exited yet.
+    pub stopping: usize,
+    /// Vassals backing off before their respawn.
+    pub crashed: usize,
+    /// Vassals whose config cannot be used.
+    pub held: usize,
+    /// Vassals an operator stopped.
+    pub stopped: usize,
+}
+
+impl VassalCounts {
+    /// The counts of these vassals.
+    pub fn of<'a>(views: impl IntoIterator<Item = &'a VassalView>) -> Self {
+        let mut counts = Self::default();
+        for view in views {
+            *counts.slot(view.state) += 1;
+        }
+        counts
+    }
+
+    /// Every vassal counted.
+    pub fn total(&self) -> usize {
+        self.running + self.stopping + self.crashed + self.held + self.stopped
+    }
+
+    fn slot(&mut self, state: State) -> &mut usize {
+        match state {
+            State::Running => &mut self.running,
+            State::Stopping => &mut self.stopping,
+            State::Crashed => &mut self.crashed,
+            State::Held => &mut self.held,
+            State::Stopped => &mut self.stopped,
+        }
+    }
+}
+
 /// One vassal in the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VassalView {
@@ -96,6 +138,11 @@ impl Table {
     /// Every vassal as a JSON array, serialized once per table.
     pub fn vassals_json(&self) -> &str {
         self.json.get_or_init(|| serde_json::to_string(&self.vassals.values().collect::<Vec<_>>()).unwrap_or_default())
+    }
+
+    /// How many vassals are in each state.
+    pub fn counts(&self) -> VassalCounts {
+        VassalCounts::of(self.vassals.values())
     }
 }
 
@@ -297,11 +344,13 @@ mod tests {
         let table = tracker.build(&c, |_| ProcStatus::default(), 0);
         assert_eq!(table.vassals["a.ini"].state, State::Running);
         assert_eq!(table.desired["dir:///v"], 1);
+        assert_eq!(table.counts(), VassalCounts { running: 1, ..VassalCounts::default() });
         c.on_exit(&name, 1, 20_000, &mut Ok);
         let table = tracker.build(&c, exit, 20_000);
         let crashed = &table.vassals["a.ini"];
         assert_eq!((crashed.state, crashed.restarts), (State::Crashed, 0));
         assert_eq!(crashed.reason.as_deref(), Some("exited (code 3); backing off"));
+        assert_eq!(table.counts(), VassalCounts { crashed: 1, ..VassalCounts::default() });
         c.reconcile(20_000, &mut Ok);
         let table = tracker.build(&c, exit, 20_000);
         assert_eq!((table.vassals["a.ini"].state, table.vassals["a.ini"].restarts), (State::Running, 1));

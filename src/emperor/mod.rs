@@ -85,15 +85,16 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     for name in store_stopped {
         controller.set_stopped(&name, true);
     }
+    let (hook, handle) = control::Hook::new(ids);
     let settings = source::supervise::Settings {
         resync: cli.resync,
         emperor_id,
         capacity: source::supervise::CAPACITY,
         cursors: Some(cursors),
+        counts: Some(hook.counts()),
     };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
-    let (hook, handle) = control::Hook::new(ids);
     let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));

@@ -17,6 +17,7 @@ pub mod supervise;
 
 pub use supervise::{Shutdown, SourceStatus};
 
+use crate::control::VassalCounts;
 use reconciler::{SourceId, VassalName, VassalSpec};
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use std::pin::Pin;
 use std::time::Duration;
 use supervise::StatusCell;
 use tokio::sync::mpsc::Sender;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// What a source tells the reconciler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,8 @@ pub struct SourceContext {
     status: StatusCell,
     /// Where sources that resume a change stream keep their position.
     cursors: Option<state::Cursors>,
+    /// The emperor's per-state vassal counts.
+    counts: watch::Receiver<VassalCounts>,
 }
 
 impl SourceContext {
@@ -89,13 +92,29 @@ impl SourceContext {
         shutdown: Shutdown,
     ) -> Self {
         let status = StatusCell::new(id.clone());
-        Self { id, events, resync, emperor_id, shutdown, status, cursors: None }
+        let counts = watch::Sender::default().subscribe();
+        Self { id, events, resync, emperor_id, shutdown, status, cursors: None, counts }
     }
 
     /// The same context with the state store's source cursors.
     pub fn with_cursors(mut self, cursors: Option<state::Cursors>) -> Self {
         self.cursors = cursors;
         self
+    }
+
+    /// The same context reading the emperor's vassal counts from `counts`.
+    pub fn with_counts(mut self, counts: Option<watch::Receiver<VassalCounts>>) -> Self {
+        if let Some(counts) = counts {
+            self.counts = counts;
+        }
+        self
+    }
+
+    /// The emperor's per-state vassal counts, updated after every round
+    /// that changed them (read-only; all zero and never changing in tests
+    /// without an emperor).
+    pub fn counts(&self) -> watch::Receiver<VassalCounts> {
+        self.counts.clone()
     }
 
     /// The state store's source cursors (none in tests without a store).

@@ -28,6 +28,8 @@ pub struct Settings {
     pub capacity: usize,
     /// The state store's source cursors.
     pub cursors: Option<state::Cursors>,
+    /// The emperor's per-state vassal counts (see [`SourceContext::counts`]).
+    pub counts: Option<watch::Receiver<crate::control::VassalCounts>>,
 }
 
 /// Completes once the emperor stops its sources (a cheap clone per task).
@@ -189,6 +191,7 @@ pub async fn start(
         .map(|s| {
             SourceContext::new(s.id(), events.clone(), settings.resync, settings.emperor_id.clone(), shutdown.clone())
                 .with_cursors(settings.cursors.clone())
+                .with_counts(settings.counts.clone())
         })
         .collect();
     let statuses = contexts.iter().map(|ctx| ctx.status.clone()).collect();

@@ -49,6 +49,7 @@ pub fn start_source(built: Box<dyn source::Source>) -> Running {
         emperor_id: format!("conformance-{}-{n}", std::process::id()),
         capacity: CAPACITY,
         cursors: None,
+        counts: None,
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime to build the source");
