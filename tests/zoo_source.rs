@@ -3,9 +3,9 @@
 //! socket child nodes; oversize configs; a missing or deleted base; a cut
 //! connection, a server restart, an expired session and a server down at
 //! start keep the vassals running and converge afterwards; an emperor
-//! restart re-adopts; digest login; `register=PATH`; latency. Bad names and
-//! empty nodes (each reported once) are checked by the conformance suite
-//! (`tests/conformance/zoo.rs`). Each test uses its own base path of a
+//! restart re-adopts; digest login; `register=PATH` (with the vassal counts);
+//! latency. Bad names and empty nodes (each reported once) are checked by
+//! the conformance suite (`tests/conformance/zoo.rs`). Each test uses its own base path of a
 //! shared server, except those that cut or stop the server or count its
 //! sessions, which have a server of their own.
 
@@ -369,6 +369,37 @@ fn thousand_vassals_from_start() {
     let spawned = t.elapsed();
     wait_until(Duration::from_secs(300), format!("{N} vassals running"), || cond(h.recorded_names().len() >= N));
     eprintln!("zoo start→{N} spawned: {spawned:?}; →{N} running (each recorded its start): {:?}", t.elapsed());
+}
+
+/// Waits until the one registration under `dir` holds these vassal counts.
+fn wait_counts(c: &mut ZkClient, dir: &str, running: u64, held: u64) -> serde_json::Value {
+    let want = serde_json::json!({"running": running, "stopping": 0, "crashed": 0, "held": held, "stopped": 0});
+    wait_until(DEADLINE, format!("the registration under {dir} to count {want}"), || {
+        let found = registrations(c, dir);
+        (found.len() == 1 && found[0].1["vassals"] == want).then(|| found[0].1.clone())
+    })
+}
+
+#[test]
+fn register_holds_the_vassal_counts_and_follows_them() {
+    let zk = ZooKeeper::shared();
+    let mut c = zk.client();
+    c.mkdir("/counts/vassals");
+    c.create("/counts/vassals/a.ini", config("a").as_bytes());
+    c.create("/counts/vassals/b.ini", config("b").as_bytes());
+    let mut h = Harness::new();
+    h.start(&[format!("{}?register=/counts/hosts", uri(zk.port, "/counts/vassals")).as_str()]);
+    h.wait_start("a.ini");
+    h.wait_start("b.ini");
+    let data = wait_counts(&mut c, "/counts/hosts", 2, 0);
+    assert_eq!(data["pid"], h.emperor_pid(), "{data}");
+
+    // An unusable config is held; then a vassal goes: each change shows.
+    c.create("/counts/vassals/bad.xml", b"not xml");
+    wait_counts(&mut c, "/counts/hosts", 2, 1);
+    c.delete("/counts/vassals/a.ini");
+    let data = wait_counts(&mut c, "/counts/hosts", 1, 1);
+    assert_eq!(data["pid"], h.emperor_pid(), "{data}");
 }
 
 #[test]

@@ -19,6 +19,7 @@
 mod register;
 pub mod uri;
 
+use crate::control::VassalCounts;
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::util::secret::mask;
@@ -28,6 +29,7 @@ use reconciler::{SourceId, VassalName};
 use register::Registration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use tokio::sync::watch;
 use uri::ZooUri;
 use zookeeper_client as zk;
 
@@ -42,6 +44,8 @@ pub struct ZooSource {
     started: u64,
     /// This emperor's registration node, with `register=PATH`.
     registration: Option<Registration>,
+    /// The emperor's vassal counts, written into the registration node.
+    counts: Option<watch::Receiver<VassalCounts>>,
 }
 
 impl ZooSource {
@@ -49,7 +53,7 @@ impl ZooSource {
     pub fn from_uri(rest: &str) -> Result<Box<dyn Source>, SourceError> {
         let uri = uri::parse(rest)
             .map_err(|message| SourceError::Invalid { uri: mask(&format!("zoo://{rest}")), message })?;
-        Ok(Box::new(ZooSource { uri, started: register::now(), registration: None }))
+        Ok(Box::new(ZooSource { uri, started: register::now(), registration: None, counts: None }))
     }
 
     /// `PATH/` (`/` for the root): what a child's path starts with.
@@ -71,6 +75,7 @@ impl Source for ZooSource {
         let authed = self.uri.auth.is_some();
         backend.registration =
             self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, self.started, authed));
+        backend.counts = Some(ctx.counts());
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
 }
@@ -104,8 +109,19 @@ pub struct Conn {
     /// The registration node exists for this session (or registering failed
     /// and was reported: it is tried again on every read).
     registered: Option<Result<(), ()>>,
+    /// Keeps the registration node's counts current while the session lives.
+    counts_writer: Option<Writer>,
     /// The vassal nodes as last read, by child name (`None`: invalid name, not read).
     nodes: BTreeMap<String, Option<Node>>,
+}
+
+/// A task of the session, ended with it.
+struct Writer(tokio::task::JoinHandle<()>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the watch events since the last read call for.
@@ -278,7 +294,14 @@ impl Backend for ZooSource {
         let watcher =
             client.watch(&self.uri.base, zk::AddWatchMode::PersistentRecursive).await.map_err(|e| e.to_string())?;
         tracing::debug!(source = %self.uri.id, session = ?client.session_id(), timeout = ?client.session_timeout(), "ZooKeeper session open");
-        Ok(Conn { client, watcher, pending: Pending::new(), registered: None, nodes: BTreeMap::new() })
+        Ok(Conn {
+            client,
+            watcher,
+            pending: Pending::new(),
+            registered: None,
+            counts_writer: None,
+            nodes: BTreeMap::new(),
+        })
     }
 
     /// Reads what changed (everything after a resync) and returns every
@@ -353,17 +376,22 @@ impl ZooSource {
         Ok(())
     }
 
-    /// Registers this emperor for the session once; a failure is reported
-    /// once per session and tried again on the next read.
+    /// Registers this emperor for the session once, then keeps the node's
+    /// vassal counts current; a failure is reported once per session and
+    /// tried again on the next read.
     async fn keep_registered(&self, conn: &mut Conn) {
         let Some(registration) = &self.registration else { return };
         if conn.registered == Some(Ok(())) {
             return;
         }
-        match registration.register(&conn.client).await {
+        let mut counts = self.counts.clone().unwrap_or_else(|| watch::Sender::default().subscribe());
+        let now = *counts.borrow_and_update();
+        match registration.register(&conn.client, &now).await {
             Ok(()) => {
                 tracing::info!(source = %self.uri.id, node = %registration.path, "emperor registered");
                 conn.registered = Some(Ok(()));
+                let writer = registration.clone().keep_counts(conn.client.clone(), counts, self.uri.id.clone());
+                conn.counts_writer = Some(Writer(tokio::spawn(writer)));
             }
             Err(e) if conn.registered.is_none() => {
                 tracing::warn!(source = %self.uri.id, node = %registration.path, error = %e, "registering this emperor failed; retrying on the next read");

@@ -1,20 +1,29 @@
 //! `register=PATH`: this emperor keeps an ephemeral node
 //! `PATH/<hostname>-<emperor id>` while its session lives, so that an
-//! operator sees from ZooKeeper which emperors are alive. The node holds
-//! JSON: `host`, `pid`, `started` (Unix seconds) and `emperor_id`.
+//! operator sees from ZooKeeper which emperors are alive and how their
+//! vassals fare. The node holds JSON: `host`, `pid`, `started` (Unix
+//! seconds), `emperor_id` and `vassals`, the count of vassals per state
+//! (`running`, `stopping`, `crashed`, `held`, `stopped`). The counts are
+//! rewritten when they change, at most once per [`COUNTS_EVERY`], by a task
+//! of the session (see [`Registration::keep_counts`]).
 //!
 //! Every new session registers again. A node left by an earlier session
 //! (an emperor restarted before its old session expired, or an expired
 //! session of this one) is taken over in one transaction (delete, create),
 //! never left to vanish when that old session ends.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::control::VassalCounts;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+/// The shortest interval between two writes of the counts.
+pub const COUNTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Now, in Unix seconds.
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
-use zookeeper_client as zk;
 
 /// Full rights for the creator's credentials, reading for anyone.
 static AUTHED: [zk::Acl; 2] =
@@ -25,8 +34,12 @@ static AUTHED: [zk::Acl; 2] =
 pub struct Registration {
     /// The registration node.
     pub path: String,
-    /// Its data.
-    pub data: Vec<u8>,
+    /// This machine's host name.
+    host: String,
+    /// The emperor's id.
+    emperor_id: String,
+    /// When the emperor started, in Unix seconds.
+    started: u64,
     /// Whether the session logs in (the node is then writable by those
     /// credentials only).
     pub authed: bool,
@@ -36,14 +49,21 @@ impl Registration {
     /// The node under `dir` for this emperor, started at `started` (Unix seconds).
     pub fn new(dir: &str, emperor_id: &str, started: u64, authed: bool) -> Self {
         let host = hostname();
-        let data = serde_json::json!({
-            "host": host,
-            "pid": std::process::id(),
-            "started": started,
-            "emperor_id": emperor_id,
-        });
         let dir = dir.trim_end_matches('/');
-        Registration { path: format!("{dir}/{host}-{emperor_id}"), data: data.to_string().into_bytes(), authed }
+        let path = format!("{dir}/{host}-{emperor_id}");
+        Registration { path, host, emperor_id: emperor_id.to_owned(), started, authed }
+    }
+
+    /// The node's data with these vassal counts.
+    pub fn data(&self, counts: &VassalCounts) -> Vec<u8> {
+        let data = serde_json::json!({
+            "host": self.host,
+            "pid": std::process::id(),
+            "started": self.started,
+            "emperor_id": self.emperor_id,
+            "vassals": counts,
+        });
+        data.to_string().into_bytes()
     }
 
     fn acls(&self) -> zk::Acls<'static> {
@@ -53,9 +73,10 @@ impl Registration {
         }
     }
 
-    /// Creates the node for `client`'s session (and its parents), taking
-    /// over a node an earlier session left.
-    pub async fn register(&self, client: &zk::Client) -> Result<(), zk::Error> {
+    /// Creates the node for `client`'s session (and its parents), holding
+    /// `counts`, taking over a node an earlier session left.
+    pub async fn register(&self, client: &zk::Client, counts: &VassalCounts) -> Result<(), zk::Error> {
+        let data = self.data(counts);
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(self.acls());
         let parent = self.path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
         if parent != "/" {
@@ -66,7 +87,7 @@ impl Registration {
         }
         let ours = client.session_id().0;
         for _ in 0..3 {
-            match client.create(&self.path, &self.data, &ephemeral).await {
+            match client.create(&self.path, &data, &ephemeral).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(e),
@@ -76,11 +97,11 @@ impl Registration {
                 None => continue,
             };
             if stat.ephemeral_owner == ours {
-                return client.set_data(&self.path, &self.data, None).await.map(drop);
+                return client.set_data(&self.path, &data, None).await.map(drop);
             }
             let mut swap = client.new_multi_writer();
             swap.add_delete(&self.path, Some(stat.version))?;
-            swap.add_create(&self.path, &self.data, &ephemeral)?;
+            swap.add_create(&self.path, &data, &ephemeral)?;
             match swap.commit().await.map_err(zk::Error::from) {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NoNode | zk::Error::BadVersion | zk::Error::NodeExists) => continue,
@@ -88,6 +109,32 @@ impl Registration {
             }
         }
         Err(zk::Error::NodeExists)
+    }
+
+    /// Rewrites the node whenever `counts` change, at most once per
+    /// [`COUNTS_EVERY`], until the session ends or the emperor stops
+    /// publishing counts. Runs as a task of its own so that a slow server
+    /// never holds up the source's reads; a failed write is tried again.
+    pub async fn keep_counts(self, client: zk::Client, mut counts: watch::Receiver<VassalCounts>, source: String) {
+        let mut retry = false;
+        loop {
+            if !retry && counts.changed().await.is_err() {
+                return;
+            }
+            let data = self.data(&counts.borrow_and_update());
+            retry = match client.set_data(&self.path, &data, None).await {
+                Ok(_) => false,
+                Err(e @ (zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::NoNode)) => {
+                    tracing::debug!(%source, node = %self.path, error = %e, "vassal counts no longer written for this session");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%source, node = %self.path, error = %e, "writing the vassal counts failed; retrying");
+                    true
+                }
+            };
+            tokio::time::sleep(COUNTS_EVERY).await;
+        }
     }
 }
 
@@ -109,11 +156,14 @@ mod tests {
         let r = Registration::new("/emperor/hosts/", "abc123", now(), false);
         let host = hostname();
         assert_eq!(r.path, format!("/emperor/hosts/{host}-abc123"));
-        let data: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        let counts = VassalCounts { running: 2, held: 1, ..VassalCounts::default() };
+        let data: serde_json::Value = serde_json::from_slice(&r.data(&counts)).unwrap();
         assert_eq!(data["pid"], std::process::id());
         assert_eq!(data["host"], host);
         assert_eq!(data["emperor_id"], "abc123");
         assert!(data["started"].as_u64().unwrap() > 1_600_000_000);
+        let vassals = serde_json::json!({"running": 2, "stopping": 0, "crashed": 0, "held": 1, "stopped": 0});
+        assert_eq!(data["vassals"], vassals);
         assert_eq!(r.acls(), zk::Acls::anyone_all());
         assert_eq!(Registration::new("/h", "x", 0, true).acls().len(), 2);
     }
