@@ -1,7 +1,7 @@
 //! The main loop's side of the control socket: the commands it receives
 //! and the table it publishes after each round.
 
-use super::table::{Table, Tracker};
+use super::table::{Counts, Table, Tracker};
 use super::{Action, Reply};
 use crate::supervisor::ProcStatus;
 use reconciler::{Controller, SourceId, VassalName};
@@ -71,14 +71,22 @@ impl Hook {
     }
 
     /// Rebuilds and publishes the table (after a round), then sends the
-    /// outcomes of the commands that round carried out.
-    pub fn publish(&mut self, controller: &Controller, status: impl Fn(&VassalName) -> ProcStatus, now_ms: u64) {
+    /// outcomes of the commands that round carried out; returns how many
+    /// vassals are in each state.
+    pub fn publish(
+        &mut self,
+        controller: &Controller,
+        status: impl Fn(&VassalName) -> ProcStatus,
+        now_ms: u64,
+    ) -> Counts {
+        let table = self.tracker.build(controller, status, now_ms);
+        let counts = Counts::of(table.vassals.values());
         if self.commands.is_some() || self.table.receiver_count() > 0 {
-            let table = self.tracker.build(controller, status, now_ms);
             self.table.send_replace(Arc::new(table));
         }
         for (reply, outcome) in self.replies.drain(..) {
             let _ = reply.send(outcome);
         }
+        counts
     }
 }

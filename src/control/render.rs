@@ -1,6 +1,6 @@
 //! How `emperor ctl` prints what the control socket answers.
 
-use super::table::{SourceView, State, VassalView};
+use super::table::{Counts, SourceView, State, VassalView};
 use serde_json::Value;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,19 +33,7 @@ pub(crate) fn vassals(views: &[VassalView]) -> String {
 
 /// `N vassals: R running, C crashed (backing off), H held, S stopped`.
 pub(crate) fn footer(views: &[VassalView]) -> String {
-    let count = |state| views.iter().filter(|v| v.state == state).count();
-    let mut line = format!(
-        "{} vassals: {} running, {} crashed (backing off), {} held, {} stopped",
-        views.len(),
-        count(State::Running),
-        count(State::Crashed),
-        count(State::Held),
-        count(State::Stopped)
-    );
-    if count(State::Stopping) > 0 {
-        let _ = write!(line, ", {} stopping", count(State::Stopping));
-    }
-    line
+    Counts::of(views).to_string()
 }
 
 /// The `sources` table.

@@ -64,6 +64,79 @@ pub struct VassalView {
     pub last_exit: Option<LastExit>,
 }
 
+/// How many vassals are in each state: the footer of `ctl list`, the
+/// `STATUS=` the service manager shows and the summary line of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Every vassal listed.
+    pub total: usize,
+    /// Those with a running process.
+    pub running: usize,
+    /// Those waiting for their respawn.
+    pub crashed: usize,
+    /// Those whose config cannot be used.
+    pub held: usize,
+    /// Those an operator stopped.
+    pub stopped: usize,
+    /// Those asked to stop that have not exited yet.
+    pub stopping: usize,
+}
+
+impl Counts {
+    /// Counts `views` by state.
+    pub fn of<'a>(views: impl IntoIterator<Item = &'a VassalView>) -> Self {
+        let mut counts = Counts::default();
+        for view in views {
+            counts.total += 1;
+            *match view.state {
+                State::Running => &mut counts.running,
+                State::Crashed => &mut counts.crashed,
+                State::Held => &mut counts.held,
+                State::Stopped => &mut counts.stopped,
+                State::Stopping => &mut counts.stopping,
+            } += 1;
+        }
+        counts
+    }
+
+    /// The log's summary line: only the states some vassal is in, and how
+    /// many running vassals were re-adopted from a previous emperor.
+    pub fn summary(&self, adopted: usize) -> String {
+        let mut parts = Vec::new();
+        if self.running > 0 || adopted > 0 {
+            let adopted = if adopted > 0 { format!(" ({adopted} re-adopted)") } else { String::new() };
+            parts.push(format!("{} running{adopted}", self.running));
+        }
+        let rest = [
+            (self.crashed, "crashed (backing off)"),
+            (self.held, "held"),
+            (self.stopped, "stopped"),
+            (self.stopping, "stopping"),
+        ];
+        parts.extend(rest.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")));
+        match parts.is_empty() {
+            true => format!("{} vassals", self.total),
+            false => format!("{} vassals: {}", self.total, parts.join(", ")),
+        }
+    }
+}
+
+/// `N vassals: R running, C crashed (backing off), H held, S stopped`, and
+/// `, T stopping` while some are stopping.
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} vassals: {} running, {} crashed (backing off), {} held, {} stopped",
+            self.total, self.running, self.crashed, self.held, self.stopped
+        )?;
+        if self.stopping > 0 {
+            write!(f, ", {} stopping", self.stopping)?;
+        }
+        Ok(())
+    }
+}
+
 /// One source, as `ctl sources` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceView {
