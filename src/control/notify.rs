@@ -214,6 +214,23 @@ mod tests {
         assert_eq!(recv(&server), "STOPPING=1");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_pinged_and_ready_is_sent_when_a_source_stays_silent() {
+        let (_dir, server, socket) = listener();
+        let every = Duration::from_secs(15);
+        let mut n = Notifier::new(Some(socket), Some(every), vec![SourceId("amqp://q".into())], 0);
+        n.on_timer();
+        assert_eq!(recv(&server), "WATCHDOG=1");
+        assert_eq!(n.next_timer(), Some(Instant::now() + every));
+        tokio::time::advance(every).await;
+        n.on_timer();
+        assert_eq!(recv(&server), "WATCHDOG=1");
+        tokio::time::advance(READY_TIMEOUT - every).await;
+        n.on_timer();
+        assert_eq!((recv(&server), recv(&server)), ("WATCHDOG=1".into(), "READY=1".into()));
+        assert_eq!(n.next_timer(), Some(Instant::now() + every), "only the watchdog is left");
+    }
+
     #[test]
     fn summary_names_only_the_states_in_use() {
         let counts = Counts { total: 1000, running: 998, held: 2, ..Counts::default() };
