@@ -91,16 +91,23 @@ impl Hook {
     }
 
     /// Rebuilds and publishes the table (after a round), then sends the
-    /// outcomes of the commands that round carried out.
-    pub fn publish(&mut self, controller: &Controller, status: impl Fn(&VassalName) -> ProcStatus, now_ms: u64) {
-        if self.commands.is_some() || self.table.receiver_count() > 0 || self.counts.receiver_count() > 0 {
-            let table = self.tracker.build(controller, status, now_ms);
-            let counts = table.counts();
-            self.counts.send_if_modified(|old| std::mem::replace(old, counts) != counts);
+    /// outcomes of the commands that round carried out; returns how many
+    /// vassals are in each state (also published to the sources that read them).
+    pub fn publish(
+        &mut self,
+        controller: &Controller,
+        status: impl Fn(&VassalName) -> ProcStatus,
+        now_ms: u64,
+    ) -> VassalCounts {
+        let table = self.tracker.build(controller, status, now_ms);
+        let counts = table.counts();
+        self.counts.send_if_modified(|old| std::mem::replace(old, counts) != counts);
+        if self.commands.is_some() || self.table.receiver_count() > 0 {
             self.table.send_replace(Arc::new(table));
         }
         for (reply, outcome) in self.replies.drain(..) {
             let _ = reply.send(outcome);
         }
+        counts
     }
 }

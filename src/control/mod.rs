@@ -12,6 +12,7 @@
 pub mod client;
 mod hook;
 mod http;
+mod notify;
 mod render;
 mod server;
 mod table;
@@ -20,6 +21,7 @@ mod wait;
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
+pub use notify::{Notifier, READY_TIMEOUT, SERVICE_MANAGER_VARIABLES};
 pub use server::{bind, serve, BindError, Context};
 pub use table::{SourceView, State, Table, VassalCounts, VassalView};
 

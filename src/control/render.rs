@@ -33,19 +33,7 @@ pub(crate) fn vassals(views: &[VassalView]) -> String {
 
 /// `N vassals: R running, C crashed (backing off), H held, S stopped`.
 pub(crate) fn footer(views: &[VassalView]) -> String {
-    let counts = VassalCounts::of(views);
-    let mut line = format!(
-        "{} vassals: {} running, {} crashed (backing off), {} held, {} stopped",
-        counts.total(),
-        counts.running,
-        counts.crashed,
-        counts.held,
-        counts.stopped
-    );
-    if counts.stopping > 0 {
-        let _ = write!(line, ", {} stopping", counts.stopping);
-    }
-    line
+    VassalCounts::of(views).to_string()
 }
 
 /// The `sources` table.

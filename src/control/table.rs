@@ -36,8 +36,9 @@ impl State {
     }
 }
 
-/// How many vassals are in each state: what `ctl list`'s footer prints and
-/// what a source may publish (a `zoo://` registration node).
+/// How many vassals are in each state: what `ctl list`'s footer prints, the
+/// `STATUS=` the service manager shows, the log's summary line, and what a
+/// source may publish (a `zoo://` registration node).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VassalCounts {
     /// Vassals whose process runs.
@@ -104,6 +105,49 @@ pub struct VassalView {
     /// How its last process ended (`unknown` for a re-adopted one); `null`
     /// when none ended since the emperor started.
     pub last_exit: Option<LastExit>,
+}
+
+impl VassalCounts {
+    /// The log's summary line: only the states some vassal is in, and how
+    /// many running vassals were re-adopted from a previous emperor.
+    pub fn summary(&self, adopted: usize) -> String {
+        let mut parts = Vec::new();
+        if self.running > 0 || adopted > 0 {
+            let adopted = if adopted > 0 { format!(" ({adopted} re-adopted)") } else { String::new() };
+            parts.push(format!("{} running{adopted}", self.running));
+        }
+        let rest = [
+            (self.crashed, "crashed (backing off)"),
+            (self.held, "held"),
+            (self.stopped, "stopped"),
+            (self.stopping, "stopping"),
+        ];
+        parts.extend(rest.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")));
+        match parts.is_empty() {
+            true => format!("{} vassals", self.total()),
+            false => format!("{} vassals: {}", self.total(), parts.join(", ")),
+        }
+    }
+}
+
+/// `N vassals: R running, C crashed (backing off), H held, S stopped`, and
+/// `, T stopping` while some are stopping.
+impl std::fmt::Display for VassalCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} vassals: {} running, {} crashed (backing off), {} held, {} stopped",
+            self.total(),
+            self.running,
+            self.crashed,
+            self.held,
+            self.stopped
+        )?;
+        if self.stopping > 0 {
+            write!(f, ", {} stopping", self.stopping)?;
+        }
+        Ok(())
+    }
 }
 
 /// One source, as `ctl sources` prints it.

@@ -56,6 +56,7 @@ impl<P: Processes> Emperor<P> {
     pub(super) fn publish(&mut self) {
         let now = self.now();
         let supervisor = &self.supervisor;
-        self.control.publish(&self.controller, |name| supervisor.status(name), now);
+        let counts = self.control.publish(&self.controller, |name| supervisor.status(name), now);
+        self.notify.published(counts);
     }
 }

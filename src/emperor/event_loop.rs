@@ -25,6 +25,8 @@ pub(super) struct Emperor<P> {
     pub(super) conflicts: HashSet<(VassalName, SourceId)>,
     /// Operators' commands in, the status table out.
     pub(super) control: crate::control::Hook,
+    /// The service manager's notifications and the log's summary line.
+    pub(super) notify: crate::control::Notifier,
 }
 
 struct Signals {
@@ -60,6 +62,8 @@ impl<P: Processes> Emperor<P> {
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
         let mut sources_changed = false;
+        // The state recovery left, before any source has spoken.
+        self.publish();
         loop {
             let deadline = self.deadline(wake);
             tokio::select! {
@@ -79,6 +83,11 @@ impl<P: Processes> Emperor<P> {
                 }
                 // An operator's command from the control socket.
                 request = self.control.next() => self.on_command(request),
+                // The service manager's watchdog, or READY=1 overdue.
+                _ = sleep_until(self.notify.next_timer()) => {
+                    self.notify.on_timer();
+                    continue;
+                }
                 // A respawn backoff is due.
                 _ = sleep_until(deadline) => {}
                 _ = signals.term.recv() => shutting_down = self.shutdown("SIGTERM"),
@@ -88,6 +97,7 @@ impl<P: Processes> Emperor<P> {
                 _ = signals.usr2.recv() => {
                     tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
                     self.persist();
+                    self.notify.stopping();
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
@@ -125,6 +135,7 @@ impl<P: Processes> Emperor<P> {
 
     fn shutdown(&mut self, signal: &str) -> bool {
         tracing::info!(signal, "stopping every vassal");
+        self.notify.stopping();
         self.supervisor.stop_all();
         true
     }
@@ -136,11 +147,18 @@ impl<P: Processes> Emperor<P> {
         failpoint::hit("snapshot-written");
         match event {
             SourceEvent::Snapshot { source, specs } => {
+                self.notify.settled(&source);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }
-            SourceEvent::Upsert(spec) => self.controller.upsert(spec),
-            SourceEvent::Remove { source, name } => self.controller.remove(&source, &name),
+            SourceEvent::Upsert(spec) => {
+                self.notify.settled(&spec.source);
+                self.controller.upsert(spec);
+            }
+            SourceEvent::Remove { source, name } => {
+                self.notify.settled(&source);
+                self.controller.remove(&source, &name);
+            }
         }
     }
 

@@ -74,6 +74,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let known: HashMap<&VassalName, &VassalSpec> =
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
     let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
+    let notify = control::Notifier::from_env(ids.clone(), actual.len());
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
     for id in &ids {
         controller.add_source(id.clone());
@@ -99,8 +100,15 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
-    let emperor =
-        Emperor { controller, supervisor, journal, clock: Instant::now(), conflicts: HashSet::new(), control: hook };
+    let emperor = Emperor {
+        controller,
+        supervisor,
+        journal,
+        clock: Instant::now(),
+        conflicts: HashSet::new(),
+        control: hook,
+        notify,
+    };
     let result = emperor.serve(src_rx, shutdown).await;
     if let Some(server) = server {
         server.abort();

@@ -39,9 +39,9 @@ impl FdHolder {
             args: vec!["--fd-holder".into(), socket_path.to_string_lossy().into_owned()],
             cwd: Some("/".into()),
             env: Vec::new(),
-            env_remove: [&["EMPEROR_ID", "EMPEROR_VASSAL"][..], crate::source::CREDENTIAL_VARIABLES]
-                .concat()
+            env_remove: ["EMPEROR_ID", "EMPEROR_VASSAL"]
                 .into_iter()
+                .chain(super::withheld_variables())
                 .map(str::to_owned)
                 .collect(),
             keep_fds: Vec::new(),

@@ -39,6 +39,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The emperor's environment variables no process it starts inherits: the
+/// sources' credentials, and what the service manager meant for the
+/// emperor alone (a vassal that saw `NOTIFY_SOCKET` would speak for it).
+fn withheld_variables() -> impl Iterator<Item = &'static str> {
+    crate::source::CREDENTIAL_VARIABLES.iter().chain(crate::control::SERVICE_MANAGER_VARIABLES).copied()
+}
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use watch::Watched;
@@ -178,7 +185,7 @@ impl Supervisor {
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
-        let mut remove: Vec<String> = crate::source::CREDENTIAL_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
         let mut user = None;
         match launch {
@@ -195,7 +202,7 @@ impl Supervisor {
                     config = Some((cfg, framed));
                 }
                 control = Some(pair);
-                remove.extend(["NOTIFY_SOCKET".to_owned(), "UWSGI_RELOADS".to_owned()]);
+                remove.push("UWSGI_RELOADS".to_owned());
             }
             Launch::Native(native) => {
                 user = user::resolve(native.uid.as_deref(), native.gid.as_deref())

@@ -65,6 +65,7 @@ impl Harness {
             clock: Instant::now(),
             conflicts: HashSet::new(),
             control: hook,
+            notify: crate::control::Notifier::log_only(vec![source(DIR)]),
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
