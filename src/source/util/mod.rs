@@ -2,6 +2,7 @@
 
 pub mod hash;
 pub mod path;
+pub mod percent;
 pub mod retry;
 pub mod seconds;
 pub mod secret;

@@ -1,6 +1,7 @@
 //! The `amqp://` URI: `[USER:PASS@]HOST[:PORT][/VHOST][?exchange=NAME&queue=NAME&heartbeat=SECS]`,
 //! its upstream defaults, and the default per-emperor queue name.
 
+use crate::source::util::percent;
 use crate::source::util::secret::Password;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub fn parse(rest: &str) -> Result<Settings, String> {
         Some(info) => {
             let (u, p) = info.split_once(':').unwrap_or((info, ""));
             // The error of a bad password must not quote it.
-            let password = decode(p).map_err(|_| "the password is not percent-encoded UTF-8".to_owned())?;
+            let password = percent::decode(p).map_err(|e| format!("the password: {e}"))?;
             (decode(u)?, Password::new(password))
         }
     };
@@ -131,22 +132,9 @@ fn checked_name(what: &str, value: String) -> Result<String, String> {
     Ok(value)
 }
 
-/// Percent-decodes a URI component.
+/// Percent-decodes a URI component (not a secret: the error quotes it).
 fn decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(hex.ok_or_else(|| format!("bad percent escape in {text:?}"))?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
+    percent::decode(text).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// `emperor.<hostname>.<emperor id>`: stable for one emperor (the id is

@@ -5,6 +5,7 @@
 //! as a URL. The password (percent-encoded where it holds `@`, `/`, `:` or
 //! `%`) is kept for the digest login only: the id masks it.
 
+use crate::source::util::percent;
 use crate::source::util::seconds;
 use crate::source::util::secret::Password;
 use std::time::Duration;
@@ -118,22 +119,9 @@ fn within(path: &str, dir: &str) -> bool {
     dir == "/" || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// `%XX` escapes decoded (user info only).
+/// `%XX` escapes of the user info decoded; the error never quotes it.
 fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(hex.ok_or("a bad %-escape in the user info")?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the user info is not UTF-8 once decoded".to_owned())
+    percent::decode(text).map_err(|e| format!("the user info: {e}"))
 }
 
 #[cfg(test)]
