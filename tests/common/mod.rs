@@ -31,24 +31,25 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How often conditions are re-checked.
 pub const POLL: Duration = Duration::from_millis(10);
 
-/// Polls `check` every `every` until it returns `Some`, panicking with `what`
-/// once `timeout` has passed.
-pub fn wait_every<T>(
-    timeout: Duration,
-    every: Duration,
-    what: impl Display,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
+/// Polls `check` every `every` until it returns `Some`; `None` once
+/// `timeout` has passed (for callers that handle the timeout themselves).
+pub fn poll_until<T>(timeout: Duration, every: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
         if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+            return None;
         }
         std::thread::sleep(every);
     }
+}
+
+/// Polls `check` every `every` until it returns `Some`, panicking with `what`
+/// once `timeout` has passed.
+pub fn wait_every<T>(timeout: Duration, every: Duration, what: impl Display, check: impl FnMut() -> Option<T>) -> T {
+    poll_until(timeout, every, check).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for: {what}"))
 }
 
 /// [`wait_every`] with the default poll interval.

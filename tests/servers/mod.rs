@@ -52,6 +52,38 @@ fn pid_alive(pid: i32) -> bool {
     !matches!(stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()), Some('Z' | 'X'))
 }
 
+/// Waits until a just-spawned server is `ready`: keeps it and returns
+/// `true`, or returns `false` (the child killed) when it exited first or
+/// did not become ready within [`SERVER_DEADLINE`] (a port clash, say: the
+/// caller retries on another port).
+fn started(
+    slot: &mut Option<std::process::Child>,
+    mut child: std::process::Child,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let outcome = crate::common::poll_until(SERVER_DEADLINE, Duration::from_millis(20), || {
+        if ready() {
+            Some(true)
+        } else if child.try_wait().expect("try_wait").is_some() {
+            Some(false)
+        } else {
+            None
+        }
+    });
+    if outcome == Some(true) {
+        *slot = Some(child);
+        return true;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Waits up to `within` for `gone`; `false` when it did not happen.
+fn gone_within(within: Duration, mut gone: impl FnMut() -> bool) -> bool {
+    crate::common::poll_until(within, Duration::from_millis(20), || crate::common::cond(gone())).is_some()
+}
+
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     crate::common::wait_until(SERVER_DEADLINE, what, || crate::common::cond(ok()));
 }

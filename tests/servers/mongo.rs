@@ -54,7 +54,7 @@ impl Mongo {
     fn try_start(&mut self, port: u16) -> bool {
         let log =
             fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).expect("log");
-        let mut child = Command::new(secantusd())
+        let child = Command::new(secantusd())
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING", "--storage-path"])
             .arg(self.dir.path().join("data"))
             .stdin(Stdio::null())
@@ -63,20 +63,7 @@ impl Mongo {
             .process_group(0)
             .spawn()
             .expect("spawn secantusd-py");
-        let start = Instant::now();
-        while start.elapsed() < SERVER_DEADLINE {
-            if port_open(port) {
-                self.child = Some(child);
-                return true;
-            }
-            if child.try_wait().expect("try_wait").is_some() {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        super::started(&mut self.child, child, || port_open(port))
     }
 
     /// Kills the server with SIGTERM (SIGKILL loses SecantusDB's latest
@@ -116,14 +103,9 @@ impl Drop for Mongo {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) has no memory-safety preconditions.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let start = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(10) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if !super::gone_within(Duration::from_secs(10), || child.try_wait().ok().flatten().is_some()) {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }

@@ -169,10 +169,7 @@ impl Drop for Postgres {
         if let Some(pid) = self.pid.take() {
             // SAFETY: kill(2) has no memory-safety preconditions.
             unsafe { libc::kill(pid, libc::SIGQUIT) };
-            let start = Instant::now();
-            while pid_alive(pid) && start.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            super::gone_within(Duration::from_secs(10), || !pid_alive(pid));
         }
     }
 }

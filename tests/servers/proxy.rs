@@ -6,7 +6,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Forwards 127.0.0.1:`port` to a server port until [`Proxy::cut`].
 pub struct Proxy {
@@ -27,7 +26,6 @@ impl Proxy {
     pub fn new(target: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        listener.set_nonblocking(true).expect("nonblocking listener");
         let shared = Arc::new(Shared {
             target,
             open: AtomicBool::new(true),
@@ -58,19 +56,19 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.cut();
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((client, _)) if shared.open.load(Ordering::SeqCst) => {
-                let _ = client.set_nonblocking(false);
-                forward(client, shared);
-            }
+            Ok(_) if shared.stop.load(Ordering::SeqCst) => return,
+            Ok((client, _)) if shared.open.load(Ordering::SeqCst) => forward(client, shared),
             Ok((client, _)) => drop(client),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("the test proxy cannot accept: {e}"),
         }
     }
 }

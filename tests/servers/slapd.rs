@@ -227,7 +227,7 @@ impl Slapd {
         }
         let log = fs::OpenOptions::new().create(true).append(true).open(self.path("slapd.log")).expect("log");
         // -d 0: stay in the foreground, so the child is slapd itself.
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .arg("-F")
             .arg(self.path("slapd.d"))
             .args(["-h", &urls, "-d", "0"])
@@ -236,20 +236,10 @@ impl Slapd {
             .stderr(log)
             .spawn()
             .expect("spawn slapd");
-        let start = Instant::now();
-        while start.elapsed() < super::SERVER_DEADLINE {
-            if child.try_wait().expect("try_wait").is_some() {
-                return false;
-            }
-            if self.answers() {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        let mut slot = None;
+        let up = super::started(&mut slot, child, || self.answers());
+        self.child = slot;
+        up
     }
 
     /// Whether the root DSE can be read over the unix socket.

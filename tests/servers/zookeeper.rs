@@ -78,7 +78,7 @@ impl ZooKeeper {
     fn try_start(&mut self) -> bool {
         let cfg = self.write_config();
         let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("zk.log")).expect("log");
-        let mut child = Command::new("/usr/bin/java")
+        let child = Command::new("/usr/bin/java")
             .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dzookeeper.jmx.log4j.disable=true"])
             .args(["-cp", CLASSPATH, "org.apache.zookeeper.server.ZooKeeperServerMain"])
             .arg(cfg)
@@ -89,20 +89,8 @@ impl ZooKeeper {
             .process_group(0)
             .spawn()
             .expect("spawn java (ZooKeeper)");
-        let start = Instant::now();
-        while start.elapsed() < SERVER_DEADLINE {
-            if standalone(self.port) {
-                self.child = Some(child);
-                return true;
-            }
-            if child.try_wait().expect("try_wait").is_some() {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        let port = self.port;
+        super::started(&mut self.child, child, || standalone(port))
     }
 
     /// Kills the server at once (SIGKILL: committed transactions are in its
@@ -226,18 +214,28 @@ impl ZkClient {
         F: Fn(zk::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, zk::Error>>,
     {
-        let deadline = Instant::now() + SERVER_DEADLINE;
-        loop {
+        let mut last = None;
+        // A lost connection is retried until the server answers again; an
+        // expired session is replaced by a new one.
+        let done = crate::common::poll_until(SERVER_DEADLINE, Duration::from_millis(50), || {
             match self.rt.handle().block_on(op(self.client.clone())) {
-                Ok(v) => return v,
-                Err(zk::Error::ConnectionLoss) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
+                Ok(v) => Some(Ok(v)),
+                Err(e @ zk::Error::ConnectionLoss) => {
+                    last = Some(e);
+                    None
                 }
-                Err(zk::Error::SessionExpired | zk::Error::ClientClosed) if Instant::now() < deadline => {
+                Err(e @ (zk::Error::SessionExpired | zk::Error::ClientClosed)) => {
                     self.client = Self::session(&self.rt, &self.address, self.auth.as_deref());
+                    last = Some(e);
+                    None
                 }
-                Err(e) => panic!("ZooKeeper {what}: {e}"),
+                Err(e) => Some(Err(e)),
             }
+        });
+        match done {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => panic!("ZooKeeper {what}: {e}"),
+            None => panic!("ZooKeeper {what}: {}", last.map_or("timed out".to_owned(), |e| e.to_string())),
         }
     }
 
