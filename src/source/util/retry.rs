@@ -1,7 +1,10 @@
 //! The one retry policy of every source: exponential backoff from
-//! [`MIN_DELAY`] doubling up to [`MAX_DELAY`], one warning per outage (not
-//! per retry) and one info line when the server answers again. The source
-//! supervisor restarts a failed source with the same policy.
+//! [`MIN_DELAY`] doubling up to [`MAX_DELAY`], each delay lengthened by a
+//! random jitter of up to [`JITTER_PERCENT`] so that the emperors of a fleet
+//! do not all reconnect at the same instant after a server restart; one
+//! warning per outage (not per retry) and one info line when the server
+//! answers again. The source supervisor restarts a failed source with the
+//! same policy.
 
 use reconciler::SourceId;
 use std::fmt::Display;
@@ -12,24 +15,35 @@ pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
-/// Delays between retries: [`MIN_DELAY`], doubling up to [`MAX_DELAY`].
+/// The most a delay is lengthened by, in percent of it.
+pub const JITTER_PERCENT: u64 = 20;
+
+/// Delays between retries: [`MIN_DELAY`], doubling up to [`MAX_DELAY`],
+/// plus jitter.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     delay: Duration,
+    /// Random per process and per backoff (std's hasher keys are random).
+    jitter: std::collections::hash_map::RandomState,
+    tries: u64,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { delay: MIN_DELAY }
+        Self { delay: MIN_DELAY, jitter: std::collections::hash_map::RandomState::new(), tries: 0 }
     }
 }
 
 impl Backoff {
-    /// The delay before the next retry (each call doubles the next one).
+    /// The delay before the next retry (each call doubles the next one, up
+    /// to the cap), lengthened by up to [`JITTER_PERCENT`].
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.delay;
+        use std::hash::BuildHasher;
+        let base = self.delay;
         self.delay = (self.delay * 2).min(MAX_DELAY);
-        delay
+        self.tries += 1;
+        let permille = self.jitter.hash_one(self.tries) % (JITTER_PERCENT * 10 + 1);
+        base + base.mul_f64(permille as f64 / 1000.0)
     }
 
     /// Starts over from [`MIN_DELAY`] after a success.
@@ -67,7 +81,7 @@ impl Outage {
             self.since = Some(Instant::now());
             tracing::warn!(
                 source = %self.source, error = %error,
-                "{problem}; running vassals are kept, retrying with backoff (up to {}s)", MAX_DELAY.as_secs()
+                "{problem}; running vassals are kept, retrying with backoff (up to {}s)", MAX_DELAY.as_secs() * (100 + JITTER_PERCENT) / 100
             );
         } else {
             tracing::debug!(source = %self.source, error = %error, retry_in = ?delay, "{problem}; still retrying");
@@ -92,10 +106,19 @@ mod tests {
     fn backoff_doubles_up_to_the_cap_and_resets() {
         let mut o = Outage::new(SourceId("pg://x".into()));
         let delays: Vec<Duration> = (0..8).map(|_| o.failed("the query failed", &"boom")).collect();
-        assert_eq!(delays[0], MIN_DELAY);
-        assert_eq!(delays[1], MIN_DELAY * 2);
-        assert_eq!(*delays.last().unwrap(), MAX_DELAY);
+        let within = |d: Duration, base: Duration| d >= base && d <= base.mul_f64(1.0 + JITTER_PERCENT as f64 / 100.0);
+        assert!(within(delays[0], MIN_DELAY), "{delays:?}");
+        assert!(within(delays[1], MIN_DELAY * 2), "{delays:?}");
+        assert!(within(*delays.last().unwrap(), MAX_DELAY), "{delays:?}");
         o.ok();
-        assert_eq!(o.failed("the query failed", &"boom"), MIN_DELAY);
+        assert!(within(o.failed("the query failed", &"boom"), MIN_DELAY));
+    }
+
+    #[test]
+    fn two_backoffs_do_not_retry_in_step() {
+        let (mut a, mut b) = (Backoff::default(), Backoff::default());
+        let a: Vec<Duration> = (0..8).map(|_| a.next_delay()).collect();
+        let b: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert_ne!(a, b, "jitter spreads retries");
     }
 }
