@@ -11,6 +11,9 @@ pub mod cli;
 pub mod control;
 pub mod emperor;
 mod failpoint;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod source;
 pub mod supervisor;
 mod sys;

@@ -11,7 +11,7 @@
 
 pub mod client;
 mod hook;
-mod http;
+pub(crate) mod http;
 mod notify;
 mod render;
 mod server;

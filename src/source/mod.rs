@@ -9,8 +9,8 @@
 //! [`SCHEMES`].
 
 mod files;
-mod message;
-mod table;
+pub(crate) mod message;
+pub(crate) mod table;
 pub(crate) mod util;
 
 pub mod supervise;

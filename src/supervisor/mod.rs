@@ -12,7 +12,7 @@ mod adopt;
 mod channel;
 mod executor;
 mod exits;
-mod fdholder;
+pub(crate) mod fdholder;
 mod launch;
 mod logs;
 mod proc;

@@ -123,7 +123,7 @@ fn remove_stale_socket(path: &std::path::Path) {
 
 /// A parsed, validated command.
 #[derive(Debug, PartialEq, Eq)]
-enum Command {
+pub(crate) enum Command {
     /// Create or reload vassal `name`.
     Touch {
         /// The vassal.
@@ -142,7 +142,7 @@ enum Command {
 }
 
 /// Validates one multipart message.
-fn parse_command(parts: &[&[u8]]) -> Result<Command, MessageError> {
+pub(crate) fn parse_command(parts: &[&[u8]]) -> Result<Command, MessageError> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     if total > MAX_MESSAGE {
         return Err(MessageError::TooLarge(total));

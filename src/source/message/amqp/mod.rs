@@ -15,7 +15,7 @@
 //! handed to the emperor. Connection loss stops nothing: the source
 //! reconnects with exponential backoff.
 
-use super::{self as message, MessageError, Versioner, MAX_CONFIG, MAX_MESSAGE};
+use super::{self as message, MessageError, Versioner, MAX_CONFIG};
 use crate::source::util::retry::Outage;
 use crate::source::util::secret;
 use crate::source::{Built, Source, SourceContext, SourceError, SourceEvent, SourceTask};
@@ -28,10 +28,12 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use reconciler::{SourceId, VassalName};
+use request::Request;
 use std::time::Duration;
 use uri::{default_queue, parse, Settings};
 
-mod http;
+pub(crate) mod http;
+pub(crate) mod request;
 mod uri;
 
 /// How long connecting and fetching `http://` configs may take.
@@ -217,38 +219,29 @@ impl Consumer {
 
     /// The event one message asks for.
     async fn event(&mut self, routing_key: &str, body: &[u8]) -> Result<SourceEvent, Refusal> {
-        if body.len() > MAX_MESSAGE {
-            return Err(MessageError::TooLarge(body.len()).into());
-        }
         let source = &self.ctx.id;
-        if !routing_key.is_empty() {
-            let name = VassalName::parse(routing_key).map_err(MessageError::from)?;
-            if body.is_empty() {
+        match request::classify(routing_key, body)? {
+            Request::Remove(name) => {
                 tracing::info!(source = %source, vassal = %name, "amqp: empty config, removing");
-                return Ok(message::remove(source, name));
-            }
-            let spec = message::inline_upsert(source, name, body, &mut self.versions)?;
-            tracing::info!(source = %source, vassal = %spec.name, version = %spec.version, "amqp: inline config");
-            return Ok(SourceEvent::Upsert(spec));
-        }
-        let text = message::text(body, "body")?.trim();
-        if text.starts_with("http://") {
-            return self.fetched(text).await;
-        }
-        if !text.starts_with('/') {
-            return Err(MessageError::NotAPath(text.chars().take(256).collect()).into());
-        }
-        let (path, name) = message::checked_path(text)?;
-        match crate::source::util::path::file_version(&path) {
-            Ok(Some(version)) => {
-                tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
-                Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))
-            }
-            Ok(None) => {
-                tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: not a regular file, removing");
                 Ok(message::remove(source, name))
             }
-            Err(error) => Err(Refusal::Read { path: text.to_owned(), error }),
+            Request::Inline { name, config } => {
+                let spec = message::inline_upsert(source, name, config, &mut self.versions)?;
+                tracing::info!(source = %source, vassal = %spec.name, version = %spec.version, "amqp: inline config");
+                Ok(SourceEvent::Upsert(spec))
+            }
+            Request::Fetch(url) => self.fetched(url).await,
+            Request::File { path, name } => match crate::source::util::path::file_version(&path) {
+                Ok(Some(version)) => {
+                    tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: config file");
+                    Ok(SourceEvent::Upsert(message::file_spec(source, name, path, version)))
+                }
+                Ok(None) => {
+                    tracing::info!(source = %source, vassal = %name, path = %path.display(), "amqp: not a regular file, removing");
+                    Ok(message::remove(source, name))
+                }
+                Err(error) => Err(Refusal::Read { path: path.display().to_string(), error }),
+            },
         }
     }
 

@@ -13,7 +13,7 @@
 //! per batch of changes (plus every `--resync` seconds); when the server
 //! refuses change streams it polls every `interval` seconds (default 3).
 
-mod relaxed_json;
+pub(crate) mod relaxed_json;
 mod uri;
 
 pub use uri::MongoSource;
@@ -145,7 +145,7 @@ impl Backend for Mongo {
 }
 
 /// One document as a vassal row.
-fn decode(doc: &Document) -> Row {
+pub(crate) fn decode(doc: &Document) -> Row {
     let id = doc.get("_id").map_or_else(|| "?".to_owned(), ToString::to_string);
     Row {
         position: format!("document _id={id}"),
