@@ -10,14 +10,21 @@
 //! read; only root and the emperor's own uid may change anything.
 
 pub mod client;
+mod events;
+mod follow;
 mod hook;
 mod http;
+mod logs;
 mod notify;
 mod render;
+mod resync;
 mod server;
+mod source_events;
+mod stream;
 mod table;
 mod wait;
 
+pub use events::{Detail, Event, Kind};
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};

@@ -57,7 +57,7 @@ impl Harness {
         let journal = Journal::new(store.clone(), controller.next_generation());
         let (events, rx) = mpsc::channel(16);
         let (shutdown, requested) = oneshot::channel();
-        let (hook, control) = crate::control::Hook::new(vec![source(DIR)]);
+        let (hook, control) = crate::control::Hook::new(vec![source(DIR)], Some(store.events()));
         let emperor = Emperor {
             controller,
             supervisor: fake.clone(),
