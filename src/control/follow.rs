@@ -37,7 +37,18 @@ pub(crate) fn get(socket: &Path, path: &str) -> Result<u8, CtlError> {
         eprintln!("emperor ctl: {}", json["error"].as_str().unwrap_or(&body));
         return Ok(if status == 404 { 4 } else { 1 });
     }
-    // A closed stdout (`| head`) ends the copy; that is not a failure.
-    let _ = std::io::copy(&mut reader, &mut std::io::stdout().lock());
+    copy_out(&mut reader);
     Ok(0)
+}
+
+/// Copies `body` to stdout as it arrives, each piece flushed at once. A
+/// closed stdout (`| head`) ends the copy; that is not a failure.
+fn copy_out(body: &mut impl Read) {
+    let mut stdout = std::io::stdout().lock();
+    let mut buf = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = body.read(&mut buf) {
+        if stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
+            return;
+        }
+    }
 }

@@ -38,6 +38,8 @@ pub struct Hook {
     events: EventLog,
     /// The sources' statuses, for their up/down events.
     sources: Option<SourceWatch>,
+    /// Whether the emperor is stopping every vassal (exits are then no crashes).
+    stopping_all: bool,
 }
 
 /// The control task's side: sends commands, reads the table.
@@ -64,6 +66,7 @@ impl Hook {
             replies: Vec::new(),
             events,
             sources: None,
+            stopping_all: false,
         };
         (hook, Handle { commands: tx, table: table_rx, events: feed })
     }
@@ -79,6 +82,7 @@ impl Hook {
             replies: Vec::new(),
             events: EventLog::new(None).0,
             sources: None,
+            stopping_all: false,
         }
     }
 
@@ -94,6 +98,20 @@ impl Hook {
             Some(watch) => watch.changed().await,
             None => std::future::pending().await,
         }
+    }
+
+    /// Notes that the emperor stops every vassal (its shutdown): each one
+    /// running gets its `stopping` event, and exits from now on are no crashes.
+    pub fn stopping_all<'a>(&mut self, running: impl IntoIterator<Item = (&'a VassalName, Option<i32>)>) {
+        self.stopping_all = true;
+        for (name, pid) in running {
+            self.vassal_event(name, Kind::Stopping, Detail { pid, ..Detail::default() });
+        }
+    }
+
+    /// Whether the emperor is stopping every vassal.
+    pub fn is_stopping_all(&self) -> bool {
+        self.stopping_all
     }
 
     /// Records an event about vassal `name`.

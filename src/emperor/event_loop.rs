@@ -142,6 +142,10 @@ impl<P: Processes> Emperor<P> {
     fn shutdown(&mut self, signal: &str) -> bool {
         tracing::info!(signal, "stopping every vassal");
         self.notify.stopping();
+        let running =
+            self.controller.actual().iter().filter(|(_, a)| matches!(a.phase, reconciler::Phase::Running { .. }));
+        let supervisor = &self.supervisor;
+        self.control.stopping_all(running.map(|(name, _)| (name, supervisor.status(name).pid)));
         self.supervisor.stop_all();
         true
     }

@@ -76,6 +76,9 @@ impl<P: Processes> Emperor<P> {
         let mut exec = Observed { procs: &mut self.supervisor, hook: &mut self.control, maybe_crashed: Vec::new() };
         let result = act(&mut self.controller, &mut exec);
         let maybe_crashed = exec.maybe_crashed;
+        if self.control.is_stopping_all() {
+            return result;
+        }
         let now = self.now();
         for (name, generation, reason) in maybe_crashed {
             let Some(have) = self.controller.actual().get(&name).filter(|a| a.generation == generation) else {
