@@ -10,7 +10,7 @@
 //! read; only root and the emperor's own uid may change anything.
 
 pub mod client;
-mod events;
+pub(crate) mod events;
 mod follow;
 mod hook;
 mod http;

@@ -8,6 +8,7 @@
 //! in the same round, with no await in between.
 
 mod commands;
+mod events;
 mod fake;
 
 use super::event_loop::Emperor;
