@@ -61,8 +61,9 @@ pub enum Command {
     Start(Targets),
     /// Stops vassals and keeps them stopped (across resyncs and emperor restarts) until `start`.
     Stop(Targets),
-    /// Starts a new process for each vassal, with a fresh backoff;
-    /// `--rolling`: one at a time, each once the previous runs again.
+    /// Starts a new process for each vassal, with a fresh backoff.
+    ///
+    /// With `--rolling`: one at a time, each once the previous runs again.
     Restart {
         /// The vassals and how long to wait.
         #[command(flatten)]
@@ -80,11 +81,12 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// The event stream, one JSON object a line: spawned, reloaded,
-    /// reload_refused, stopping, exited, crashed, held, source_up,
-    /// source_down, source_synced. Each has `seq` (never reused, also
-    /// across restarts), `time` (seconds since the epoch), `event` and
-    /// `vassal` or `source`. The emperor keeps the last 10000.
+    /// The event stream, one JSON object a line (the last 10000 are kept).
+    ///
+    /// Events: spawned, reloaded, reload_refused, stopping, exited,
+    /// crashed, held, source_up, source_down, source_synced. Each has `seq`
+    /// (never reused, also across emperor restarts), `time` (seconds since
+    /// the epoch), `event`, and `vassal` or `source`.
     Events {
         /// Keep printing events as they happen.
         #[arg(short, long)]
@@ -105,8 +107,10 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Asks the sources (all, or those whose id is or starts with SOURCE) to
-    /// read everything again now; message sources have nothing to re-read.
+    /// Asks the sources to read everything again now.
+    ///
+    /// All sources, or the one whose id is SOURCE, or those whose id starts
+    /// with it; message sources have nothing to read again and are skipped.
     Resync {
         /// A source id (`dir:///etc/emperor/vassals`) or the start of some (`pg://`).
         source: Option<String>,

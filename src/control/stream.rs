@@ -183,3 +183,40 @@ fn push_line(body: &mut Vec<u8>, line: &[u8]) {
     body.extend_from_slice(line);
     body.push(b'\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::events::{Detail, EventLog, Kind, Subject};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    #[tokio::test]
+    async fn a_lagging_follower_is_told_how_many_it_missed_and_goes_on() {
+        let (mut log, feed) = EventLog::new(None);
+        let (server, client) = UnixStream::pair().unwrap();
+        let _follower = tokio::spawn(async move { events(server, &feed, None, true).await });
+        let mut lines = BufReader::new(client).lines();
+        while lines.next_line().await.unwrap().is_some_and(|l| !l.is_empty()) {} // the head: subscribed
+        let total = 20_000;
+        for _ in 0..total {
+            log.record(Kind::Spawned, Subject::Vassal("a.ini".into()), Detail::default());
+            log.stage();
+            log.release(); // never waits for the follower
+        }
+        let (mut shown, mut missed) = (0, 0);
+        while shown + missed < total {
+            let line = lines.next_line().await.unwrap().expect("a line");
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+            match json["event"].as_str() {
+                Some("missed") => missed += json["missed"].as_u64().unwrap(),
+                _ => shown += 1,
+            }
+        }
+        assert!(missed > 0 && shown > 0, "{shown} shown, {missed} missed");
+        log.record(Kind::Stopping, Subject::Vassal("a.ini".into()), Detail::default());
+        log.stage();
+        log.release();
+        let next = lines.next_line().await.unwrap().expect("it goes on");
+        assert!(next.contains(&format!("\"seq\":{}", total + 1)) && next.contains("stopping"), "{next}");
+    }
+}
