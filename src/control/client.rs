@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const EXIT_CODES: &str = "\
-Exit codes (as systemctl): 0 ok; 1 failed; 2 usage; 3 not running (status of a
-vassal that is not running); 4 no such vassal; 7 emperor not reachable.";
+Exit codes (as systemctl): 0 ok; 1 failed (a refused command, a --wait that
+timed out, a rolling restart stopped); 2 usage; 3 not running (status of a
+vassal that is not running); 4 no such vassal or source; 7 emperor not reachable.";
 
 /// Talks to a running emperor through its control socket.
 #[derive(Debug, Parser)]
@@ -61,7 +62,17 @@ pub enum Command {
     /// Stops vassals and keeps them stopped (across resyncs and emperor restarts) until `start`.
     Stop(Targets),
     /// Starts a new process for each vassal, with a fresh backoff.
-    Restart(Targets),
+    ///
+    /// With `--rolling`: one at a time, each once the previous runs again.
+    Restart {
+        /// The vassals and how long to wait.
+        #[command(flatten)]
+        targets: Targets,
+        /// Restart one vassal at a time, the next once the previous runs
+        /// again (implies --wait); stops at the first that does not (exit 1).
+        #[arg(long)]
+        rolling: bool,
+    },
     /// Reloads vassals as a config change does.
     Reload(Targets),
     /// Every source: up or down, since when, last error, restarts, desired vassals.
@@ -69,6 +80,46 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
+    },
+    /// The event stream, one JSON object a line (the last 10000 are kept).
+    ///
+    /// Events: spawned, reloaded, reload_refused, stopping, exited,
+    /// crashed, held, source_up, source_down, source_synced. Each has `seq`
+    /// (never reused, also across emperor restarts), `time` (seconds since
+    /// the epoch), `event`, and `vassal` or `source`.
+    Events {
+        /// Keep printing events as they happen.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the events after this sequence number (the last one seen);
+        /// a `{"event":"missed"}` line counts those no longer kept.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+    },
+    /// The last lines of a vassal's log file.
+    Logs {
+        /// The vassal.
+        name: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = super::stream::DEFAULT_LINES)]
+        lines: usize,
+        /// Keep printing what is appended (across a rotation of the file).
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Asks the sources to read everything again now.
+    ///
+    /// All sources, or the one whose id is SOURCE, or those whose id starts
+    /// with it; message sources have nothing to read again and are skipped.
+    Resync {
+        /// A source id (`dir:///etc/emperor/vassals`) or the start of some (`pg://`).
+        source: Option<String>,
+        /// Return once each source delivered its complete listing.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, how many seconds to wait at most.
+        #[arg(long, value_name = "SECS", default_value = "60")]
+        timeout: f64,
     },
 }
 
@@ -144,11 +195,20 @@ fn run(socket: &Path, command: Command) -> Result<u8, CtlError> {
         Command::List { output } => client.list(output),
         Command::Status { names, output } if names.is_empty() => client.list(output),
         Command::Status { names, output } => client.status(&names, output),
-        Command::Start(targets) => client.act(super::Action::Start, &targets),
-        Command::Stop(targets) => client.act(super::Action::Stop, &targets),
-        Command::Restart(targets) => client.act(super::Action::Restart, &targets),
-        Command::Reload(targets) => client.act(super::Action::Reload, &targets),
+        Command::Start(targets) => client.act(super::Action::Start, &targets, false),
+        Command::Stop(targets) => client.act(super::Action::Stop, &targets, false),
+        Command::Restart { targets, rolling } => client.act(super::Action::Restart, &targets, rolling),
+        Command::Reload(targets) => client.act(super::Action::Reload, &targets, false),
         Command::Sources { output } => client.sources(output),
+        Command::Events { follow, since } => {
+            let since = since.map_or(String::new(), |seq| format!("&since={seq}"));
+            super::follow::get(socket, &format!("/v1/events?follow={}{since}", u8::from(follow)))
+        }
+        Command::Logs { name, lines, follow } => super::follow::get(
+            socket,
+            &format!("/v1/vassals/{}/logs?lines={lines}&follow={}", encode(&name), u8::from(follow)),
+        ),
+        Command::Resync { source, wait, timeout } => client.resync(source.as_deref(), wait.then_some(timeout)),
     }
 }
 
@@ -212,9 +272,11 @@ impl Client<'_> {
         })
     }
 
-    fn act(&self, action: super::Action, targets: &Targets) -> Result<u8, CtlError> {
+    /// Sends `action` for each target; `rolling`: each waited for, and
+    /// none after the first that fails.
+    fn act(&self, action: super::Action, targets: &Targets, rolling: bool) -> Result<u8, CtlError> {
         let mut code = 0;
-        let wait = if targets.wait { format!("?wait={}", targets.timeout) } else { String::new() };
+        let wait = if targets.wait || rolling { format!("?wait={}", targets.timeout) } else { String::new() };
         for name in &targets.names {
             let path = format!("/v1/vassals/{}/{}{wait}", encode(name), action.as_str());
             let (status, body) = self.call("POST", &path)?;
@@ -223,10 +285,37 @@ impl Client<'_> {
                 _ => {
                     eprintln!("emperor ctl: {name}: {}", body["error"].as_str().unwrap_or("failed"));
                     code = if status == 404 { 4 } else { code.max(1) };
+                    if rolling {
+                        eprintln!("emperor ctl: rolling restart stopped at {name}");
+                        return Ok(code);
+                    }
                 }
             }
         }
         Ok(code)
+    }
+
+    /// Asks sources to read everything again; with `wait`, until each delivered.
+    fn resync(&self, source: Option<&str>, wait: Option<f64>) -> Result<u8, CtlError> {
+        let mut query = Vec::new();
+        query.extend(source.map(|s| format!("source={}", encode(s))));
+        query.extend(wait.map(|secs| format!("wait={secs}")));
+        let (status, body) = self.call("POST", &format!("/v1/resync?{}", query.join("&")))?;
+        if status != 200 {
+            eprintln!("emperor ctl: {}", body["error"].as_str().unwrap_or("failed"));
+            return Ok(if status == 404 { 4 } else { 1 });
+        }
+        let list = |key: &str| -> Vec<String> {
+            body[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        };
+        let done = if wait.is_some() { "synced" } else { "resyncing" };
+        for id in list("resyncing") {
+            emit(&format!("{id}: {done}\n"));
+        }
+        for id in list("skipped") {
+            emit(&format!("{id}: skipped (a message source has no listing to read again)\n"));
+        }
+        Ok(0)
     }
 
     fn expect_ok(&self, method: &str, path: &str) -> Result<Value, CtlError> {

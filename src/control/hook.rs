@@ -1,8 +1,11 @@
 //! The main loop's side of the control socket: the commands it receives
 //! and the table it publishes after each round.
 
+use super::events::{Detail, EventFeed, EventLog, Kind, Subject};
+use super::source_events::SourceWatch;
 use super::table::{Table, Tracker, VassalCounts};
 use super::{Action, Reply};
+use crate::source::supervise::StatusBoard;
 use crate::supervisor::ProcStatus;
 use reconciler::{Controller, SourceId, VassalName};
 use std::sync::Arc;
@@ -31,6 +34,12 @@ pub struct Hook {
     counts: watch::Sender<VassalCounts>,
     /// Outcomes held back until the round they caused has run.
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    /// The event stream.
+    events: EventLog,
+    /// The sources' statuses, for their up/down events.
+    sources: Option<SourceWatch>,
+    /// Whether the emperor is stopping every vassal (exits are then no crashes).
+    stopping_all: bool,
 }
 
 /// The control task's side: sends commands, reads the table.
@@ -38,22 +47,28 @@ pub struct Hook {
 pub(crate) struct Handle {
     pub(crate) commands: mpsc::Sender<Request>,
     pub(crate) table: watch::Receiver<Arc<Table>>,
+    pub(crate) events: EventFeed,
 }
 
 impl Hook {
-    /// A hook for an emperor with these sources, and the handle the
-    /// control task uses to reach it.
-    pub(crate) fn new(sources: Vec<SourceId>) -> (Self, Handle) {
+    /// A hook for an emperor with these sources, keeping the tail of its
+    /// event stream in `events`, and the handle the control task uses to
+    /// reach it.
+    pub(crate) fn new(sources: Vec<SourceId>, events: Option<state::Events>) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (table, table_rx) = watch::channel(Arc::default());
+        let (events, feed) = EventLog::new(events);
         let hook = Self {
             commands: Some(rx),
             table,
             tracker: Tracker::new(sources),
             counts: watch::Sender::default(),
             replies: Vec::new(),
+            events,
+            sources: None,
+            stopping_all: false,
         };
-        (hook, Handle { commands: tx, table: table_rx })
+        (hook, Handle { commands: tx, table: table_rx, events: feed })
     }
 
     /// A hook no control task talks to (in-process tests, embedders).
@@ -65,7 +80,58 @@ impl Hook {
             tracker: Tracker::default(),
             counts: watch::Sender::default(),
             replies: Vec::new(),
+            events: EventLog::new(None).0,
+            sources: None,
+            stopping_all: false,
         }
+    }
+
+    /// Records `source_up`/`source_down` events for the sources of `board`.
+    pub fn watch_sources(&mut self, board: StatusBoard) {
+        self.sources = Some(SourceWatch::new(board));
+    }
+
+    /// Completes when a source may have gone up or down (never without
+    /// [`Hook::watch_sources`]).
+    async fn sources_changed_in(sources: &Option<SourceWatch>) {
+        match sources {
+            Some(watch) => watch.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Notes that the emperor stops every vassal (its shutdown): each one
+    /// running gets its `stopping` event, and exits from now on are no crashes.
+    pub fn stopping_all<'a>(&mut self, running: impl IntoIterator<Item = (&'a VassalName, Option<i32>)>) {
+        self.stopping_all = true;
+        for (name, pid) in running {
+            self.vassal_event(name, Kind::Stopping, Detail { pid, ..Detail::default() });
+        }
+    }
+
+    /// Whether the emperor is stopping every vassal.
+    pub fn is_stopping_all(&self) -> bool {
+        self.stopping_all
+    }
+
+    /// Records an event about vassal `name`.
+    pub fn vassal_event(&mut self, name: &VassalName, kind: Kind, detail: Detail) {
+        self.events.record(kind, Subject::Vassal(name.to_string()), detail);
+    }
+
+    /// Records an event about source `id`.
+    pub fn source_event(&mut self, id: &SourceId, kind: Kind, detail: Detail) {
+        self.events.record(kind, Subject::Source(id.0.clone()), detail);
+    }
+
+    /// Writes the round's events to the state store, before its flush.
+    pub fn stage_events(&mut self) {
+        self.events.stage();
+    }
+
+    /// Publishes the events already written (see [`Hook::stage_events`]).
+    pub fn release_events(&mut self) {
+        self.events.release();
     }
 
     /// The per-state vassal counts, updated after each round that changed
@@ -74,13 +140,27 @@ impl Hook {
         self.counts.subscribe()
     }
 
+    /// The next command, or `None` once a source went up or down (its
+    /// event is recorded; the round that follows publishes it).
+    pub async fn next(&mut self) -> Option<Request> {
+        tokio::select! {
+            request = Self::next_command(&mut self.commands) => Some(request),
+            () = Self::sources_changed_in(&self.sources) => {
+                if let Some(watch) = &mut self.sources {
+                    watch.note(&mut self.events);
+                }
+                None
+            }
+        }
+    }
+
     /// The next command; pending forever when no control task is left.
-    pub async fn next(&mut self) -> Request {
-        if let Some(rx) = &mut self.commands {
+    async fn next_command(commands: &mut Option<mpsc::Receiver<Request>>) -> Request {
+        if let Some(rx) = commands {
             if let Some(request) = rx.recv().await {
                 return request;
             }
-            self.commands = None;
+            *commands = None;
         }
         std::future::pending().await
     }
@@ -105,6 +185,7 @@ impl Hook {
         if self.commands.is_some() || self.table.receiver_count() > 0 {
             self.table.send_replace(Arc::new(table));
         }
+        self.events.release();
         for (reply, outcome) in self.replies.drain(..) {
             let _ = reply.send(outcome);
         }

@@ -128,6 +128,19 @@ pub(crate) fn response(status: u16, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The value of `key` in the query of `target` (`?since=4&follow=1`), as is.
+pub(crate) fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The head of a response whose body streams until the connection
+/// closes (an event stream, a followed log).
+pub(crate) fn stream_head(content_type: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+        .into_bytes()
+}
+
 fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -8,16 +8,28 @@
 //! loop; commands go into the loop through a bounded channel and are
 //! answered once the round they caused has run. Anyone who can connect may
 //! read; only root and the emperor's own uid may change anything.
+//!
+//! Two reads stream: the event stream (`GET /v1/events`, see [`events`]),
+//! which the loop publishes without ever waiting for a reader, and a
+//! vassal's log (`GET /v1/vassals/NAME/logs`), read by the control task
+//! from the file. `POST /v1/resync` asks sources to read everything again.
 
 pub mod client;
+pub(crate) mod events;
+mod follow;
 mod hook;
 pub(crate) mod http;
+mod logs;
 mod notify;
 mod render;
+mod resync;
 mod server;
+mod source_events;
+mod stream;
 mod table;
 mod wait;
 
+pub use events::{Detail, Event, Kind};
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};

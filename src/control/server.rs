@@ -97,6 +97,9 @@ async fn connection(mut stream: UnixStream, context: Arc<Context>) {
         Ok(Err(e @ HttpError::TooLarge)) => return reply(&mut stream, 413, &error(&e)).await,
         Ok(Err(e)) => return reply(&mut stream, 400, &error(&e)).await,
     };
+    if super::stream::is_stream(&request) {
+        return super::stream::serve(stream, &context, &request).await;
+    }
     let (status, body) = route(&context, uid, &request.method, &request.target).await;
     reply(&mut stream, status, &body).await;
 }
@@ -106,7 +109,7 @@ async fn reply(stream: &mut UnixStream, status: u16, body: &str) {
     let _ = stream.shutdown().await;
 }
 
-fn error(e: &dyn std::fmt::Display) -> String {
+pub(super) fn error(e: &dyn std::fmt::Display) -> String {
     json!({ "error": e.to_string() }).to_string()
 }
 
@@ -119,13 +122,15 @@ async fn route(context: &Context, uid: Option<u32>, method: &str, target: &str) 
         ("GET", ["v1", "vassals"]) => (200, table.vassals_json().to_owned()),
         ("GET", ["v1", "vassals", name]) => vassal(context, &table, name),
         ("GET", ["v1", "sources"]) => (200, json!(sources(context, &table)).to_string()),
+        ("POST", ["v1", "resync"]) => super::resync::resync(context, uid, target).await,
         ("POST", ["v1", "vassals", name, action]) => match Action::parse(action) {
             Some(action) => command(context, uid, name, action, wait_of(target)).await,
             None => (404, error(&format!("no such action: {action}"))),
         },
-        (_, ["v1", "vassals"] | ["v1", "vassals", _] | ["v1", "sources"] | ["v1", "vassals", _, _]) => {
-            (405, error(&format!("{method} is not allowed on {path}")))
-        }
+        (
+            _,
+            ["v1", "vassals"] | ["v1", "vassals", _] | ["v1", "sources"] | ["v1", "vassals", _, _] | ["v1", "resync"],
+        ) => (405, error(&format!("{method} is not allowed on {path}"))),
         _ => (404, error(&format!("no such endpoint: {path}"))),
     }
 }
@@ -143,25 +148,11 @@ fn vassal(context: &Context, table: &Table, segment: &str) -> (u16, String) {
     let mut body = json!(view);
     if let Ok(name) = VassalName::parse(&view.name).or_else(|_| VassalName::parse_path(&view.name)) {
         let log = crate::supervisor::log_path(&context.log_dir, &name);
-        body["log_tail"] = json!(tail(&log, LOG_LINES));
+        let tail = super::logs::tail(&log, LOG_LINES);
+        body["log_tail"] = json!(String::from_utf8_lossy(&tail).lines().collect::<Vec<_>>());
         body["log"] = json!(log);
     }
     (200, body.to_string())
-}
-
-/// The last `lines` lines of a file (at most its last 16 KiB).
-fn tail(path: &Path, lines: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(16 * 1024);
-    let mut text = Vec::new();
-    if file.seek(SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut text)).is_err() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().skip(usize::from(start > 0)).collect();
-    all[all.len().saturating_sub(lines)..].iter().map(|l| (*l).to_owned()).collect()
 }
 
 fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
@@ -186,14 +177,20 @@ fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
 
 /// Whether a peer (its uid as `SO_PEERCRED` reports it) may change
 /// anything: root or the emperor's own uid.
-fn may_change(uid: Option<u32>, owner: u32) -> bool {
+pub(super) fn may_change(uid: Option<u32>, owner: u32) -> bool {
     uid.is_some_and(|uid| uid == 0 || uid == owner)
 }
 
+/// The answer to a peer that may not `what` (`stop vassals`).
+pub(super) fn forbidden(uid: Option<u32>, owner: u32, what: &str) -> (u16, String) {
+    tracing::warn!(uid, what, "control socket: command refused");
+    let who = uid.map_or("an unknown peer".to_owned(), |u| format!("uid {u}"));
+    (403, error(&format!("{who} may not {what} (root or uid {owner} only)")))
+}
+
 /// The `wait=SECS` of a target's query: how long to wait for the outcome.
-fn wait_of(target: &str) -> Option<Duration> {
-    let (_, query) = target.split_once('?')?;
-    let secs = query.split('&').find_map(|kv| kv.strip_prefix("wait="))?;
+pub(super) fn wait_of(target: &str) -> Option<Duration> {
+    let secs = http::query(target, "wait")?;
     secs.parse::<f64>().ok().and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
@@ -207,12 +204,7 @@ async fn command(
     wait: Option<Duration>,
 ) -> (u16, String) {
     if !may_change(uid, context.owner) {
-        tracing::warn!(uid, action = action.as_str(), "control socket: command refused");
-        let who = uid.map_or("an unknown peer".to_owned(), |u| format!("uid {u}"));
-        return (
-            403,
-            error(&format!("{who} may not {} vassals (root or uid {} only)", action.as_str(), context.owner)),
-        );
+        return forbidden(uid, context.owner, &format!("{} vassals", action.as_str()));
     }
     let Some(name) = name_of(segment) else { return (400, error(&"vassal name is not UTF-8")) };
     let Ok(name) = VassalName::parse(&name).or_else(|_| VassalName::parse_path(&name)) else {

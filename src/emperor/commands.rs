@@ -42,11 +42,11 @@ impl<P: Processes> Emperor<P> {
             }
             Action::Restart | Action::Reload if stopped => Err(CommandError::Stopped(name.clone())),
             Action::Restart => {
-                self.controller.restart(name, now, &mut self.supervisor);
+                self.observed(|controller, exec| controller.restart(name, now, exec));
                 Ok("restarting".into())
             }
             Action::Reload => {
-                self.controller.reload_one(name, now, &mut self.supervisor);
+                self.observed(|controller, exec| controller.reload_one(name, now, exec));
                 Ok("reloading".into())
             }
         }

@@ -81,8 +81,13 @@ impl<P: Processes> Emperor<P> {
                         self.exited(&name, generation);
                     }
                 }
-                // An operator's command from the control socket.
-                request = self.control.next() => self.on_command(request),
+                // An operator's command from the control socket, or a
+                // source that went up or down (its event is recorded).
+                request = self.control.next() => {
+                    if let Some(request) = request {
+                        self.on_command(request);
+                    }
+                }
                 // The service manager's watchdog, or READY=1 overdue.
                 _ = sleep_until(self.notify.next_timer()) => {
                     self.notify.on_timer();
@@ -103,12 +108,13 @@ impl<P: Processes> Emperor<P> {
                 _ = signals.hup.recv() => {
                     tracing::info!("SIGHUP: reloading every vassal");
                     let now = self.now();
-                    self.controller.reload_all(now, &mut self.supervisor);
+                    self.observed(|controller, exec| controller.reload_all(now, exec));
                 }
             }
             if shutting_down {
+                self.persist();
+                self.control.release_events();
                 if self.supervisor.is_idle() {
-                    self.persist();
                     self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
                     return Ok(());
@@ -119,7 +125,7 @@ impl<P: Processes> Emperor<P> {
                 self.report_conflicts();
             }
             let now = self.now();
-            wake = self.controller.reconcile(now, &mut self.supervisor);
+            wake = self.observed(|controller, exec| controller.reconcile(now, exec));
             self.persist();
             self.publish();
         }
@@ -136,6 +142,10 @@ impl<P: Processes> Emperor<P> {
     fn shutdown(&mut self, signal: &str) -> bool {
         tracing::info!(signal, "stopping every vassal");
         self.notify.stopping();
+        let running =
+            self.controller.actual().iter().filter(|(_, a)| matches!(a.phase, reconciler::Phase::Running { .. }));
+        let supervisor = &self.supervisor;
+        self.control.stopping_all(running.map(|(name, _)| (name, supervisor.status(name).pid)));
         self.supervisor.stop_all();
         true
     }
@@ -148,6 +158,8 @@ impl<P: Processes> Emperor<P> {
         match event {
             SourceEvent::Snapshot { source, specs } => {
                 self.notify.settled(&source);
+                let detail = crate::control::Detail { vassals: Some(specs.len()), ..Default::default() };
+                self.control.source_event(&source, crate::control::Kind::SourceSynced, detail);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }
@@ -164,8 +176,7 @@ impl<P: Processes> Emperor<P> {
 
     /// Tells the reconciler that a vassal's process is gone (and reaped).
     fn exited(&mut self, name: &VassalName, generation: u64) {
-        let now = self.now();
-        self.controller.on_exit(name, generation, now, &mut self.supervisor);
+        self.observe_exit(name, generation);
     }
 
     fn report_conflicts(&mut self) {
@@ -176,9 +187,11 @@ impl<P: Processes> Emperor<P> {
         }
     }
 
-    /// Makes the round's writes durable and tells the sources waiting for it.
+    /// Makes the round's writes (its events too) durable and tells the
+    /// sources waiting for it.
     fn persist(&mut self) {
         self.journal.set_next_generation(self.controller.next_generation());
+        self.control.stage_events();
         self.journal.commit();
     }
 }

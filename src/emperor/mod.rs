@@ -12,6 +12,7 @@ mod commands;
 mod dirs;
 mod event_loop;
 mod journal;
+mod observed;
 mod processes;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
     };
     let journal = Journal::new(store.clone(), next_generation);
+    let events = store.events();
     let emperor_id = store.emperor_id().to_owned();
     let cursors = store.cursors();
     let mut supervisor = Supervisor::new(settings, store, &state_dir).context("watching SIGCHLD")?;
@@ -86,7 +88,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     for name in store_stopped {
         controller.set_stopped(&name, true);
     }
-    let (hook, handle) = control::Hook::new(ids);
+    let (mut hook, handle) = control::Hook::new(ids, Some(events));
     let settings = source::supervise::Settings {
         resync: cli.resync,
         emperor_id,
@@ -96,6 +98,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
+    hook.watch_sources(sources.board());
     let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));

@@ -246,6 +246,13 @@ pub trait Source: Send + Sync {
     /// and returns the task that runs it; the task sends a
     /// [`SourceEvent::Snapshot`] once its first full listing is done.
     fn build(&self, ctx: SourceContext) -> Built<'_>;
+    /// Whether the source delivers complete listings ([`SourceEvent::Snapshot`]),
+    /// so that building it again (an operator's resync) reads everything
+    /// again. A message source delivers one change per message and has no
+    /// listing to re-read.
+    fn lists(&self) -> bool {
+        true
+    }
 }
 
 /// Builds a source from the rest of its URI (after `scheme://`).

@@ -9,7 +9,7 @@ use reconciler::SourceId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// Events the emperor's queue holds before sources wait.
 pub const CAPACITY: usize = 1024;
@@ -74,12 +74,19 @@ pub struct SourceStatus {
 pub(super) struct StatusCell {
     id: SourceId,
     status: Arc<Mutex<SourceStatus>>,
+    /// Woken when `up` changes (shared by every source of one emperor).
+    changes: Arc<Notify>,
+    /// Woken when an operator asks the source to read everything again.
+    resync: Arc<Notify>,
+    /// Whether the source delivers complete listings (see [`Source::lists`]).
+    lists: bool,
 }
 
 impl StatusCell {
     pub(super) fn new(id: SourceId) -> Self {
         let status = SourceStatus { up: true, since: Instant::now(), last_error: None, restarts: 0 };
-        Self { id, status: Arc::new(Mutex::new(status)) }
+        let (changes, resync) = (Arc::default(), Arc::default());
+        Self { id, status: Arc::new(Mutex::new(status)), changes, resync, lists: true }
     }
 
     pub(super) fn get(&self) -> SourceStatus {
@@ -97,6 +104,7 @@ impl StatusCell {
             status.up = true;
             status.since = Instant::now();
             tracing::info!(source = %self.id, restarts = status.restarts, "source delivering again");
+            self.changes.notify_one();
         }
     }
 
@@ -110,24 +118,48 @@ impl StatusCell {
         status.up = false;
         status.last_error = Some(error);
         status.restarts += u32::from(restarting);
+        self.changes.notify_one();
         was_up
     }
 }
 
 /// A cheap, cloneable view of every source's status.
 #[derive(Debug, Clone, Default)]
-pub struct StatusBoard(Vec<StatusCell>);
+pub struct StatusBoard {
+    cells: Vec<StatusCell>,
+    changes: Arc<Notify>,
+}
 
 impl StatusBoard {
     /// The status of every source, in the order they were given.
     pub fn statuses(&self) -> Vec<(SourceId, SourceStatus)> {
-        self.0.iter().map(|cell| (cell.id.clone(), cell.get())).collect()
+        self.cells.iter().map(|cell| (cell.id.clone(), cell.get())).collect()
+    }
+
+    /// Completes when some source went up or down since the last call
+    /// (one waiter: the emperor's loop).
+    pub async fn changed(&self) {
+        self.changes.notified().await;
+    }
+
+    /// Every source's id, and whether it delivers complete listings (see
+    /// [`Source::lists`]).
+    pub fn ids(&self) -> Vec<(SourceId, bool)> {
+        self.cells.iter().map(|cell| (cell.id.clone(), cell.lists)).collect()
+    }
+
+    /// Asks the source `id` to read everything again now: it is built
+    /// anew, which makes it send a complete listing. `false` for an
+    /// unknown id.
+    pub fn resync(&self, id: &SourceId) -> bool {
+        let cell = self.cells.iter().find(|cell| cell.id == *id);
+        cell.inspect(|cell| cell.resync.notify_one()).is_some()
     }
 }
 
 /// The running sources. Dropping it stops them (within [`SHUTDOWN_GRACE`]).
 pub struct Sources {
-    statuses: Vec<StatusCell>,
+    board: StatusBoard,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -141,7 +173,7 @@ impl Sources {
     /// A handle that reads the same statuses, for a task that outlives a
     /// borrow of `self` (the control socket).
     pub fn board(&self) -> StatusBoard {
-        StatusBoard(self.statuses.clone())
+        self.board.clone()
     }
 
     /// Stops every source and waits until they have ended.
@@ -186,15 +218,25 @@ pub async fn start(
     check_resources(&sources)?;
     let (events, rx) = mpsc::channel(settings.capacity.max(1));
     let (stop, shutdown) = Shutdown::pair();
+    let changes = Arc::new(Notify::new());
     let contexts: Vec<SourceContext> = sources
         .iter()
         .map(|s| {
-            SourceContext::new(s.id(), events.clone(), settings.resync, settings.emperor_id.clone(), shutdown.clone())
-                .with_cursors(settings.cursors.clone())
-                .with_counts(settings.counts.clone())
+            let mut ctx = SourceContext::new(
+                s.id(),
+                events.clone(),
+                settings.resync,
+                settings.emperor_id.clone(),
+                shutdown.clone(),
+            )
+            .with_cursors(settings.cursors.clone())
+            .with_counts(settings.counts.clone());
+            ctx.status.changes = changes.clone();
+            ctx.status.lists = s.lists();
+            ctx
         })
         .collect();
-    let statuses = contexts.iter().map(|ctx| ctx.status.clone()).collect();
+    let board = StatusBoard { cells: contexts.iter().map(|ctx| ctx.status.clone()).collect(), changes };
     let fail = |e: std::io::Error| SourceError::Start { uri: "(sources)".into(), message: e.to_string() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail)?;
     let (built_tx, built_rx) = oneshot::channel();
@@ -205,7 +247,7 @@ pub async fn start(
             runtime.shutdown_timeout(SHUTDOWN_GRACE);
         })
         .map_err(fail)?;
-    let handle = Sources { statuses, stop, thread: Some(thread) };
+    let handle = Sources { board, stop, thread: Some(thread) };
     match built_rx.await {
         Ok(Ok(())) => Ok((rx, handle)),
         Ok(Err(e)) => Err(e),
@@ -244,9 +286,11 @@ async fn run_all(sources: Vec<(Box<dyn Source>, SourceContext)>, built: oneshot:
     while set.join_next().await.is_some() {}
 }
 
-/// Runs one source; restarts it with backoff whenever it fails or panics.
+/// Runs one source; restarts it with backoff whenever it fails or panics,
+/// and at once when an operator asks it to read everything again.
 async fn supervise(source: Box<dyn Source>, ctx: SourceContext, first: SourceTask) {
     let mut shutdown = ctx.shutdown.clone();
+    let resync = ctx.status.resync.clone();
     let mut backoff = Backoff::default();
     let mut next = Some(first);
     loop {
@@ -257,7 +301,7 @@ async fn supervise(source: Box<dyn Source>, ctx: SourceContext, first: SourceTas
                 Err(e) => {
                     tracing::error!(source = %ctx.id, error = %e, "cannot build the source again; retrying with backoff");
                     ctx.status.failed(e.to_string(), false);
-                    if !pause(backoff.next_delay(), &mut shutdown).await {
+                    if !pause(backoff.next_delay(), &mut shutdown, &resync).await {
                         return;
                     }
                     continue;
@@ -272,6 +316,12 @@ async fn supervise(source: Box<dyn Source>, ctx: SourceContext, first: SourceTas
                 let _ = running.await;
                 return;
             }
+            () = resync.notified() => {
+                tracing::info!(source = %ctx.id, "reading the source again, as asked");
+                running.abort();
+                let _ = running.await;
+                continue;
+            }
         };
         let error = match ended {
             Ok(Ok(())) => return, // the emperor stopped listening
@@ -283,16 +333,18 @@ async fn supervise(source: Box<dyn Source>, ctx: SourceContext, first: SourceTas
         if ctx.status.failed(error, true) {
             backoff.reset(); // it had worked since its last start
         }
-        if !pause(backoff.next_delay(), &mut shutdown).await {
+        if !pause(backoff.next_delay(), &mut shutdown, &resync).await {
             return;
         }
     }
 }
 
-/// Sleeps `delay`; `false` when shutdown came first.
-async fn pause(delay: Duration, shutdown: &mut Shutdown) -> bool {
+/// Sleeps `delay`, or less when a resync is asked for; `false` when
+/// shutdown came first.
+async fn pause(delay: Duration, shutdown: &mut Shutdown, resync: &Notify) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
+        () = resync.notified() => true,
         () = shutdown.requested() => false,
     }
 }

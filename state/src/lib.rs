@@ -2,16 +2,19 @@
 //!
 //! It keeps, per state directory: an emperor id generated once, the next
 //! generation number, one [`VassalRecord`] per managed vassal, the last
-//! complete snapshot of each source, and a cursor per source that has one
-//! ([`Cursors`]). Writes are buffered by sled and made durable by
-//! [`Store::flush`]; [`Store::flush_if_written`] skips the sync when no
-//! handle wrote anything since the last one. A [`Store`] is a cheap handle:
+//! complete snapshot of each source, a cursor per source that has one
+//! ([`Cursors`]) and the last events the emperor published ([`Events`]).
+//! Writes are buffered by sled and made durable by [`Store::flush`];
+//! [`Store::flush_if_written`] skips the sync when no handle wrote anything
+//! since the last one. A [`Store`] is a cheap handle:
 //! clones share the same database.
 #![forbid(unsafe_code)]
 
+mod events;
 mod record;
 mod stopped;
 
+pub use events::{EventTail, Events};
 pub use record::{Intent, Mode, VassalRecord};
 
 use reconciler::{SourceId, VassalName, VassalSpec};
@@ -80,6 +83,8 @@ pub struct Store {
     cursors: sled::Tree,
     /// Vassals an operator stopped (see [`Store::set_stopped`]).
     stopped: sled::Tree,
+    /// The last events, by sequence number (see [`Events`]).
+    events: sled::Tree,
     emperor_id: Arc<str>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
@@ -121,6 +126,7 @@ impl Store {
             sources: db.open_tree("sources")?,
             cursors: db.open_tree("cursors")?,
             stopped: db.open_tree("stopped")?,
+            events: db.open_tree("events")?,
             meta,
             db,
             emperor_id: emperor_id.into(),

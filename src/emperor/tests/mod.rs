@@ -8,6 +8,7 @@
 //! in the same round, with no await in between.
 
 mod commands;
+mod events;
 mod fake;
 
 use super::event_loop::Emperor;
@@ -57,7 +58,7 @@ impl Harness {
         let journal = Journal::new(store.clone(), controller.next_generation());
         let (events, rx) = mpsc::channel(16);
         let (shutdown, requested) = oneshot::channel();
-        let (hook, control) = crate::control::Hook::new(vec![source(DIR)]);
+        let (hook, control) = crate::control::Hook::new(vec![source(DIR)], Some(store.events()));
         let emperor = Emperor {
             controller,
             supervisor: fake.clone(),

@@ -85,6 +85,10 @@ impl Source for ZmqSource {
         SourceId(format!("zmq://{}", self.endpoint.url()))
     }
 
+    fn lists(&self) -> bool {
+        false
+    }
+
     fn resources(&self) -> Vec<Resource> {
         match &self.endpoint {
             Endpoint::Tcp(_, port) => vec![Resource::TcpPort(*port)],

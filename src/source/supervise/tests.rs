@@ -210,3 +210,21 @@ async fn a_flooding_source_waits_for_the_emperor() {
     }
     wait_for("every event sent", || fake.sent.load(Ordering::SeqCst) == FLOOD).await;
 }
+
+#[tokio::test]
+async fn a_resync_builds_the_source_anew_and_a_failure_wakes_the_board() {
+    let fake = Fake::new("fake://a", vec![Act::Run, Act::Fail, Act::RunAfterGate]);
+    let (mut events, sources) = run_one(Box::new(fake.clone()), settings()).await.unwrap();
+    assert!(events.recv().await.is_some(), "the first run delivers");
+    let board = sources.board();
+    let id = SourceId("fake://a".into());
+    assert_eq!(board.ids(), [(id.clone(), true)], "a source lists unless it says otherwise");
+    assert!(!board.resync(&SourceId("fake://b".into())), "unknown");
+    assert!(board.resync(&id));
+    assert!(events.recv().await.is_some(), "built anew, it lists everything again");
+    let changed = tokio::time::timeout(Duration::from_secs(10), board.changed()).await;
+    assert!(changed.is_ok(), "the failure of the second run wakes the board");
+    wait_for("the failure to be reported", || !status(&sources).up).await;
+    assert_eq!(status(&sources).restarts, 1, "the resync itself is no restart");
+    fake.gate.notify_one();
+}

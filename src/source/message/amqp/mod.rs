@@ -63,6 +63,10 @@ impl Source for AmqpSource {
         self.id.clone()
     }
 
+    fn lists(&self) -> bool {
+        false
+    }
+
     fn build(&self, ctx: SourceContext) -> Built<'_> {
         let queue = self.settings.queue.clone().unwrap_or_else(|| default_queue(&ctx.emperor_id));
         tracing::info!(source = %ctx.id, exchange = %self.settings.exchange, %queue, "amqp source starting");
