@@ -8,21 +8,35 @@
 //! loop; commands go into the loop through a bounded channel and are
 //! answered once the round they caused has run. Anyone who can connect may
 //! read; only root and the emperor's own uid may change anything.
+//!
+//! The same reads are served for monitoring over TCP: `--http` (Prometheus
+//! `/metrics`, `/healthz`, the JSON lists) and `--stats` (the uWSGI
+//! Emperor's stats object).
 
 pub mod client;
+mod counting;
 mod hook;
 mod http;
+mod listen;
+mod metrics;
 mod notify;
 mod render;
 mod server;
+mod stats;
+mod status_http;
 mod table;
 mod wait;
 
+pub use counting::{Counting, LoopMetrics};
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
+pub use listen::{ListenError, Listener};
+pub use metrics::{ActionKind, Counters, PerVassal};
 pub use notify::{Notifier, READY_TIMEOUT, SERVICE_MANAGER_VARIABLES};
 pub use server::{bind, serve, BindError, Context};
+pub use stats::{serve_stats, StatsContext};
+pub use status_http::{serve_http, StatusContext};
 pub use table::{SourceView, State, Table, VassalCounts, VassalView};
 
 use reconciler::VassalName;

@@ -164,7 +164,8 @@ fn tail(path: &Path, lines: usize) -> Vec<String> {
     all[all.len().saturating_sub(lines)..].iter().map(|l| (*l).to_owned()).collect()
 }
 
-fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
+/// Every source's status, as `/v1/sources` lists them.
+pub(super) fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
     let now = SystemTime::now();
     context
         .sources

@@ -42,11 +42,11 @@ impl<P: Processes> Emperor<P> {
             }
             Action::Restart | Action::Reload if stopped => Err(CommandError::Stopped(name.clone())),
             Action::Restart => {
-                self.controller.restart(name, now, &mut self.supervisor);
+                self.controller.restart(name, now, &mut self.metrics.counting(&mut self.supervisor));
                 Ok("restarting".into())
             }
             Action::Reload => {
-                self.controller.reload_one(name, now, &mut self.supervisor);
+                self.controller.reload_one(name, now, &mut self.metrics.counting(&mut self.supervisor));
                 Ok("reloading".into())
             }
         }
@@ -58,5 +58,7 @@ impl<P: Processes> Emperor<P> {
         let supervisor = &self.supervisor;
         let counts = self.control.publish(&self.controller, |name| supervisor.status(name), now);
         self.notify.published(counts);
+        self.metrics.set_healthy(self.notify.all_settled());
+        self.metrics.kills(self.supervisor.kills());
     }
 }

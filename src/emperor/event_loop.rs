@@ -27,6 +27,8 @@ pub(super) struct Emperor<P> {
     pub(super) control: crate::control::Hook,
     /// The service manager's notifications and the log's summary line.
     pub(super) notify: crate::control::Notifier,
+    /// What `/metrics` counts: actions, and how soon they follow events.
+    pub(super) metrics: crate::control::LoopMetrics,
 }
 
 struct Signals {
@@ -103,7 +105,7 @@ impl<P: Processes> Emperor<P> {
                 _ = signals.hup.recv() => {
                     tracing::info!("SIGHUP: reloading every vassal");
                     let now = self.now();
-                    self.controller.reload_all(now, &mut self.supervisor);
+                    self.controller.reload_all(now, &mut self.metrics.counting(&mut self.supervisor));
                 }
             }
             if shutting_down {
@@ -119,7 +121,8 @@ impl<P: Processes> Emperor<P> {
                 self.report_conflicts();
             }
             let now = self.now();
-            wake = self.controller.reconcile(now, &mut self.supervisor);
+            wake = self.controller.reconcile(now, &mut self.metrics.counting(&mut self.supervisor));
+            self.metrics.round_done();
             self.persist();
             self.publish();
         }
@@ -148,15 +151,18 @@ impl<P: Processes> Emperor<P> {
         match event {
             SourceEvent::Snapshot { source, specs } => {
                 self.notify.settled(&source);
+                self.metrics.source_event(&source);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }
             SourceEvent::Upsert(spec) => {
                 self.notify.settled(&spec.source);
+                self.metrics.source_event(&spec.source);
                 self.controller.upsert(spec);
             }
             SourceEvent::Remove { source, name } => {
                 self.notify.settled(&source);
+                self.metrics.source_event(&source);
                 self.controller.remove(&source, &name);
             }
         }
@@ -165,7 +171,7 @@ impl<P: Processes> Emperor<P> {
     /// Tells the reconciler that a vassal's process is gone (and reaped).
     fn exited(&mut self, name: &VassalName, generation: u64) {
         let now = self.now();
-        self.controller.on_exit(name, generation, now, &mut self.supervisor);
+        self.controller.on_exit(name, generation, now, &mut self.metrics.counting(&mut self.supervisor));
     }
 
     fn report_conflicts(&mut self) {
