@@ -216,26 +216,26 @@ impl TableCollector {
                 )
             })
             .collect();
-        gauges(encoder, "emperor_vassals", "Vassals in each state", None, &counts)?;
+        gauges(encoder, "emperor_vassals", "Vassals in each state.", None, &counts)?;
         let statuses = self.sources.statuses();
         let up: Vec<(Labels, i64)> =
             statuses.iter().map(|(id, status)| (source_label(&id.0), i64::from(status.up))).collect();
-        gauges(encoder, "emperor_source_up", "Whether each source delivers events (1) or is failing (0)", None, &up)?;
+        gauges(encoder, "emperor_source_up", "Whether each source delivers events (1) or is failing (0).", None, &up)?;
         let desired: Vec<(Labels, i64)> = statuses
             .iter()
             .map(|(id, _)| (source_label(&id.0), table.desired.get(&id.0).copied().unwrap_or(0) as i64))
             .collect();
-        gauges(encoder, "emperor_vassals_desired", "Vassals each source wants", None, &desired)
+        gauges(encoder, "emperor_vassals_desired", "Vassals each source wants.", None, &desired)
     }
 }
 
 fn encode_per_vassal(vassals: &[&VassalView], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let up: Vec<(Labels, i64)> =
         vassals.iter().map(|v| (vassal_labels(v), i64::from(v.state == State::Running))).collect();
-    gauges(encoder, "emperor_vassal_up", "Whether the vassal's process runs (1) or not (0)", None, &up)?;
+    gauges(encoder, "emperor_vassal_up", "Whether the vassal's process runs (1) or not (0).", None, &up)?;
     let mut family = encoder.encode_descriptor(
         "emperor_vassal_restarts",
-        "Times the vassal was started again",
+        "Times the vassal was started again.",
         None,
         MetricType::Counter,
     )?;
@@ -250,7 +250,7 @@ fn encode_per_vassal(vassals: &[&VassalView], encoder: &mut DescriptorEncoder) -
     gauges(
         encoder,
         "emperor_vassal_start_time",
-        "When the vassal's running process started",
+        "When the vassal's running process started.",
         Some(&Unit::Seconds),
         &started,
     )?;
@@ -258,7 +258,7 @@ fn encode_per_vassal(vassals: &[&VassalView], encoder: &mut DescriptorEncoder) -
     gauges(
         encoder,
         "emperor_vassal_last_exit_code",
-        "Exit code of the vassal's last process; -1 if a signal ended it or it is unknown",
+        "Exit code of the vassal's last process; -1 if a signal ended it or it is unknown.",
         None,
         &exits,
     )
