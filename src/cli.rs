@@ -96,6 +96,21 @@ pub struct Cli {
     #[arg(long, value_name = "OCTAL", value_parser = octal_mask)]
     pub vassal_umask: Option<u32>,
 
+    /// Serve status and Prometheus metrics over HTTP on ADDR (`HOST:PORT`,
+    /// read-only: `/metrics`, `/healthz`, `/v1/vassals`, `/v1/sources`).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// Which vassals get per-vassal series in `/metrics`: on (every one),
+    /// off (none), unhealthy (only vassals not running).
+    #[arg(long, value_name = "WHICH", value_enum, default_value = "on")]
+    pub metrics_per_vassal: crate::control::PerVassal,
+
+    /// Serve uWSGI's Emperor stats on ADDR (`HOST:PORT` or a Unix socket
+    /// path): one JSON object per connection, upstream's field names.
+    #[arg(long, value_name = "ADDR")]
+    pub stats: Option<String>,
+
     /// Run as the fd holder listening on SOCKET (started by the emperor itself).
     #[arg(long, value_name = "SOCKET", hide = true)]
     pub fd_holder: Option<PathBuf>,

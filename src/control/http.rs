@@ -110,6 +110,12 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<(Request, usize), HttpError> {
 
 /// A complete response with a JSON body; the connection closes after it.
 pub(crate) fn response(status: u16, body: &str) -> Vec<u8> {
+    response_of(status, "application/json", body)
+}
+
+/// A complete response with a body of `content_type`; the connection
+/// closes after it.
+pub(crate) fn response_of(status: u16, content_type: &str, body: &str) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -118,11 +124,12 @@ pub(crate) fn response(status: u16, body: &str) -> Vec<u8> {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Content Too Large",
+        503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Internal Server Error",
     };
     format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

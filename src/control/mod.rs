@@ -13,28 +13,42 @@
 //! which the loop publishes without ever waiting for a reader, and a
 //! vassal's log (`GET /v1/vassals/NAME/logs`), read by the control task
 //! from the file. `POST /v1/resync` asks sources to read everything again.
+//!
+//! The same reads are served for monitoring over TCP: `--http` (Prometheus
+//! `/metrics`, `/healthz`, the JSON lists) and `--stats` (the uWSGI
+//! Emperor's stats object).
 
 pub mod client;
+mod counting;
 pub(crate) mod events;
 mod follow;
 mod hook;
 pub(crate) mod http;
+mod listen;
 mod logs;
+mod metrics;
 mod notify;
 mod render;
 mod resync;
 mod server;
 mod source_events;
+mod stats;
+mod status_http;
 mod stream;
 mod table;
 mod wait;
 
+pub use counting::{Counting, LoopMetrics};
 pub use events::{Detail, Event, Kind};
 #[cfg(test)]
 pub(crate) use hook::Handle;
 pub use hook::{Hook, Request};
+pub use listen::{ListenError, Listener};
+pub use metrics::{ActionKind, Counters, PerVassal};
 pub use notify::{Notifier, READY_TIMEOUT, SERVICE_MANAGER_VARIABLES};
 pub use server::{bind, serve, BindError, Context};
+pub use stats::{serve_stats, StatsContext};
+pub use status_http::{serve_http, StatusContext};
 pub use table::{SourceView, State, Table, VassalCounts, VassalView};
 
 use reconciler::VassalName;

@@ -107,6 +107,12 @@ impl Notifier {
         self.waiting.remove(source);
     }
 
+    /// Whether every source has delivered its first event (what `READY=1`
+    /// waits for, and `/healthz`).
+    pub fn all_settled(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
     /// After a round: logs the summary line if the counts changed, updates
     /// `STATUS=`, and sends `READY=1` once no source is waiting.
     pub fn published(&mut self, counts: VassalCounts) {

@@ -155,7 +155,8 @@ fn vassal(context: &Context, table: &Table, segment: &str) -> (u16, String) {
     (200, body.to_string())
 }
 
-fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
+/// Every source's status, as `/v1/sources` lists them.
+pub(super) fn sources(context: &Context, table: &Table) -> Vec<SourceView> {
     let now = SystemTime::now();
     context
         .sources

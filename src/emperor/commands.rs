@@ -58,5 +58,7 @@ impl<P: Processes> Emperor<P> {
         let supervisor = &self.supervisor;
         let counts = self.control.publish(&self.controller, |name| supervisor.status(name), now);
         self.notify.published(counts);
+        self.metrics.set_healthy(self.notify.all_settled());
+        self.metrics.kills(self.supervisor.kills());
     }
 }

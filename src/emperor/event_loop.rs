@@ -27,6 +27,8 @@ pub(super) struct Emperor<P> {
     pub(super) control: crate::control::Hook,
     /// The service manager's notifications and the log's summary line.
     pub(super) notify: crate::control::Notifier,
+    /// What `/metrics` counts: actions, and how soon they follow events.
+    pub(super) metrics: crate::control::LoopMetrics,
 }
 
 struct Signals {
@@ -126,6 +128,7 @@ impl<P: Processes> Emperor<P> {
             }
             let now = self.now();
             wake = self.observed(|controller, exec| controller.reconcile(now, exec));
+            self.metrics.round_done();
             self.persist();
             self.publish();
         }
@@ -160,15 +163,18 @@ impl<P: Processes> Emperor<P> {
                 self.notify.settled(&source);
                 let detail = crate::control::Detail { vassals: Some(specs.len()), ..Default::default() };
                 self.control.source_event(&source, crate::control::Kind::SourceSynced, detail);
+                self.metrics.source_event(&source);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }
             SourceEvent::Upsert(spec) => {
                 self.notify.settled(&spec.source);
+                self.metrics.source_event(&spec.source);
                 self.controller.upsert(spec);
             }
             SourceEvent::Remove { source, name } => {
                 self.notify.settled(&source);
+                self.metrics.source_event(&source);
                 self.controller.remove(&source, &name);
             }
         }

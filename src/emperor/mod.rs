@@ -14,6 +14,7 @@ mod event_loop;
 mod journal;
 mod observed;
 mod processes;
+mod status_servers;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
     let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
     let notify = control::Notifier::from_env(ids.clone(), actual.len());
+    let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
     for id in &ids {
         controller.add_source(id.clone());
@@ -101,6 +103,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     hook.watch_sources(sources.board());
     let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
+    let counters = control::Counters::default();
+    let monitors = status_servers::start(&cli, &context, &counters).await?;
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
     let emperor = Emperor {
@@ -111,8 +115,10 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         conflicts: HashSet::new(),
         control: hook,
         notify,
+        metrics: control::LoopMetrics::new(counters, tracked),
     };
     let result = emperor.serve(src_rx, shutdown).await;
+    monitors.iter().for_each(|task| task.abort());
     if let Some(server) = server {
         server.abort();
         let _ = std::fs::remove_file(&control_path);

@@ -4,13 +4,15 @@
 
 use super::event_loop::Emperor;
 use super::processes::Processes;
-use crate::control::{Detail, Hook, Kind};
+use crate::control::{Detail, Hook, Kind, LoopMetrics};
 use reconciler::{Controller, Executor, Phase, ReloadOutcome, StartError, VassalName, VassalSpec};
 
 /// An [`Executor`] that records an event for each action it passes on.
 pub(super) struct Observed<'a, P> {
     procs: &'a mut P,
     hook: &'a mut Hook,
+    /// Counts each action for `/metrics`.
+    metrics: &'a mut LoopMetrics,
     /// Vassals that may now wait for a respawn (a failed start, an exit):
     /// the controller decides, so they are looked at after it did.
     maybe_crashed: Vec<(VassalName, u64, Option<String>)>,
@@ -18,11 +20,11 @@ pub(super) struct Observed<'a, P> {
 
 impl<P: Processes> Executor for Observed<'_, P> {
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
-        self.procs.intend(starts);
+        self.metrics.counting(&mut *self.procs).intend(starts);
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let result = self.procs.start(spec, generation);
+        let result = self.metrics.counting(&mut *self.procs).start(spec, generation);
         let name = &spec.name;
         match &result {
             Ok(()) => {
@@ -44,7 +46,7 @@ impl<P: Processes> Executor for Observed<'_, P> {
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         let pid = self.procs.status(&spec.name).pid;
-        let outcome = self.procs.reload(spec);
+        let outcome = self.metrics.counting(&mut *self.procs).reload(spec);
         let (kind, reason) = match &outcome {
             ReloadOutcome::Reloaded => (Kind::Reloaded, None),
             ReloadOutcome::Restarting => (Kind::Stopping, Some("restarting on the new config".to_owned())),
@@ -56,7 +58,7 @@ impl<P: Processes> Executor for Observed<'_, P> {
 
     fn stop(&mut self, name: &VassalName) -> bool {
         let pid = self.procs.status(name).pid;
-        let stopping = self.procs.stop(name);
+        let stopping = self.metrics.counting(&mut *self.procs).stop(name);
         if stopping {
             self.hook.vassal_event(name, Kind::Stopping, Detail { pid, ..Detail::default() });
         }
@@ -64,7 +66,7 @@ impl<P: Processes> Executor for Observed<'_, P> {
     }
 
     fn forget(&mut self, name: &VassalName) {
-        self.procs.forget(name);
+        self.metrics.counting(&mut *self.procs).forget(name);
     }
 }
 
@@ -73,7 +75,12 @@ impl<P: Processes> Emperor<P> {
     /// [`Observed`] executor, then records a `crashed` event for each
     /// vassal the controller set to respawn later.
     pub(super) fn observed<R>(&mut self, act: impl FnOnce(&mut Controller, &mut Observed<'_, P>) -> R) -> R {
-        let mut exec = Observed { procs: &mut self.supervisor, hook: &mut self.control, maybe_crashed: Vec::new() };
+        let mut exec = Observed {
+            procs: &mut self.supervisor,
+            hook: &mut self.control,
+            metrics: &mut self.metrics,
+            maybe_crashed: Vec::new(),
+        };
         let result = act(&mut self.controller, &mut exec);
         let maybe_crashed = exec.maybe_crashed;
         if self.control.is_stopping_all() {

@@ -23,6 +23,10 @@ pub(crate) trait Processes: Executor {
     fn status(&self, _name: &VassalName) -> ProcStatus {
         ProcStatus::default()
     }
+    /// How many SIGKILLs were sent to vassals so far, for the metrics.
+    fn kills(&self) -> u64 {
+        0
+    }
 }
 
 impl Processes for Supervisor {
@@ -48,5 +52,9 @@ impl Processes for Supervisor {
 
     fn status(&self, name: &VassalName) -> ProcStatus {
         Supervisor::status(self, name)
+    }
+
+    fn kills(&self) -> u64 {
+        Supervisor::kills(self)
     }
 }

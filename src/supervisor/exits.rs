@@ -147,21 +147,29 @@ impl Supervisor {
     /// Sends the SIGKILLs that are due: stop timeouts and missed heartbeats.
     fn tick(&mut self, now: Instant) {
         let timeout = self.settings.heartbeat_timeout;
+        let kills = &mut self.kills;
         self.timed.retain(|name| {
             let Some(proc) = self.procs.get_mut(name) else { return false };
             match proc.state.check(now, timeout) {
                 Some(Overdue::StopTimeout) => {
                     tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
                     Self::signal_group(proc, libc::SIGKILL);
+                    *kills += 1;
                 }
                 Some(Overdue::MissedHeartbeat) => {
                     tracing::warn!(vassal = %name, pid = proc.pid(), "vassal missed its heartbeat; killing it for a respawn");
                     Self::signal_group(proc, libc::SIGKILL);
+                    *kills += 1;
                 }
                 None => {}
             }
             proc.state.deadline(timeout).is_some()
         });
+    }
+
+    /// How many SIGKILLs [`Supervisor::tick`] has sent so far.
+    pub fn kills(&self) -> u64 {
+        self.kills
     }
 
     /// The next time [`Supervisor::tick`] has work.

@@ -93,6 +93,8 @@ pub struct Supervisor {
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
     start_errors: HashMap<VassalName, String>,
+    /// SIGKILLs sent so far (stop timeouts, missed heartbeats), for the metrics.
+    kills: u64,
 }
 
 impl Supervisor {
@@ -125,6 +127,7 @@ impl Supervisor {
             prepared: HashMap::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
+            kills: 0,
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();

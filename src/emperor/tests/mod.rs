@@ -67,6 +67,7 @@ impl Harness {
             conflicts: HashSet::new(),
             control: hook,
             notify: crate::control::Notifier::log_only(vec![source(DIR)]),
+            metrics: crate::control::LoopMetrics::default(),
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
