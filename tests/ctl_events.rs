@@ -237,6 +237,9 @@ fn a_rolling_restart_restarts_the_next_vassal_once_the_previous_runs_again() {
     };
     let (a_back, b_stopping) = (find("spawned", "a.ini", a2.pid), find("stopping", "b.ini", b.pid));
     assert!(a_back < b_stopping, "b.ini stopped only after a.ini ran again: {all:?}");
+    let of_b = events(&h, &["--vassal", "b.ini"]);
+    assert!(of_b.iter().all(|e| e["vassal"] == "b.ini"), "{of_b:?}");
+    assert_eq!(of_b.iter().filter(|e| e["event"] == "spawned").count(), 2, "{of_b:?}");
 
     let stopped = ctl(&h, &["restart", "--rolling", "nope.ini", "a.ini"]);
     assert_eq!(code(&stopped), 4, "{stopped:?}");
