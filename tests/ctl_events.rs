@@ -133,6 +133,13 @@ fn events_resume_with_since_across_an_emperor_restart() {
     assert!(after.iter().all(|e| seq(e) > since), "nothing at or before {since}: {after:?}");
     assert_eq!(after.first().map(seq), Some(since + 1), "the next one on");
     assert!(after.iter().any(|e| is(e, "spawned", "a.ini") && e["pid"] == again.pid), "{after:?}");
+
+    // A number this store never handed out (its state was reset): said so,
+    // then everything kept.
+    let unknown = events(&h, &["--since", "999999"]);
+    let newest = *numbers.last().unwrap();
+    assert_eq!(unknown[0], serde_json::json!({ "event": "reset", "last": newest }));
+    assert_eq!(unknown.len(), all.len() + 1, "{unknown:?}");
 }
 
 #[test]

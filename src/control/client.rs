@@ -92,7 +92,9 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
         /// Only the events after this sequence number (the last one seen);
-        /// a `{"event":"missed"}` line counts those no longer kept.
+        /// a `{"event":"missed"}` line counts those no longer kept, a
+        /// `{"event":"reset"}` line says SEQ is unknown (the state was reset)
+        /// and all kept events follow.
         #[arg(long, value_name = "SEQ")]
         since: Option<u64>,
         /// Only the events of this vassal.

@@ -91,14 +91,19 @@ impl Wanted {
 async fn events(stream: UnixStream, feed: &EventFeed, wanted: Wanted) {
     let Wanted { since, follow, .. } = wanted;
     let mut live = follow.then(|| feed.subscribe());
-    let tail = feed.stored_after(since.unwrap_or(0)).await;
+    let mut tail = feed.stored_after(since.unwrap_or(0)).await;
     let (mut hangup, mut out) = stream.into_split();
     let mut body = http::stream_head("application/x-ndjson");
     let mut last = since.unwrap_or(0);
-    if let (Some(since), Some((first, _))) = (since, tail.events.first()) {
-        if *first > since + 1 {
-            push_line(&mut body, missed_line(first - since - 1).as_bytes());
-        }
+    if since.is_some_and(|since| since > tail.last) {
+        // Not a number this store handed out (its state was reset): the
+        // reader is told, and starts over from what is kept.
+        push_line(&mut body, json!({ "event": "reset", "last": tail.last }).to_string().as_bytes());
+        tail = feed.stored_after(0).await;
+        last = 0;
+    }
+    if let Some((first, _)) = tail.events.first().filter(|(first, _)| since.is_some() && *first > last + 1) {
+        push_line(&mut body, missed_line(first - last - 1).as_bytes());
     }
     for (seq, line) in &tail.events {
         if wanted.shows_line(line) {
