@@ -133,6 +133,13 @@ fn events_resume_with_since_across_an_emperor_restart() {
     assert!(after.iter().all(|e| seq(e) > since), "nothing at or before {since}: {after:?}");
     assert_eq!(after.first().map(seq), Some(since + 1), "the next one on");
     assert!(after.iter().any(|e| is(e, "spawned", "a.ini") && e["pid"] == again.pid), "{after:?}");
+
+    // A number this store never handed out (its state was reset): said so,
+    // then everything kept.
+    let unknown = events(&h, &["--since", "999999"]);
+    let newest = *numbers.last().unwrap();
+    assert_eq!(unknown[0], serde_json::json!({ "event": "reset", "last": newest }));
+    assert_eq!(unknown.len(), all.len() + 1, "{unknown:?}");
 }
 
 #[test]
@@ -237,6 +244,9 @@ fn a_rolling_restart_restarts_the_next_vassal_once_the_previous_runs_again() {
     };
     let (a_back, b_stopping) = (find("spawned", "a.ini", a2.pid), find("stopping", "b.ini", b.pid));
     assert!(a_back < b_stopping, "b.ini stopped only after a.ini ran again: {all:?}");
+    let of_b = events(&h, &["--vassal", "b.ini"]);
+    assert!(of_b.iter().all(|e| e["vassal"] == "b.ini"), "{of_b:?}");
+    assert_eq!(of_b.iter().filter(|e| e["event"] == "spawned").count(), 2, "{of_b:?}");
 
     let stopped = ctl(&h, &["restart", "--rolling", "nope.ini", "a.ini"]);
     assert_eq!(code(&stopped), 4, "{stopped:?}");

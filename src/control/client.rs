@@ -92,9 +92,14 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
         /// Only the events after this sequence number (the last one seen);
-        /// a `{"event":"missed"}` line counts those no longer kept.
+        /// a `{"event":"missed"}` line counts those no longer kept, a
+        /// `{"event":"reset"}` line says SEQ is unknown (the state was reset)
+        /// and all kept events follow.
         #[arg(long, value_name = "SEQ")]
         since: Option<u64>,
+        /// Only the events of this vassal.
+        #[arg(long, value_name = "NAME")]
+        vassal: Option<String>,
     },
     /// The last lines of a vassal's log file.
     Logs {
@@ -200,9 +205,10 @@ fn run(socket: &Path, command: Command) -> Result<u8, CtlError> {
         Command::Restart { targets, rolling } => client.act(super::Action::Restart, &targets, rolling),
         Command::Reload(targets) => client.act(super::Action::Reload, &targets, false),
         Command::Sources { output } => client.sources(output),
-        Command::Events { follow, since } => {
+        Command::Events { follow, since, vassal } => {
             let since = since.map_or(String::new(), |seq| format!("&since={seq}"));
-            super::follow::get(socket, &format!("/v1/events?follow={}{since}", u8::from(follow)))
+            let vassal = vassal.map_or(String::new(), |name| format!("&vassal={}", encode(&name)));
+            super::follow::get(socket, &format!("/v1/events?follow={}{since}{vassal}", u8::from(follow)))
         }
         Command::Logs { name, lines, follow } => super::follow::get(
             socket,

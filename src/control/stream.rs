@@ -3,7 +3,7 @@
 //! last lines, text). With `follow=1` the body goes on until the client
 //! hangs up; the loop never waits for it.
 
-use super::events::{missed_line, EventFeed};
+use super::events::{missed_line, Event, EventFeed};
 use super::http::{self, query, Request};
 use super::logs::Follower;
 use super::server::Context;
@@ -31,7 +31,9 @@ pub(crate) async fn serve(stream: UnixStream, context: &Context, request: &Reque
     let follow = query(target, "follow").is_some_and(|v| v == "1" || v == "true");
     if events_path(target) {
         let since = query(target, "since").and_then(|s| s.parse().ok());
-        return events(stream, &context.handle.events, since, follow).await;
+        let vassal = query(target, "vassal").and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok());
+        let wanted = Wanted { since, follow, vassal: vassal.map(|v| v.into_owned()) };
+        return events(stream, &context.handle.events, wanted).await;
     }
     let Some(segment) = logs_segment(target) else { return };
     let lines = query(target, "lines").and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_LINES);
@@ -64,21 +66,49 @@ async fn refuse(mut stream: UnixStream, status: u16, why: &str) {
     let _ = stream.shutdown().await;
 }
 
+/// What a reader of the event stream asks for.
+struct Wanted {
+    /// Only events after this one.
+    since: Option<u64>,
+    /// Go on with the events published from now on.
+    follow: bool,
+    /// Only the events of this vassal.
+    vassal: Option<String>,
+}
+
+impl Wanted {
+    fn shows(&self, event: &Event) -> bool {
+        self.vassal.as_ref().is_none_or(|name| event.vassal.as_ref() == Some(name))
+    }
+
+    fn shows_line(&self, line: &[u8]) -> bool {
+        self.vassal.is_none() || serde_json::from_slice(line).is_ok_and(|event| self.shows(&event))
+    }
+}
+
 /// The stored events after `since` (all of them without it), then, when
 /// following, every event published from then on.
-async fn events(stream: UnixStream, feed: &EventFeed, since: Option<u64>, follow: bool) {
+async fn events(stream: UnixStream, feed: &EventFeed, wanted: Wanted) {
+    let Wanted { since, follow, .. } = wanted;
     let mut live = follow.then(|| feed.subscribe());
-    let tail = feed.stored_after(since.unwrap_or(0)).await;
+    let mut tail = feed.stored_after(since.unwrap_or(0)).await;
     let (mut hangup, mut out) = stream.into_split();
     let mut body = http::stream_head("application/x-ndjson");
     let mut last = since.unwrap_or(0);
-    if let (Some(since), Some((first, _))) = (since, tail.events.first()) {
-        if *first > since + 1 {
-            push_line(&mut body, missed_line(first - since - 1).as_bytes());
-        }
+    if since.is_some_and(|since| since > tail.last) {
+        // Not a number this store handed out (its state was reset): the
+        // reader is told, and starts over from what is kept.
+        push_line(&mut body, json!({ "event": "reset", "last": tail.last }).to_string().as_bytes());
+        tail = feed.stored_after(0).await;
+        last = 0;
+    }
+    if let Some((first, _)) = tail.events.first().filter(|(first, _)| since.is_some() && *first > last + 1) {
+        push_line(&mut body, missed_line(first - last - 1).as_bytes());
     }
     for (seq, line) in &tail.events {
-        push_line(&mut body, line);
+        if wanted.shows_line(line) {
+            push_line(&mut body, line);
+        }
         last = *seq;
     }
     if out.write_all(&body).await.is_err() {
@@ -88,7 +118,7 @@ async fn events(stream: UnixStream, feed: &EventFeed, since: Option<u64>, follow
     loop {
         let line = tokio::select! {
             received = live.recv() => match received {
-                Ok(posted) if posted.event.seq > last => {
+                Ok(posted) if posted.event.seq > last && wanted.shows(&posted.event) => {
                     last = posted.event.seq;
                     posted.line.clone()
                 }
@@ -194,7 +224,8 @@ mod tests {
     async fn a_lagging_follower_is_told_how_many_it_missed_and_goes_on() {
         let (mut log, feed) = EventLog::new(None);
         let (server, client) = UnixStream::pair().unwrap();
-        let _follower = tokio::spawn(async move { events(server, &feed, None, true).await });
+        let wanted = Wanted { since: None, follow: true, vassal: None };
+        let _follower = tokio::spawn(async move { events(server, &feed, wanted).await });
         let mut lines = BufReader::new(client).lines();
         while lines.next_line().await.unwrap().is_some_and(|l| !l.is_empty()) {} // the head: subscribed
         let total = 20_000;

@@ -22,6 +22,8 @@ pub struct Events {
 pub struct EventTail {
     /// The oldest sequence number still stored (0 when none is).
     pub oldest: u64,
+    /// The newest sequence number stored (0 when none is).
+    pub last: u64,
     /// The events, oldest first, with their sequence numbers.
     pub events: Vec<(u64, Vec<u8>)>,
 }
@@ -62,10 +64,11 @@ impl Events {
     /// Every stored event whose sequence number is above `since`.
     pub fn after(&self, since: u64) -> Result<EventTail, StateError> {
         let oldest = self.tree.first()?.map_or(0, |(key, _)| seq_of(&key));
+        let last = self.last_seq()?;
         let from = since.saturating_add(1).to_be_bytes();
         let events =
             self.tree.range(from..).map(|kv| kv.map(|(k, v)| (seq_of(&k), v.to_vec()))).collect::<Result<_, _>>()?;
-        Ok(EventTail { oldest, events })
+        Ok(EventTail { oldest, last, events })
     }
 }
 
@@ -95,7 +98,7 @@ mod tests {
         let events = Store::open(dir.path()).unwrap().events();
         assert_eq!(events.last_seq().unwrap(), 3);
         let tail = events.after(1).unwrap();
-        assert_eq!(tail, EventTail { oldest: 1, events: vec![line(2), line(3)] });
+        assert_eq!(tail, EventTail { oldest: 1, last: 3, events: vec![line(2), line(3)] });
         assert!(events.after(3).unwrap().events.is_empty());
     }
 
