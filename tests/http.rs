@@ -313,3 +313,16 @@ fn a_source_password_never_shows_and_healthz_waits_for_every_source() {
     let stats = raw(&logged_addr(&h, "stats: serving"), b"");
     assert!(stats.contains("pg://") && !stats.contains("hunter2"), "{stats}");
 }
+
+#[test]
+fn a_port_in_use_stops_the_start_before_any_vassal_runs() {
+    let mut h = Harness::new();
+    put(&h.vassal("a.ini"), &uwsgi_ini(""));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    h.start_dir(&["--http", &addr]);
+    let status = h.wait_emperor_exit(DEADLINE);
+    assert!(!status.success(), "{status:?}");
+    assert!(h.log_text().contains(&format!("--http: cannot listen on {addr}")), "{}", h.log_text());
+    assert!(h.starts("a.ini").is_empty(), "no vassal was started");
+}

@@ -136,6 +136,22 @@ impl Counters {
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+
+    /// How many actions of `kind` were counted.
+    #[cfg(test)]
+    pub(crate) fn actions(&self, kind: ActionKind) -> u64 {
+        self.actions.get_or_create(&vec![("action", kind.as_str().to_owned())]).get()
+    }
+
+    /// How many event-to-action times were observed.
+    #[cfg(test)]
+    pub(crate) fn timed(&self) -> usize {
+        let mut text = String::new();
+        let mut registry = Registry::default();
+        registry.register("t", "t", self.event_to_action.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("t_count ")).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
 }
 
 /// The `/metrics` registry: the loop's counters, and what is read at
