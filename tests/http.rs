@@ -326,3 +326,15 @@ fn a_port_in_use_stops_the_start_before_any_vassal_runs() {
     assert!(h.log_text().contains(&format!("--http: cannot listen on {addr}")), "{}", h.log_text());
     assert!(h.starts("a.ini").is_empty(), "no vassal was started");
 }
+
+#[test]
+fn an_address_beyond_loopback_is_served_with_a_warning() {
+    let mut h = Harness::new();
+    h.start_dir(&["--http", "0.0.0.0:0"]);
+    let addr = logged_addr(&h, "http: serving");
+    let port = addr.rsplit_once(':').unwrap().1;
+    let local = format!("127.0.0.1:{port}");
+    wait_until(DEADLINE, "/healthz 200 on loopback", || cond(get(&local, "/healthz").0 == 200));
+    let warning = h.wait_complaint("listening beyond this host");
+    assert!(warning.contains("WARN") && warning.contains("--http"), "{warning}");
+}
