@@ -148,6 +148,7 @@ fn metrics_follow_the_running_vassals_and_count_a_respawn() {
     assert!(started > now() - 60.0 && started <= now() + 1.0, "a timestamp, not an age: {started}");
     assert_eq!(value(&samples, "emperor_source_up", &[("source", &source)]), Some(1.0));
     assert_eq!(value(&samples, "emperor_vassals_desired", &[("source", &source)]), Some(2.0));
+    assert_eq!(samples.iter().filter(|s| s.name == "emperor_build_info").count(), 1);
     let synced = value(&samples, "emperor_source_last_sync_timestamp_seconds", &[("source", &source)]).unwrap();
     assert!(synced > now() - 60.0 && synced <= now() + 1.0, "{synced}");
     assert!(value(&samples, "emperor_actions_total", &[("action", "spawn")]).unwrap() >= 2.0);
@@ -307,6 +308,10 @@ fn a_source_password_never_shows_and_healthz_waits_for_every_source() {
     assert!(!text.contains("hunter2"), "the password in /metrics:\n{text}");
     let (status, body) = get(&addr, "/healthz");
     assert_eq!(status, 503, "the pg source never delivered its listing: {body}");
+    let pg_sync = samples
+        .iter()
+        .find(|s| s.name == "emperor_source_last_sync_timestamp_seconds" && s.labels["source"].starts_with("pg://"));
+    assert_eq!(pg_sync.map(|s| s.value), Some(0.0), "never synced: present, at 0");
     for path in ["/v1/sources", "/v1/vassals"] {
         assert!(!get(&addr, path).1.contains("hunter2"), "the password in {path}");
     }

@@ -109,6 +109,17 @@ impl Default for Counters {
 }
 
 impl Counters {
+    /// Counters for an emperor with these sources: each has its last-sync
+    /// series from the start, at 0 until it delivers (an alert on
+    /// `time() - x` then fires for a source that never answered).
+    pub fn for_sources(sources: &[SourceId]) -> Self {
+        let counters = Self::default();
+        for source in sources {
+            let _ = counters.last_sync.get_or_create(&vec![("source", secret::mask(&source.0))]);
+        }
+        counters
+    }
+
     /// Counts one action.
     pub fn count(&self, kind: ActionKind) {
         self.actions.get_or_create(&vec![("action", kind.as_str().to_owned())]).inc();
@@ -223,6 +234,9 @@ impl Collector for TableCollector {
 
 impl TableCollector {
     fn encode_totals(&self, table: &Table, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let build = [(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1_i64)];
+        let help = "The emperor's version (always 1).";
+        gauges(encoder, "emperor_build_info", help, None, build.iter().map(|(l, n)| (l, *n)))?;
         let counts: Vec<(Labels, i64)> = STATES
             .iter()
             .map(|s| {

@@ -77,6 +77,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
     let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
     let notify = control::Notifier::from_env(ids.clone(), actual.len());
+    let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
     for id in &ids {
@@ -101,7 +102,6 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
     let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
-    let counters = control::Counters::default();
     let monitors = monitors.spawn(&cli, &context, &counters);
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
