@@ -148,6 +148,7 @@ fn metrics_follow_the_running_vassals_and_count_a_respawn() {
     assert!(started > now() - 60.0 && started <= now() + 1.0, "a timestamp, not an age: {started}");
     assert_eq!(value(&samples, "emperor_source_up", &[("source", &source)]), Some(1.0));
     assert_eq!(value(&samples, "emperor_vassals_desired", &[("source", &source)]), Some(2.0));
+    assert_eq!(samples.iter().filter(|s| s.name == "emperor_build_info").count(), 1);
     let synced = value(&samples, "emperor_source_last_sync_timestamp_seconds", &[("source", &source)]).unwrap();
     assert!(synced > now() - 60.0 && synced <= now() + 1.0, "{synced}");
     assert!(value(&samples, "emperor_actions_total", &[("action", "spawn")]).unwrap() >= 2.0);
@@ -307,9 +308,38 @@ fn a_source_password_never_shows_and_healthz_waits_for_every_source() {
     assert!(!text.contains("hunter2"), "the password in /metrics:\n{text}");
     let (status, body) = get(&addr, "/healthz");
     assert_eq!(status, 503, "the pg source never delivered its listing: {body}");
+    let pg_sync = samples
+        .iter()
+        .find(|s| s.name == "emperor_source_last_sync_timestamp_seconds" && s.labels["source"].starts_with("pg://"));
+    assert_eq!(pg_sync.map(|s| s.value), Some(0.0), "never synced: present, at 0");
     for path in ["/v1/sources", "/v1/vassals"] {
         assert!(!get(&addr, path).1.contains("hunter2"), "the password in {path}");
     }
     let stats = raw(&logged_addr(&h, "stats: serving"), b"");
     assert!(stats.contains("pg://") && !stats.contains("hunter2"), "{stats}");
+}
+
+#[test]
+fn a_port_in_use_stops_the_start_before_any_vassal_runs() {
+    let mut h = Harness::new();
+    put(&h.vassal("a.ini"), &uwsgi_ini(""));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    h.start_dir(&["--http", &addr]);
+    let status = h.wait_emperor_exit(DEADLINE);
+    assert!(!status.success(), "{status:?}");
+    assert!(h.log_text().contains(&format!("--http: cannot listen on {addr}")), "{}", h.log_text());
+    assert!(h.starts("a.ini").is_empty(), "no vassal was started");
+}
+
+#[test]
+fn an_address_beyond_loopback_is_served_with_a_warning() {
+    let mut h = Harness::new();
+    h.start_dir(&["--http", "0.0.0.0:0"]);
+    let addr = logged_addr(&h, "http: serving");
+    let port = addr.rsplit_once(':').unwrap().1;
+    let local = format!("127.0.0.1:{port}");
+    wait_until(DEADLINE, "/healthz 200 on loopback", || cond(get(&local, "/healthz").0 == 200));
+    let warning = h.wait_complaint("listening beyond this host");
+    assert!(warning.contains("WARN") && warning.contains("--http"), "{warning}");
 }

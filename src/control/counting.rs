@@ -110,3 +110,70 @@ impl<E: Executor> Executor for Counting<'_, E> {
         self.inner.forget(name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconciler::ConfigRef;
+
+    /// Runs whatever it starts; a stop of a vassal it does not run says so.
+    #[derive(Default)]
+    struct Processes(HashSet<VassalName>);
+
+    impl Executor for Processes {
+        fn start(&mut self, spec: &VassalSpec, _: u64) -> Result<(), StartError> {
+            self.0.insert(spec.name.clone());
+            Ok(())
+        }
+        fn reload(&mut self, _: &VassalSpec) -> ReloadOutcome {
+            ReloadOutcome::Reloaded
+        }
+        fn stop(&mut self, name: &VassalName) -> bool {
+            self.0.remove(name)
+        }
+        fn forget(&mut self, _: &VassalName) {}
+    }
+
+    fn spec(name: &str) -> VassalSpec {
+        VassalSpec {
+            name: VassalName::parse(name).unwrap(),
+            source: SourceId("dir:///v".into()),
+            config: ConfigRef::Inline(String::new()),
+            version: "1".into(),
+            owner: None,
+            socket: None,
+        }
+    }
+
+    #[test]
+    fn starts_are_spawns_until_forgotten_and_kills_count_once() {
+        let counters = Counters::default();
+        let adopted = spec("adopted.ini");
+        let mut metrics = LoopMetrics::new(counters.clone(), [adopted.name.clone()]);
+        let a = spec("a.ini");
+        metrics.source_event(&a.source);
+        {
+            let mut exec = Processes::default();
+            let mut counting = metrics.counting(&mut exec);
+            counting.start(&a, 1).unwrap();
+            counting.start(&adopted, 2).unwrap();
+            counting.start(&a, 3).unwrap();
+            counting.stop(&a.name);
+            assert!(!counting.stop(&a.name), "not running: no stop counted");
+            counting.forget(&a.name);
+            counting.start(&a, 4).unwrap();
+            counting.reload(&a);
+        }
+        metrics.round_done();
+        assert_eq!(counters.actions(ActionKind::Spawn), 2);
+        assert_eq!(counters.actions(ActionKind::Respawn), 2, "the adopted one and a's second start");
+        assert_eq!((counters.actions(ActionKind::Stop), counters.actions(ActionKind::Reload)), (1, 1));
+        assert_eq!(counters.timed(), 6, "every action of the round after the event is timed");
+        metrics.round_done();
+        assert_eq!(counters.timed(), 6, "a round without an event times nothing");
+        metrics.kills(2);
+        metrics.kills(2);
+        metrics.kills(3);
+        assert_eq!(counters.actions(ActionKind::Kill), 3);
+    }
+}

@@ -109,6 +109,17 @@ impl Default for Counters {
 }
 
 impl Counters {
+    /// Counters for an emperor with these sources: each has its last-sync
+    /// series from the start, at 0 until it delivers (an alert on
+    /// `time() - x` then fires for a source that never answered).
+    pub fn for_sources(sources: &[SourceId]) -> Self {
+        let counters = Self::default();
+        for source in sources {
+            let _ = counters.last_sync.get_or_create(&vec![("source", secret::mask(&source.0))]);
+        }
+        counters
+    }
+
     /// Counts one action.
     pub fn count(&self, kind: ActionKind) {
         self.actions.get_or_create(&vec![("action", kind.as_str().to_owned())]).inc();
@@ -135,6 +146,22 @@ impl Counters {
     /// Whether `/healthz` answers 200.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// How many actions of `kind` were counted.
+    #[cfg(test)]
+    pub(crate) fn actions(&self, kind: ActionKind) -> u64 {
+        self.actions.get_or_create(&vec![("action", kind.as_str().to_owned())]).get()
+    }
+
+    /// How many event-to-action times were observed.
+    #[cfg(test)]
+    pub(crate) fn timed(&self) -> usize {
+        let mut text = String::new();
+        let mut registry = Registry::default();
+        registry.register("t", "t", self.event_to_action.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("t_count ")).and_then(|n| n.parse().ok()).unwrap_or(0)
     }
 }
 
@@ -207,6 +234,9 @@ impl Collector for TableCollector {
 
 impl TableCollector {
     fn encode_totals(&self, table: &Table, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let build = [(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1_i64)];
+        let help = "The emperor's version (always 1).";
+        gauges(encoder, "emperor_build_info", help, None, build.iter().map(|(l, n)| (l, *n)))?;
         let counts: Vec<(Labels, i64)> = STATES
             .iter()
             .map(|s| {
@@ -216,65 +246,58 @@ impl TableCollector {
                 )
             })
             .collect();
-        gauges(encoder, "emperor_vassals", "Vassals in each state.", None, &counts)?;
+        gauges(encoder, "emperor_vassals", "Vassals in each state.", None, counts.iter().map(|(l, n)| (l, *n)))?;
         let statuses = self.sources.statuses();
         let up: Vec<(Labels, i64)> =
             statuses.iter().map(|(id, status)| (source_label(&id.0), i64::from(status.up))).collect();
-        gauges(encoder, "emperor_source_up", "Whether each source delivers events (1) or is failing (0).", None, &up)?;
+        let help = "Whether each source delivers events (1) or is failing (0).";
+        gauges(encoder, "emperor_source_up", help, None, up.iter().map(|(l, n)| (l, *n)))?;
         let desired: Vec<(Labels, i64)> = statuses
             .iter()
             .map(|(id, _)| (source_label(&id.0), table.desired.get(&id.0).copied().unwrap_or(0) as i64))
             .collect();
-        gauges(encoder, "emperor_vassals_desired", "Vassals each source wants.", None, &desired)
+        gauges(
+            encoder,
+            "emperor_vassals_desired",
+            "Vassals each source wants.",
+            None,
+            desired.iter().map(|(l, n)| (l, *n)),
+        )
     }
 }
 
 fn encode_per_vassal(vassals: &[&VassalView], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let up: Vec<(Labels, i64)> =
-        vassals.iter().map(|v| (vassal_labels(v), i64::from(v.state == State::Running))).collect();
-    gauges(encoder, "emperor_vassal_up", "Whether the vassal's process runs (1) or not (0).", None, &up)?;
+    let labelled: Vec<(Labels, &VassalView)> = vassals.iter().map(|v| (vassal_labels(v), *v)).collect();
+    let up = labelled.iter().map(|(l, v)| (l, i64::from(v.state == State::Running)));
+    gauges(encoder, "emperor_vassal_up", "Whether the vassal's process runs (1) or not (0).", None, up)?;
     let mut family = encoder.encode_descriptor(
         "emperor_vassal_restarts",
         "Times the vassal was started again.",
         None,
         MetricType::Counter,
     )?;
-    for v in vassals {
-        ConstCounter::new(u64::from(v.restarts)).encode(family.encode_family(&vassal_labels(v))?)?;
+    for (labels, v) in &labelled {
+        ConstCounter::new(u64::from(v.restarts)).encode(family.encode_family(labels)?)?;
     }
-    let started: Vec<(Labels, f64)> = vassals
-        .iter()
-        .filter(|v| v.state == State::Running)
-        .filter_map(|v| Some((vassal_labels(v), v.since?)))
-        .collect();
-    gauges(
-        encoder,
-        "emperor_vassal_start_time",
-        "When the vassal's running process started.",
-        Some(&Unit::Seconds),
-        &started,
-    )?;
-    let exits: Vec<(Labels, i64)> = vassals.iter().map(|v| (vassal_labels(v), exit_code(v.last_exit))).collect();
-    gauges(
-        encoder,
-        "emperor_vassal_last_exit_code",
-        "Exit code of the vassal's last process; -1 if a signal ended it or it is unknown.",
-        None,
-        &exits,
-    )
+    let started = labelled.iter().filter(|(_, v)| v.state == State::Running).filter_map(|(l, v)| Some((l, v.since?)));
+    let help = "When the vassal's running process started.";
+    gauges(encoder, "emperor_vassal_start_time", help, Some(&Unit::Seconds), started)?;
+    let exits = labelled.iter().map(|(l, v)| (l, exit_code(v.last_exit)));
+    let help = "Exit code of the vassal's last process; -1 if a signal ended it or it is unknown.";
+    gauges(encoder, "emperor_vassal_last_exit_code", help, None, exits)
 }
 
 /// One gauge family: a descriptor, then one series per label set.
-fn gauges<V: prometheus_client::encoding::EncodeGaugeValue + Copy + std::fmt::Debug + Send + Sync>(
+fn gauges<'l, V: prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug + Send + Sync>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    series: &[(Labels, V)],
+    series: impl IntoIterator<Item = (&'l Labels, V)>,
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     for (labels, value) in series {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+        ConstGauge::new(value).encode(family.encode_family(labels)?)?;
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 //! Every answer is made from what the main loop already published (the
 //! table, the sources' statuses, the counters), on a blocking-pool thread,
 //! so a scrape of a large fleet never holds the loop up. Each connection
-//! carries one request, has [`DEADLINE`] to send it and read the answer,
-//! and is closed after it.
+//! carries one request, has [`READ_TIMEOUT`] to send it and [`DEADLINE`]
+//! in all, and is closed after the answer.
 
 use super::http::{self, HttpError};
 use super::listen::{Connection, Listener};

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     dirs::prepare_state_dir(&state_dir, &log_dir)?;
     dirs::prepare_log_dir(&log_dir)?;
     let store = open_store(&state_dir, cli.reset_state)?;
+    let monitors = status_servers::bind(&cli).await?;
     let control_path = std::path::absolute(cli.control_socket()).context("resolving the control socket")?;
     // Without its control socket the emperor still runs its vassals; only
     // a socket another emperor answers on stops it.
@@ -78,6 +79,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         restored.iter().flat_map(|(_, snap)| snap.specs.iter().map(|s| (&s.name, s))).collect();
     let actual = supervisor.recover(|name| known.get(name).map(|s| (*s).clone()));
     let notify = control::Notifier::from_env(ids.clone(), actual.len());
+    let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
     for id in &ids {
@@ -103,8 +105,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     hook.watch_sources(sources.board());
     let owner = rustix::process::geteuid().as_raw();
     let context = control::Context { handle, owner, log_dir, sources: sources.board() };
-    let counters = control::Counters::default();
-    let monitors = status_servers::start(&cli, &context, &counters).await?;
+    let monitors = monitors.spawn(&cli, &context, &counters);
     let server = listener.map(|listener| tokio::spawn(control::serve(listener, context)));
     tracing::info!(state_dir = %state_dir.display(), control = %control_path.display(), sources = cli.sources.len(), "emperor started");
     let emperor = Emperor {
