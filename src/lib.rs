@@ -11,6 +11,7 @@ pub mod cli;
 pub mod control;
 pub mod emperor;
 mod failpoint;
+pub mod json_log;
 pub mod source;
 pub mod supervisor;
 mod sys;

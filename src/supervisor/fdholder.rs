@@ -70,10 +70,10 @@ impl FdHolder {
         send(self.conn.as_fd(), format!("DROP {key}").as_bytes(), None)
     }
 
-    /// Makes the holder close its copies of both channel ends of generation
-    /// `generation` of the vassal `name`.
+    /// Makes the holder close its copies of both channel ends and the log
+    /// pipe of generation `generation` of the vassal `name`.
     pub fn release(&self, name: &str, generation: u64) {
-        for kind in ["control", "config"] {
+        for kind in ["control", "config", "log"] {
             let _ = self.drop_key(&key(kind, generation, name));
         }
     }
