@@ -25,20 +25,33 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut object = fields.0;
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let meta = event.metadata();
-        object.insert("timestamp".into(), timestamp.into());
-        object.insert("level".into(), meta.level().as_str().into());
-        object.insert("target".into(), meta.target().into());
+        let message = fields.0.remove("message").unwrap_or_default();
+        // The fixed keys first, in this order, for a reader's eye; then the
+        // event's own fields (one named like a fixed key is left out).
+        let mut entries: Vec<(&str, Value)> = vec![
+            ("timestamp", timestamp.into()),
+            ("level", meta.level().as_str().into()),
+            ("target", meta.target().into()),
+            ("message", message),
+        ];
+        let own = fields.0.iter().filter(|(key, _)| !FIXED_KEYS.contains(&key.as_str()));
+        entries.extend(own.map(|(key, value)| (key.as_str(), value.clone())));
         if let Some(scope) = ctx.event_scope() {
-            let spans: Vec<Value> = scope.from_root().map(|span| span.name().into()).collect();
-            object.insert("spans".into(), spans.into());
+            entries.push(("spans", Value::from_iter(scope.from_root().map(|span| span.name()))));
         }
-        writeln!(writer, "{}", Value::Object(object))
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let separator = if i == 0 { '{' } else { ',' };
+            write!(writer, "{separator}{}:{value}", Value::from(*key))?;
+        }
+        writeln!(writer, "}}")
     }
 }
+
+/// Keys the formatter sets itself.
+const FIXED_KEYS: [&str; 5] = ["timestamp", "level", "target", "message", "spans"];
 
 /// An event's fields as JSON values: numbers and booleans as such, the
 /// rest as text.
@@ -118,5 +131,8 @@ mod tests {
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["target"], "emperor::json_log::tests");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(text.starts_with(r#"{"timestamp":"#), "{text}");
+        let ordered = r#","level":"WARN","target":"emperor::json_log::tests","message":"vassal died","ok":false,"pid":42,"vassal":"app.ini"}"#;
+        assert!(text.trim_end().ends_with(ordered), "{text}");
     }
 }

@@ -113,3 +113,42 @@ impl LogPipes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A pipe handed to a reader writing into `dir`: its write end.
+    fn piped(pipes: &mut LogPipes, vassal: &str) -> std::fs::File {
+        let (read, write) = crate::sys::pipe::output_pipe().unwrap();
+        pipes.add(vassal, format!("{vassal}.log"), read).unwrap();
+        std::fs::File::from(write)
+    }
+
+    #[test]
+    fn a_closed_pipe_has_its_last_partial_line_ended_and_long_lines_go_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Some(Rotation { max_size: 1 << 20, keep: 1 });
+        let mut pipes = LogPipes::new(dir.path().to_owned(), rotation);
+        let mut first = piped(&mut pipes, "a.ini");
+        let mut second = piped(&mut pipes, "b.ini");
+        first.write_all(b"one\ntwo").unwrap();
+        drop(first);
+        // No newline in 20 KiB: written as it is rather than left to fill the pipe.
+        let long = vec![b'x'; 20 * 1024];
+        second.write_all(&long).unwrap();
+        let path = dir.path().join("b.ini.log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&path).map_or(0, |m| m.len()) < long.len() as u64 {
+            assert!(std::time::Instant::now() < deadline, "the long line was not written");
+            std::thread::yield_now();
+        }
+        second.write_all(b"tail").unwrap();
+        pipes.finish();
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.ini.log")).unwrap(), "one\ntwo\n");
+        let mut expected = long;
+        expected.extend_from_slice(b"tail\n");
+        assert_eq!(std::fs::read(&path).unwrap(), expected, "drained at the end, partial line included");
+    }
+}
