@@ -5,6 +5,8 @@
 //! when every copy of the emperor's end is closed. With a copy held here, an
 //! emperor that crashes (or exits for an upgrade) leaves its uWSGI vassals
 //! running; the next emperor takes the copies back and talks to them again.
+//! The read ends of the vassals' log pipes (with log rotation on) are held
+//! the same way, so that a vassal writing its output never gets EPIPE.
 //!
 //! Protocol: a `SOCK_SEQPACKET` unix socket in the state dir; one datagram
 //! per message, fds passed with `SCM_RIGHTS`:
