@@ -72,6 +72,12 @@ fn rotation_keeps_every_line_once_and_in_order() {
     h.start_dir(&["--log-max-size", "4K", "--log-keep", "50"]);
     let pid = h.wait_start("n.ini").pid;
     assert!(stdout_of(pid).starts_with("pipe:"), "stdout is {}", stdout_of(pid));
+    let pipes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| Some(fs::read_link(e.ok()?.path()).ok()?.display().to_string()))
+        .filter(|target| target.starts_with("pipe:"))
+        .collect();
+    assert_eq!(pipes, [stdout_of(pid), stdout_of(pid)], "stdout and stderr are the one pipe, no other leaks in");
     h.wait_event("n.ini", "printed", |e| e.kind == "printed");
     let numbers = wait_logged(&h, LINES, DEADLINE);
     assert_eq!(numbers, (1..=LINES).collect::<Vec<_>>(), "every line exactly once, in order");
