@@ -104,7 +104,7 @@ impl LogFile {
     }
 
     /// `.N-1` → `.N` … `.1` → `.2`, the log → `.1` (with nothing to keep,
-    /// the log is removed), then a fresh log.
+    /// the log is removed), `.N+1` and on removed, then a fresh log.
     fn rotate(&mut self) -> Result<(), LogFileError> {
         let keep = self.rotation.map_or(0, |r| r.keep);
         for n in (1..keep).rev() {
@@ -115,6 +115,11 @@ impl LogFile {
             _ => std::fs::rename(&self.path, numbered(&self.path, 1)),
         };
         moved.map_err(|source| LogFileError::Rotate { path: self.path.clone(), source })?;
+        // Files past `.N` (kept when `--log-keep` was larger) go too.
+        let mut n = keep + 1;
+        while std::fs::remove_file(numbered(&self.path, n)).is_ok() {
+            n += 1;
+        }
         *self = Self::open(self.path.clone(), self.rotation)?;
         Ok(())
     }
@@ -195,13 +200,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.ini.log");
         let mut log = LogFile::open(path.clone(), Some(Rotation { max_size: 4, keep: 2 })).unwrap();
+        // Left by a larger --log-keep.
+        for n in [3, 4] {
+            std::fs::write(numbered(&path, n), "old\n").unwrap();
+        }
         for text in ["1\n", "2\n", "3\n", "4\n"] {
             std::fs::write(&path, text).unwrap();
             log.rotate().unwrap();
         }
         assert_eq!(std::fs::read_to_string(numbered(&path, 1)).unwrap(), "4\n");
         assert_eq!(std::fs::read_to_string(numbered(&path, 2)).unwrap(), "3\n");
-        assert!(!numbered(&path, 3).exists());
+        assert!(!numbered(&path, 3).exists() && !numbered(&path, 4).exists());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(path.metadata().unwrap().permissions().mode() & 0o777, 0o640);
