@@ -158,3 +158,24 @@ fn json_log_lines_parse_and_carry_the_vassal() {
         assert!(value["message"].is_string(), "{text}");
     }
 }
+
+#[test]
+fn output_of_a_vassal_that_died_while_the_emperor_was_down_still_reaches_its_log() {
+    let h = Harness::new();
+    // 5000 lines (30 000 bytes) fit in the pipe while no emperor reads it.
+    put(&h.vassal("n.ini"), &printer(5000, 20));
+    let args = ["--log-max-size", "4K", "--log-keep", "50"];
+    let first = h.spawn_dir(&args, &[]);
+    let pid = h.wait_start("n.ini").pid;
+    first.kill9();
+    h.wait_event("n.ini", "printed", |e| e.kind == "printed");
+    kill(pid, libc::SIGKILL);
+    h.wait_dead(pid, "the vassal");
+    // Its successor prints nothing: every numbered line is the dead one's.
+    put(&h.vassal("n.ini"), &printer(0, 0));
+
+    let _second = h.spawn_dir(&args, &[]);
+    h.wait_starts("n.ini", 2);
+    let numbers = wait_logged(&h, 5000, DEADLINE);
+    assert_eq!(numbers, (1..=5000).collect::<Vec<_>>(), "every line of the dead vassal, once, in order");
+}
