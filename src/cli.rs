@@ -10,6 +10,7 @@ Examples:
   emperor 'glob:///opt/apps/*/uwsgi.ini'       one config per application directory
   emperor --vassal-binary /usr/bin/uwsgi dir:///etc/uwsgi/vassals
   emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
+  emperor --log-max-size 10M --log-keep 5 --log-format json /etc/emperor/vassals
   emperor 'pg://host=127.0.0.1 dbname=fleet;SELECT name,config,ts FROM vassals WHERE host=$$web1$$;listen=vassals'
   emperor 'mongodb://127.0.0.1:27017,uwsgi.emperor.vassals,{enabled:1}'
   emperor 'ldap://127.0.0.1/ou=vassals,dc=example,dc=org??one?(objectClass=applicationProcess)?x-config=description'
