@@ -10,6 +10,7 @@ Examples:
   emperor 'glob:///opt/apps/*/uwsgi.ini'       one config per application directory
   emperor --vassal-binary /usr/bin/uwsgi dir:///etc/uwsgi/vassals
   emperor --state-dir /tmp/emp --stop-timeout 5 deploy/examples/vassals
+  emperor --log-max-size 10M --log-keep 5 --log-format json /etc/emperor/vassals
   emperor 'pg://host=127.0.0.1 dbname=fleet;SELECT name,config,ts FROM vassals WHERE host=$$web1$$;listen=vassals'
   emperor 'mongodb://127.0.0.1:27017,uwsgi.emperor.vassals,{enabled:1}'
   emperor 'ldap://127.0.0.1/ou=vassals,dc=example,dc=org??one?(objectClass=applicationProcess)?x-config=description'
@@ -118,12 +119,44 @@ pub struct Cli {
     /// Log filter (tracing syntax; RUST_LOG overrides).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_level: String,
+
+    /// Format of the emperor's own log (on stderr): text, or json (one
+    /// object per line: timestamp, level, target, message and every field).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Rotate each vassal's log once it would pass this size (bytes, or
+    /// with a K, M or G suffix): vassals then write through a pipe the
+    /// emperor reads, and no line is lost. Default: no rotation (each
+    /// vassal writes to its log file itself).
+    #[arg(long, value_name = "BYTES", value_parser = byte_size)]
+    pub log_max_size: Option<u64>,
+
+    /// Rotated logs kept per vassal (<name>.log.1 … .N) with --log-max-size.
+    #[arg(long, value_name = "N", default_value = "5")]
+    pub log_keep: u32,
+}
+
+/// The format of the emperor's own log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Cli {
     /// The state directory, from the flag or the defaults described in `--help`.
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    /// The vassal log rotation the flags ask for, if any.
+    pub fn log_rotation(&self) -> Option<crate::supervisor::Rotation> {
+        let keep = self.log_keep;
+        self.log_max_size.map(|max_size| crate::supervisor::Rotation { max_size, keep })
     }
 
     /// The control socket, from the flag or in the state directory.
@@ -153,6 +186,24 @@ fn seconds(text: &str) -> Result<Duration, crate::source::util::seconds::Seconds
     crate::source::util::seconds::parse(text)
 }
 
+/// Parses a size in bytes, with an optional K, M or G suffix (powers of 1024).
+fn byte_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match text[digits.len()..].to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("{text:?}: the size suffix must be K, M or G")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size in bytes (like 65536, 64K, 10M)"))
+}
+
 /// Parses a umask in octal (`022`, `0027`).
 fn octal_mask(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| format!("{text:?} is not an octal umask"))
@@ -177,6 +228,21 @@ mod tests {
         assert_eq!(cli.state_dir(), PathBuf::from("/tmp/s"));
         assert_eq!(cli.native, crate::supervisor::NativePolicy::Allow);
         assert_eq!(cli.vassal_umask, None);
+    }
+
+    #[test]
+    fn log_flags_parse() {
+        let cli = Cli::parse_from(["emperor", "--log-max-size", "4K", "--log-format", "json", "/a"]);
+        let rotation = cli.log_rotation().unwrap();
+        assert_eq!((rotation.max_size, rotation.keep), (4096, 5));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(Cli::parse_from(["emperor", "/a"]).log_rotation(), None);
+        assert_eq!(byte_size("10m"), Ok(10 << 20));
+        assert_eq!(byte_size("1G"), Ok(1 << 30));
+        assert_eq!(byte_size("123"), Ok(123));
+        for bad in ["0", "4T", "K", "-1", "1.5M"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod failpoint;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod json_log;
 pub mod source;
 pub mod supervisor;
 mod sys;

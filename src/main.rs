@@ -16,8 +16,13 @@ fn main() -> std::process::ExitCode {
     let quiet = if cli.log_level.contains("zookeeper_client") { "" } else { ",zookeeper_client=error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{}{quiet}", cli.log_level)));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        emperor::cli::LogFormat::Json => logger.event_format(emperor::json_log::JsonFormat).init(),
+        emperor::cli::LogFormat::Text => {
+            logger.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+    }
     match emperor::run(cli, std::future::pending()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

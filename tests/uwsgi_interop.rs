@@ -24,6 +24,8 @@ struct Setup {
     config: PathBuf,
     name: String,
     emperor: Option<Child>,
+    /// Options the emperor gets on top of the usual ones.
+    extra: Vec<&'static str>,
 }
 
 impl Setup {
@@ -40,7 +42,7 @@ impl Setup {
         let port = free_port();
         let config = write_app(&vassals, port);
         let name = config.file_name().unwrap().to_str().unwrap().to_owned();
-        Self { tmp, port, config, name, emperor: None }
+        Self { tmp, port, config, name, emperor: None, extra: Vec::new() }
     }
 
     fn start_emperor(&mut self) {
@@ -48,6 +50,7 @@ impl Setup {
         let child = Command::new(env!("CARGO_BIN_EXE_emperor"))
             .args(["--vassal-binary", UWSGI, "--stop-timeout", "10", "--state-dir"])
             .arg(self.tmp.path().join("state"))
+            .args(&self.extra)
             .arg(self.config.parent().unwrap())
             .stdout(Stdio::null())
             .stderr(log)
@@ -68,6 +71,13 @@ impl Setup {
 
     fn vassal_log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join(format!("state/logs/{}.log", self.name))).unwrap_or_default()
+    }
+
+    /// The vassal's logs, rotated ones included, oldest first.
+    fn vassal_logs(&self) -> String {
+        let log = self.tmp.path().join(format!("state/logs/{}.log", self.name));
+        let rotated = (1..=50).rev().map(|n| std::path::PathBuf::from(format!("{}.{n}", log.display())));
+        rotated.chain([log.clone()]).map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect()
     }
 
     fn get(&self) -> Option<String> {
@@ -207,4 +217,36 @@ fn real_uwsgi_survives_an_emperor_kill9_and_is_readopted() {
     assert_eq!(master_pids(&s.name), vec![master], "same master after the restart");
     reloads_gracefully(&s, master);
     assert!(!s.vassal_log().contains("lost connection"), "uWSGI never lost its emperor channel");
+}
+
+#[test]
+fn real_uwsgi_logs_through_a_rotated_pipe_across_an_emperor_kill9() {
+    let mut s = Setup::new();
+    s.extra = vec!["--log-max-size", "2K", "--log-keep", "50"];
+    s.start_emperor();
+    wait_until(Duration::from_secs(20), "uWSGI to answer HTTP", || s.get());
+    let master = master_pids(&s.name)[0];
+    // uWSGI logs one line per request, numbered: "[pid: …|app: 0|req: 7/7] … GET / …".
+    let numbers = |s: &Setup| -> Vec<u32> {
+        let logs = s.vassal_logs();
+        logs.lines()
+            .filter_map(|l| l.split_once("|req: ")?.1.split_once('/')?.1.split_once(']')?.0.parse().ok())
+            .collect()
+    };
+    let complete = |s: &Setup, at_least: usize| {
+        let seen = numbers(s);
+        (seen.len() >= at_least && seen == (1..=seen.len() as u32).collect::<Vec<_>>()).then_some(())
+    };
+    let answered = (0..20).filter(|_| s.get().is_some()).count();
+    wait_until(Duration::from_secs(10), "the requests in the log", || complete(&s, answered));
+
+    s.kill9_emperor();
+    let answered = answered + (0..20).filter(|_| s.get().is_some()).count();
+    assert_eq!(answered, 40, "uWSGI serves while the emperor is down");
+    s.start_emperor();
+    wait_until(Duration::from_secs(10), "every request once, in order, in the logs", || complete(&s, answered));
+    assert_eq!(master_pids(&s.name), vec![master], "same master after the restart");
+    let log = s.tmp.path().join(format!("state/logs/{}.log", s.name));
+    assert!(Path::new(&format!("{}.2", log.display())).exists(), "the log was rotated");
+    assert!(s.vassal_logs().contains("uWSGI"), "the startup banner is there too");
 }

@@ -69,6 +69,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         heartbeat_timeout: cli.heartbeat_timeout,
         native: cli.native,
         vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
+        log_rotation: cli.log_rotation(),
     };
     let journal = Journal::new(store.clone(), next_generation);
     let events = store.events();

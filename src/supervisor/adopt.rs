@@ -91,7 +91,11 @@ impl Supervisor {
         for record in records {
             let key = (record.name.as_str().to_owned(), record.generation);
             let candidate = found.remove(&key).filter(|f| matches(&record, f));
-            let fds = held.remove(&key).unwrap_or_default();
+            let mut fds = held.remove(&key).unwrap_or_default();
+            // Read on, whatever became of the vassal: its last output may wait there.
+            if let Some(pipe) = fds.log.take() {
+                self.read_output(record.name.as_str(), pipe);
+            }
             let spec = spec_of(&record.name).filter(|s| s.version == record.version);
             let phase = match candidate.and_then(|f| self.adopt(&record, &f, spec, fds)) {
                 Some(pid) => {
@@ -100,6 +104,7 @@ impl Supervisor {
                 }
                 None => {
                     tracing::info!(vassal = %record.name, "recorded vassal is no longer running");
+                    self.release(record.name.as_str(), record.generation);
                     Phase::Crashed { restart_at: 0 }
                 }
             };
@@ -113,7 +118,10 @@ impl Supervisor {
             actual.push((record.name, vassal));
         }
         self.stop_strays(found.into_values());
-        for ((name, generation), _) in held {
+        for ((name, generation), mut fds) in held {
+            if let Some(pipe) = fds.log.take() {
+                self.read_output(&name, pipe);
+            }
             self.release(&name, generation);
         }
         actual
@@ -177,6 +185,7 @@ impl Supervisor {
             match kind {
                 "control" => entry.control = Some(fd),
                 "config" => entry.config = Some(fd),
+                "log" => entry.log = Some(fd),
                 _ => {}
             }
         }
@@ -189,6 +198,7 @@ impl Supervisor {
 struct HeldFds {
     control: Option<OwnedFd>,
     config: Option<OwnedFd>,
+    log: Option<OwnedFd>,
 }
 
 /// A spec standing in for an adopted vassal whose config is not known any more.

@@ -5,6 +5,8 @@
 //! when every copy of the emperor's end is closed. With a copy held here, an
 //! emperor that crashes (or exits for an upgrade) leaves its uWSGI vassals
 //! running; the next emperor takes the copies back and talks to them again.
+//! The read ends of the vassals' log pipes (with log rotation on) are held
+//! the same way, so that a vassal writing its output never gets EPIPE.
 //!
 //! Protocol: a `SOCK_SEQPACKET` unix socket in the state dir; one datagram
 //! per message, fds passed with `SCM_RIGHTS`:
@@ -70,10 +72,10 @@ impl FdHolder {
         send(self.conn.as_fd(), format!("DROP {key}").as_bytes(), None)
     }
 
-    /// Makes the holder close its copies of both channel ends of generation
-    /// `generation` of the vassal `name`.
+    /// Makes the holder close its copies of both channel ends and the log
+    /// pipe of generation `generation` of the vassal `name`.
     pub fn release(&self, name: &str, generation: u64) {
-        for kind in ["control", "config"] {
+        for kind in ["control", "config", "log"] {
             let _ = self.drop_key(&key(kind, generation, name));
         }
     }

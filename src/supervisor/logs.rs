@@ -1,5 +1,6 @@
-//! Per-vassal log files: the vassal writes to its own file, so it never
-//! depends on the emperor draining a pipe.
+//! Per-vassal log files: by default the vassal writes to its own file, so
+//! it never depends on the emperor draining a pipe; with rotation on, the
+//! emperor writes them from the vassal's pipe (see [`super::logpipe`]).
 
 use reconciler::VassalName;
 use std::fs::File;
@@ -8,7 +9,13 @@ use std::path::{Path, PathBuf};
 
 /// The file name of a vassal's log: its name with `%` and `/` escaped, plus `.log`.
 pub fn file_name(name: &VassalName) -> String {
-    format!("{}.log", name.as_str().replace('%', "%25").replace('/', "%2F"))
+    file_name_of(name.as_str())
+}
+
+/// [`file_name`] of a vassal known by its name's text only (from an fd
+/// holder key).
+pub fn file_name_of(name: &str) -> String {
+    format!("{}.log", name.replace('%', "%25").replace('/', "%2F"))
 }
 
 /// The path of a vassal's log in `dir`.
@@ -27,13 +34,25 @@ const MODE: u32 = 0o640;
 
 /// Opens (creating, mode `0640`) the log file `file` in `dir` for appending.
 pub fn open_named(dir: &Path, file: &str) -> std::io::Result<File> {
-    let path = dir.join(file);
-    match File::options().create_new(true).append(true).mode(MODE).open(&path) {
+    open_mode_0640(&dir.join(file), true)
+}
+
+/// Opens (creating, mode `0640`) the log file at `path` for writing at
+/// offsets the caller chooses (not appending: `splice` refuses such files).
+pub fn open_for_splice(path: &Path) -> std::io::Result<File> {
+    open_mode_0640(path, false)
+}
+
+/// Opens `path` for writing, creating it `0640` if it does not exist.
+fn open_mode_0640(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.write(true).append(append);
+    match options.clone().create_new(true).mode(MODE).open(path) {
         Ok(created) => {
             created.set_permissions(std::fs::Permissions::from_mode(MODE))?;
             Ok(created)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => File::options().append(true).open(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => options.open(path),
         Err(e) => Err(e),
     }
 }

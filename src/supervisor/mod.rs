@@ -14,7 +14,9 @@ mod executor;
 mod exits;
 pub(crate) mod fdholder;
 mod launch;
+mod logpipe;
 mod logs;
+mod output;
 mod proc;
 mod process;
 mod status;
@@ -29,6 +31,7 @@ pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
+pub use logpipe::Rotation;
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
@@ -65,6 +68,9 @@ pub struct Settings {
     pub native: NativePolicy,
     /// The file-creation mask vassals start with.
     pub vassal_umask: u32,
+    /// Size rotation of the vassals' logs (they write through a pipe the
+    /// emperor reads), or `None` (they write to their log file directly).
+    pub log_rotation: Option<Rotation>,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -81,6 +87,8 @@ pub struct Supervisor {
     exits: VecDeque<(VassalName, u64)>,
     base_env: Vec<(String, String)>,
     holder: Option<FdHolder>,
+    /// The reader of the vassals' output pipes.
+    log_pipes: logpipe::LogPipes,
     /// Vassals with a stop deadline or a heartbeat to check, so idle
     /// vassals cost nothing.
     timed: HashSet<VassalName>,
@@ -112,6 +120,7 @@ impl Supervisor {
                 |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
             )
             .ok();
+        let log_pipes = logpipe::LogPipes::new(settings.log_dir.clone(), settings.log_rotation);
         let mut supervisor = Self {
             settings,
             store,
@@ -122,6 +131,7 @@ impl Supervisor {
             exits: VecDeque::new(),
             base_env,
             holder,
+            log_pipes,
             timed: HashSet::new(),
             children: HashMap::new(),
             prepared: HashMap::new(),
@@ -134,8 +144,10 @@ impl Supervisor {
         Ok(supervisor)
     }
 
-    /// Ends the fd holder; call once every vassal has stopped.
+    /// Writes out the vassals' last output and ends the fd holder; call
+    /// once every vassal has stopped.
     pub fn retire_holder(&mut self) {
+        self.log_pipes.finish();
         if let Some(holder) = self.holder.take() {
             holder.quit();
         }
@@ -184,7 +196,7 @@ impl Supervisor {
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
         let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
-        let log = logs::open(&self.settings.log_dir, &spec.name).map_err(|e| failed("cannot open the log file", &e))?;
+        let output = self.vassal_output(&spec.name).map_err(|e| failed("cannot open the log file", &e))?;
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
@@ -215,6 +227,8 @@ impl Supervisor {
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.
         self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
+        self.hold_output(&spec.name, generation, &output);
+        let output::Output { writer: log, pipe } = output;
         let umask = Some(self.settings.vassal_umask);
         let request =
             spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };
@@ -227,6 +241,9 @@ impl Supervisor {
                 _ => failed("spawn", &e),
             }
         })?;
+        if let Some(pipe) = pipe {
+            self.read_output(spec.name.as_str(), pipe);
+        }
         let config = config.map(|(pair, framed)| (pair.ours, framed));
         if let Some((stream, framed)) = &config {
             if let Err(e) = channel::send_all(stream, framed) {

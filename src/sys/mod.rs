@@ -8,9 +8,11 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod epoll;
 pub mod host;
 pub mod peer;
 pub mod pidfd;
+pub mod pipe;
 pub mod proc;
 pub mod scm;
 pub mod signal;

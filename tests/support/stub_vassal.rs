@@ -8,11 +8,14 @@
 //! * uWSGI mode: `emperor-stub-vassal --ini|--xml|--yaml|--json TARGET`
 //!   (TARGET is a file, or `emperor://NAME` for a config sent over
 //!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
-//! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]`.
+//! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]
+//!   [--print-lines N [--print-pause-ms MS]]`. `--print-lines` writes the lines `00001` …
+//!   (five digits, zero-padded) to stdout from a thread, in 1000-byte writes that split
+//!   lines, pausing MS between writes, then records `printed lines=N`.
 //!
 //! Events: `start`, `config` (or `config-timeout` when none came within 5 s),
 //! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
-//! `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
+//! `printed`, `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
 //! the next timer deadline, so nothing busy-waits.
 #![allow(unsafe_code)] // raw calls of its own (the package denies them elsewhere)
 
@@ -72,6 +75,8 @@ struct Knobs {
     ignore_stop: bool,
     heartbeat_ms: Option<u64>,
     child: bool,
+    print_lines: u32,
+    print_pause_ms: u64,
 }
 
 impl Knobs {
@@ -91,6 +96,29 @@ impl Knobs {
             }
         }
     }
+}
+
+/// Writes the numbered lines of `--print-lines` to stdout, then records `printed`.
+fn print_lines(count: u32, pause: Duration) {
+    let text: String = (1..=count).map(|n| format!("{n:05}\n")).collect();
+    for chunk in text.as_bytes().chunks(1000) {
+        let mut done = 0;
+        while done < chunk.len() {
+            // SAFETY: writing from a valid buffer of the given length.
+            let n = unsafe { libc::write(1, chunk[done..].as_ptr().cast(), chunk.len() - done) };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n <= 0 {
+                return Recorder::new().record("print-failed", &std::io::Error::last_os_error().to_string());
+            }
+            done += n as usize;
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    Recorder::new().record("printed", &format!("lines={count}"));
 }
 
 /// 64-bit FNV-1a, printed as 16 hex digits in `config` records.
@@ -272,6 +300,8 @@ fn main() {
                 "--exit-after-ms" => knobs.exit_after_ms = it.next().and_then(|v| v.parse().ok()),
                 "--ignore-stop" => knobs.ignore_stop = true,
                 "--child" => knobs.child = true,
+                "--print-lines" => knobs.print_lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                "--print-pause-ms" => knobs.print_pause_ms = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
                 _ => {}
             }
         }
@@ -287,6 +317,10 @@ fn main() {
         let close: Vec<RawFd> = [Some(sfd), ctl, cfg_fd].into_iter().flatten().collect();
         let child = spawn_child(&close);
         rec.record("child", &format!("pid={child}"));
+    }
+    if knobs.print_lines > 0 {
+        let (count, pause) = (knobs.print_lines, Duration::from_millis(knobs.print_pause_ms));
+        std::thread::spawn(move || print_lines(count, pause));
     }
     send_byte(ctl, 1);
     send_byte(ctl, 17);
