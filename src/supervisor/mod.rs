@@ -13,11 +13,13 @@ mod channel;
 mod executor;
 mod exits;
 mod fdholder;
+mod inject;
 mod launch;
 mod logs;
 mod proc;
 mod process;
 mod status;
+mod tyrant;
 mod user;
 mod watch;
 
@@ -27,12 +29,13 @@ use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
+pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
-use reconciler::{StartError, VassalName, VassalSpec};
+use reconciler::{SourceId, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode, Store, VassalRecord};
 pub use status::{LastExit, ProcStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -65,6 +68,10 @@ pub struct Settings {
     pub native: NativePolicy,
     /// The file-creation mask vassals start with.
     pub vassal_umask: u32,
+    /// Tyrant mode: every vassal runs as the owner its source gives.
+    pub tyrant: bool,
+    /// Options added to the command line of uWSGI-style vassals.
+    pub injection: Injection,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -93,6 +100,8 @@ pub struct Supervisor {
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
     start_errors: HashMap<VassalName, String>,
+    /// Sources already told that the owners they give are not used.
+    unused_owners: HashSet<SourceId>,
 }
 
 impl Supervisor {
@@ -125,6 +134,7 @@ impl Supervisor {
             prepared: HashMap::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
+            unused_owners: HashSet::new(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -179,7 +189,12 @@ impl Supervisor {
     }
 
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
-        let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
+        let CommandLine { program, mut args, cwd, env } =
+            launch::command_line(spec, launch, &self.settings.vassal_binary);
+        self.note_unused_owner(spec);
+        let user = tyrant::identity(spec, launch, self.settings.tyrant)
+            .map_err(|e| StartError::Invalid(e.to_string()))?
+            .map(tyrant::credentials);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let log = logs::open(&self.settings.log_dir, &spec.name).map_err(|e| failed("cannot open the log file", &e))?;
         let mut vars = self.base_env.clone();
@@ -187,7 +202,6 @@ impl Supervisor {
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
-        let mut user = None;
         match launch {
             Launch::Uwsgi { inline, .. } => {
                 let pair = Pair::new().map_err(|e| failed("socketpair", &e))?;
@@ -203,11 +217,9 @@ impl Supervisor {
                 }
                 control = Some(pair);
                 remove.push("UWSGI_RELOADS".to_owned());
+                args = self.settings.injection.around(args);
             }
-            Launch::Native(native) => {
-                user = user::resolve(native.uid.as_deref(), native.gid.as_deref())
-                    .map_err(|e| StartError::Invalid(e.to_string()))?;
-            }
+            Launch::Native(_) => {}
         }
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.

@@ -15,6 +15,7 @@ pub mod proc;
 pub mod scm;
 pub mod signal;
 pub mod spawn;
+mod spawn_as;
 pub mod umask;
 pub mod user;
 pub mod wait;
