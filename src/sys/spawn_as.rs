@@ -141,7 +141,8 @@ fn resolve(program: &str) -> std::io::Result<std::ffi::OsString> {
 /// Runs the child on a stack of its own, sharing the emperor's memory until
 /// it execs or exits; returns its pid.
 fn clone_vfork(plan: &Plan) -> std::io::Result<i32> {
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Never read before the child writes it: no need to zero it.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // The stack grows down: its top, aligned as the ABI wants.
     let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut c_void;
     let mut all: libc::sigset_t = unsafe_zeroed_sigset();
@@ -155,8 +156,8 @@ fn clone_vfork(plan: &Plan) -> std::io::Result<i32> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
     }
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    // SAFETY: `top` is the top of a live, writable stack of CHILD_STACK
-    // bytes; `plan` outlives the call, because CLONE_VFORK suspends this
+    // SAFETY: `top` is the top of a live, writable allocation of
+    // CHILD_STACK bytes, used only as the child's stack; `plan` outlives the call, because CLONE_VFORK suspends this
     // thread until the child has exec'd or exited; `child` only makes
     // system calls and never returns into the emperor's code.
     let pid = unsafe { libc::clone(child, top, flags, std::ptr::from_ref(plan).cast_mut().cast()) };
