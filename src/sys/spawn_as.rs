@@ -145,8 +145,8 @@ fn clone_vfork(plan: &Plan) -> std::io::Result<i32> {
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // The stack grows down: its top, aligned as the ABI wants.
     let top = ((stack.as_mut_ptr() as usize + CHILD_STACK) & !15) as *mut c_void;
-    let mut all: libc::sigset_t = unsafe_zeroed_sigset();
-    let mut previous: libc::sigset_t = unsafe_zeroed_sigset();
+    let mut all: libc::sigset_t = empty_sigset();
+    let mut previous: libc::sigset_t = empty_sigset();
     // SAFETY: sigfillset and pthread_sigmask write into the sigsets above.
     // Every signal stays blocked while the child runs on the emperor's
     // memory (no handler of the emperor's may run in it); the child resets
@@ -157,9 +157,10 @@ fn clone_vfork(plan: &Plan) -> std::io::Result<i32> {
     }
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     // SAFETY: `top` is the top of a live, writable allocation of
-    // CHILD_STACK bytes, used only as the child's stack; `plan` outlives the call, because CLONE_VFORK suspends this
-    // thread until the child has exec'd or exited; `child` only makes
-    // system calls and never returns into the emperor's code.
+    // CHILD_STACK bytes, used only as the child's stack; `plan` outlives
+    // the call, because CLONE_VFORK suspends this thread until the child
+    // has exec'd or exited; `child` only makes system calls and never
+    // returns into the emperor's code.
     let pid = unsafe { libc::clone(child, top, flags, std::ptr::from_ref(plan).cast_mut().cast()) };
     let error = std::io::Error::last_os_error();
     // SAFETY: restores the mask saved above.
@@ -172,7 +173,7 @@ fn clone_vfork(plan: &Plan) -> std::io::Result<i32> {
 }
 
 /// An empty signal set.
-fn unsafe_zeroed_sigset() -> libc::sigset_t {
+fn empty_sigset() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; all zeroes is the empty set.
     unsafe { std::mem::zeroed() }
 }
@@ -241,7 +242,7 @@ unsafe fn run(plan: &Plan) -> (Step, i32) {
     if !plan.cwd.is_null() && libc::chdir(plan.cwd) < 0 {
         return (Step::Chdir, errno());
     }
-    let empty = unsafe_zeroed_sigset();
+    let empty = empty_sigset();
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     libc::execve(plan.program, plan.argv.cast(), plan.envp.cast());
     (Step::Exec, errno())
