@@ -112,6 +112,46 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub stats: Option<String>,
 
+    /// Tyrant mode (upstream's --emperor-tyrant): every vassal runs as the
+    /// owner of its config file (dir://, glob://) or as the uid and gid its
+    /// row, document, message, znode or entry gives. A vassal without an
+    /// owner, or owned by uid 0 or gid 0, is refused. Needs root.
+    #[arg(long)]
+    pub tyrant: bool,
+
+    /// In tyrant mode, a symlinked config runs as the owner of the link
+    /// itself rather than of its target (upstream's --emperor-tyrant-nofollow).
+    #[arg(long, requires = "tyrant")]
+    pub tyrant_nofollow: bool,
+
+    /// Append `--inherit FILE` to the command line of every uWSGI-style
+    /// vassal, after its own config (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub vassals_inherit: Vec<String>,
+
+    /// Append `--include FILE` to every uWSGI-style vassal, after its own
+    /// config and the inherits (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub vassals_include: Vec<String>,
+
+    /// `--inherit FILE` before the vassal's own config: a default it may override (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub vassals_inherit_before: Vec<String>,
+
+    /// `--include FILE` before the vassal's own config (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub vassals_include_before: Vec<String>,
+
+    /// `--set KEY=VALUE` for every uWSGI-style vassal, before its own
+    /// config (repeatable; alias --vassal-set).
+    #[arg(long, value_name = "KEY=VALUE", alias = "vassal-set", value_parser = key_value)]
+    pub vassals_set: Vec<String>,
+
+    /// Also accept config files ending in EXT (repeatable); such vassals
+    /// run the vassal binary with `--config FILE`.
+    #[arg(long, value_name = "EXT")]
+    pub extra_extension: Vec<String>,
+
     /// Run as the fd holder listening on SOCKET (started by the emperor itself).
     #[arg(long, value_name = "SOCKET", hide = true)]
     pub fd_holder: Option<PathBuf>,
@@ -148,6 +188,26 @@ pub enum LogFormat {
 }
 
 impl Cli {
+    /// The options injected into uWSGI-style vassals' command lines.
+    pub fn injection(&self) -> crate::supervisor::Injection {
+        crate::supervisor::Injection {
+            inherit_before: self.vassals_inherit_before.clone(),
+            include_before: self.vassals_include_before.clone(),
+            set: self.vassals_set.clone(),
+            inherit: self.vassals_inherit.clone(),
+            include: self.vassals_include.clone(),
+        }
+    }
+
+    /// Which owner file sources report: none without tyrant mode.
+    pub fn file_owners(&self) -> crate::source::FileOwners {
+        match (self.tyrant, self.tyrant_nofollow) {
+            (false, _) => crate::source::FileOwners::Ignored,
+            (true, false) => crate::source::FileOwners::Target,
+            (true, true) => crate::source::FileOwners::Link,
+        }
+    }
+
     /// The state directory, from the flag or the defaults described in `--help`.
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(default_state_dir)
@@ -204,6 +264,14 @@ fn byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a size in bytes (like 65536, 64K, 10M)"))
 }
 
+/// Checks a `KEY=VALUE` option (a non-empty key).
+fn key_value(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => Ok(text.to_owned()),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 /// Parses a umask in octal (`022`, `0027`).
 fn octal_mask(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| format!("{text:?} is not an octal umask"))
@@ -243,6 +311,37 @@ mod tests {
         for bad in ["0", "4T", "K", "-1", "1.5M"] {
             assert!(byte_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tyrant_and_injection_flags_parse() {
+        let cli = Cli::parse_from([
+            "emperor",
+            "--tyrant",
+            "--tyrant-nofollow",
+            "--vassals-inherit",
+            "a.ini",
+            "--vassals-inherit",
+            "b.ini",
+            "--vassals-include-before",
+            "c.ini",
+            "--vassal-set",
+            "k=v",
+            "--vassals-set",
+            "x=1=2",
+            "--extra-extension",
+            "conf",
+            "/a",
+        ]);
+        assert_eq!(cli.file_owners(), crate::source::FileOwners::Link);
+        let injection = cli.injection();
+        assert_eq!(injection.inherit, ["a.ini", "b.ini"]);
+        assert_eq!(injection.include_before, ["c.ini"]);
+        assert_eq!(injection.set, ["k=v", "x=1=2"]);
+        assert_eq!(cli.extra_extension, ["conf"]);
+        assert!(Cli::try_parse_from(["emperor", "--vassals-set", "novalue", "/a"]).is_err());
+        assert!(Cli::try_parse_from(["emperor", "--tyrant-nofollow", "/a"]).is_err(), "needs --tyrant");
+        assert_eq!(Cli::parse_from(["emperor", "/a"]).file_owners(), crate::source::FileOwners::Ignored);
     }
 
     #[test]

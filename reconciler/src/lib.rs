@@ -16,6 +16,8 @@ mod spec;
 pub use backoff::{Backoff, BackoffPolicy};
 pub use controller::{Controller, Executor, ReloadOutcome, StartError};
 pub use model::{Actual, ActualVassal, Conflict, Desired, Phase, Snapshot};
-pub use name::{extension_of, NameError, VassalName, EXTENSIONS, MAX_NAME_LEN};
+pub use name::{
+    add_extension, extension_of, is_extra_extension, ExtensionError, NameError, VassalName, EXTENSIONS, MAX_NAME_LEN,
+};
 pub use plan::{plan, plan_for, Action, ActionKind, Plan, Reason};
 pub use spec::{ConfigRef, SourceId, VassalSpec};

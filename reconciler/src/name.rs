@@ -2,12 +2,55 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::RwLock;
 
 /// Longest name accepted, in bytes (the upstream limit).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Config file extensions a vassal name may end in.
-pub const EXTENSIONS: &[&str] = &[".ini", ".xml", ".yml", ".yaml", ".json", ".toml"];
+/// Config file extensions a vassal name may end in (`.js` is JSON, as upstream).
+pub const EXTENSIONS: &[&str] = &[".ini", ".xml", ".yml", ".yaml", ".json", ".js", ".toml"];
+
+/// Extensions added at start (`--extra-extension`), accepted everywhere a
+/// name is validated: it is a process-wide setting, fixed before any source
+/// runs, so every source and the state store agree on what a name is.
+static EXTRA: RwLock<Vec<&'static str>> = RwLock::new(Vec::new());
+
+/// Why an extra extension is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionError {
+    /// Empty, or holding a path separator, a second dot or NUL.
+    #[error("extension {0:?} is not a file extension such as .conf")]
+    Invalid(String),
+    /// One of [`EXTENSIONS`] already.
+    #[error("extension {0:?} is already a config extension")]
+    Builtin(String),
+}
+
+/// Accepts names ending in `ext` (`.conf` or `conf`) from now on; such
+/// vassals are handed to the vassal binary with `--config`. Idempotent.
+pub fn add_extension(ext: &str) -> Result<&'static str, ExtensionError> {
+    let dotted = if ext.starts_with('.') { ext.to_owned() } else { format!(".{ext}") };
+    let bare = &dotted[1..];
+    if bare.is_empty() || bare.contains(['/', '\\', '.', '\0']) || dotted.len() > 32 {
+        return Err(ExtensionError::Invalid(ext.to_owned()));
+    }
+    if EXTENSIONS.contains(&dotted.as_str()) {
+        return Err(ExtensionError::Builtin(ext.to_owned()));
+    }
+    let mut extra = EXTRA.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = extra.iter().find(|e| **e == dotted) {
+        return Ok(known);
+    }
+    // Leaked once per distinct extension: names borrow it for the whole run.
+    let leaked: &'static str = Box::leak(dotted.into_boxed_str());
+    extra.push(leaked);
+    Ok(leaked)
+}
+
+/// Whether `ext` (with its dot) was added with [`add_extension`].
+pub fn is_extra_extension(ext: &str) -> bool {
+    EXTRA.read().unwrap_or_else(|e| e.into_inner()).contains(&ext)
+}
 
 /// Why a text was refused as a vassal name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +65,7 @@ pub enum NameError {
     #[error("vassal name {0:?} contains a path separator, '..' or a NUL byte")]
     Unsafe(String),
     /// The name does not end in a known config extension.
-    #[error("vassal name {0:?} does not end in one of .ini .xml .yml .yaml .json .toml")]
+    #[error("vassal name {0:?} does not end in one of .ini .xml .yml .yaml .json .js .toml (or an --extra-extension)")]
     BadExtension(String),
 }
 
@@ -67,15 +110,23 @@ impl VassalName {
         &self.0
     }
 
-    /// The config extension the name ends in, with its dot (`.ini`).
+    /// The config extension the name ends in, with its dot (`.ini`); empty
+    /// for a name read back from an earlier run whose extra extension is no
+    /// longer given.
     pub fn extension(&self) -> &'static str {
-        extension_of(&self.0).expect("validated at construction")
+        extension_of(&self.0).unwrap_or("")
     }
 }
 
-/// The known extension `text` ends in, if any.
+/// The known extension `text` ends in, if any: a built-in one first, then
+/// the extra ones.
 pub fn extension_of(text: &str) -> Option<&'static str> {
-    EXTENSIONS.iter().copied().find(|ext| text.len() > ext.len() && text.ends_with(ext))
+    let ends = |ext: &&str| text.len() > ext.len() && text.ends_with(*ext);
+    EXTENSIONS
+        .iter()
+        .copied()
+        .find(ends)
+        .or_else(|| EXTRA.read().unwrap_or_else(|e| e.into_inner()).iter().copied().find(ends))
 }
 
 impl fmt::Display for VassalName {
@@ -96,7 +147,7 @@ mod tests {
 
     #[test]
     fn accepts_plain_names() {
-        for ok in ["app.ini", "a.xml", "b.yml", "c.yaml", "d.json", "e.toml", "my app.ini", "x..y.ini"] {
+        for ok in ["app.ini", "a.xml", "b.yml", "c.yaml", "d.json", "e.toml", "f.js", "my app.ini", "x..y.ini"] {
             assert!(VassalName::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -119,5 +170,20 @@ mod tests {
         assert!(VassalName::parse_path("/opt/apps/a/uwsgi.ini").is_ok());
         assert!(VassalName::parse_path("/opt/../etc/x.ini").is_err());
         assert_eq!(VassalName::parse_path("/x/a.yaml").unwrap().extension(), ".yaml");
+    }
+
+    #[test]
+    fn extra_extensions_are_accepted_once_added() {
+        assert!(VassalName::parse("app.tyrantconf").is_err());
+        assert_eq!(add_extension("tyrantconf"), Ok(".tyrantconf"));
+        assert_eq!(add_extension(".tyrantconf"), Ok(".tyrantconf"), "idempotent");
+        let name = VassalName::parse("app.tyrantconf").unwrap();
+        assert_eq!(name.extension(), ".tyrantconf");
+        assert!(is_extra_extension(".tyrantconf") && !is_extra_extension(".ini"));
+        assert_eq!(VassalName::parse("x.json").unwrap().extension(), ".json", "not .js");
+        assert!(matches!(add_extension(".ini"), Err(ExtensionError::Builtin(_))));
+        for bad in ["", ".", "a/b", "a.b", "x\0"] {
+            assert!(matches!(add_extension(bad), Err(ExtensionError::Invalid(_))), "{bad:?}");
+        }
     }
 }

@@ -30,6 +30,10 @@ use tokio::time::Instant;
 
 /// Runs the emperor until a stop signal or until `shutdown` completes.
 pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    check_tyrant(&cli)?;
+    for ext in &cli.extra_extension {
+        reconciler::add_extension(ext).with_context(|| format!("--extra-extension {ext}"))?;
+    }
     let sources = cli.sources.iter().map(|s| source::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let state_dir = std::path::absolute(cli.state_dir()).context("resolving the state dir")?;
     let log_dir = cli.log_dir.clone().unwrap_or_else(|| state_dir.join("logs"));
@@ -70,6 +74,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         native: cli.native,
         vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
         log_rotation: cli.log_rotation(),
+        tyrant: cli.tyrant,
+        injection: cli.injection(),
     };
     let journal = Journal::new(store.clone(), next_generation);
     let events = store.events();
@@ -100,6 +106,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         capacity: source::supervise::CAPACITY,
         cursors: Some(cursors),
         counts: Some(hook.counts()),
+        file_owners: cli.file_owners(),
     };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
@@ -126,6 +133,23 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         let _ = std::fs::remove_file(&control_path);
     }
     result
+}
+
+/// Tyrant mode switches every vassal to another user: only root can.
+fn check_tyrant(cli: &Cli) -> anyhow::Result<()> {
+    if cli.tyrant && !crate::sys::user::is_root() {
+        let (uid, _) = crate::sys::user::ids();
+        anyhow::bail!(
+            "--tyrant runs every vassal as the owner of its config, which needs root; this emperor runs as uid {uid}"
+        );
+    }
+    if cli.tyrant {
+        tracing::info!(
+            nofollow = cli.tyrant_nofollow,
+            "tyrant mode: every vassal runs as its owner; uid 0 and gid 0 are refused"
+        );
+    }
+    Ok(())
 }
 
 /// Opens the state store; with `reset`, a store that cannot be opened is

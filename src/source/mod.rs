@@ -79,6 +79,21 @@ pub struct SourceContext {
     cursors: Option<state::Cursors>,
     /// The emperor's per-state vassal counts.
     counts: watch::Receiver<VassalCounts>,
+    /// Whether file sources give each vassal the owner of its config file.
+    pub file_owners: FileOwners,
+}
+
+/// Whether file sources (dir://, glob://) give each vassal the owner of its
+/// config file as the identity it runs as (tyrant mode), and which owner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FileOwners {
+    /// No owner (tyrant mode is off): a chown changes nothing.
+    #[default]
+    Ignored,
+    /// The owner of the file, through symlinks.
+    Target,
+    /// The owner of a symlink itself (`--tyrant-nofollow`).
+    Link,
 }
 
 impl SourceContext {
@@ -93,7 +108,23 @@ impl SourceContext {
     ) -> Self {
         let status = StatusCell::new(id.clone());
         let counts = watch::Sender::default().subscribe();
-        Self { id, events, resync, emperor_id, shutdown, status, cursors: None, counts }
+        Self {
+            id,
+            events,
+            resync,
+            emperor_id,
+            shutdown,
+            status,
+            cursors: None,
+            counts,
+            file_owners: FileOwners::Ignored,
+        }
+    }
+
+    /// The same context with file owners reported as `owners` says.
+    pub fn with_file_owners(mut self, owners: FileOwners) -> Self {
+        self.file_owners = owners;
+        self
     }
 
     /// The same context with the state store's source cursors.

@@ -30,6 +30,8 @@ pub struct Settings {
     pub cursors: Option<state::Cursors>,
     /// The emperor's per-state vassal counts (see [`SourceContext::counts`]).
     pub counts: Option<watch::Receiver<crate::control::VassalCounts>>,
+    /// Whether file sources report config file owners (tyrant mode).
+    pub file_owners: super::FileOwners,
 }
 
 /// Completes once the emperor stops its sources (a cheap clone per task).
@@ -230,7 +232,8 @@ pub async fn start(
                 shutdown.clone(),
             )
             .with_cursors(settings.cursors.clone())
-            .with_counts(settings.counts.clone());
+            .with_counts(settings.counts.clone())
+            .with_file_owners(settings.file_owners);
             ctx.status.changes = changes.clone();
             ctx.status.lists = s.lists();
             ctx

@@ -1,8 +1,8 @@
 //! The supervisor as the reconciler's executor: start, reload and stop, and
 //! how each run mode is asked to reload or stop.
 
-use super::launch::{self, Launch};
-use super::{channel, Proc, Settings, Supervisor};
+use super::launch::{self, Launch, LaunchError};
+use super::{channel, tyrant, Proc, Settings, Supervisor};
 use crate::sys::spawn;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
@@ -14,7 +14,7 @@ impl Executor for Supervisor {
     /// after a fork then finds the intent and adopts the process.
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
         for (spec, generation) in starts {
-            let launch = launch::load_allowed(spec, self.settings.native);
+            let launch = load(spec, &self.settings);
             if let Ok(launch) = &launch {
                 self.record(spec, *generation, mode_of(launch), None, Intent::Run);
             }
@@ -33,16 +33,29 @@ impl Executor for Supervisor {
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
-        let launch = match launch::load_allowed(spec, self.settings.native) {
-            Ok(l) => l,
+        let (outcome, launch) = match load(spec, &self.settings) {
+            Ok(launch) => {
+                crate::failpoint::hit("reload-before-signal");
+                let outcome = if identity_changed(proc, spec, &launch, &self.settings) {
+                    tracing::info!(vassal = %spec.name, pid = proc.pid(), "vassal runs as another user now; restarting it");
+                    restart(proc, &self.settings)
+                } else {
+                    reload_proc(proc, spec, &launch, &self.settings)
+                };
+                (outcome, Some(launch))
+            }
+            // It may not run as whom it would run now: it stops, and its
+            // start is refused (held) until its owner changes again.
+            Err(LaunchError::Identity(e)) => {
+                tracing::info!(vassal = %spec.name, source = %spec.source, error = %e, "the identity it would run as is refused; stopping it");
+                (restart(proc, &self.settings), None)
+            }
             Err(e) => {
                 tracing::error!(vassal = %spec.name, error = %e, "new config is unusable; the running vassal keeps its previous config");
                 return ReloadOutcome::Kept(e.to_string());
             }
         };
-        crate::failpoint::hit("reload-before-signal");
-        let outcome = reload_proc(proc, spec, &launch, &self.settings);
-        if !matches!(outcome, ReloadOutcome::Kept(_)) {
+        if let Some(launch) = launch.filter(|_| !matches!(outcome, ReloadOutcome::Kept(_))) {
             proc.spec = spec.clone();
             proc.launch = launch;
         }
@@ -73,6 +86,23 @@ impl Executor for Supervisor {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
     }
+}
+
+/// Reads and parses the config of `spec`, refusing what the settings do not
+/// allow: a native config from a source `--native` excludes, or an identity
+/// tyrant mode refuses.
+fn load(spec: &VassalSpec, settings: &Settings) -> Result<Launch, LaunchError> {
+    let launch = launch::load_allowed(spec, settings.native)?;
+    tyrant::identity(spec, &launch, settings.tyrant)?;
+    Ok(launch)
+}
+
+/// Whether `spec` run as `launch` gets another uid or gid than the process
+/// running now: a new identity takes a new process, never a reload.
+fn identity_changed(proc: &Proc, spec: &VassalSpec, launch: &Launch, settings: &Settings) -> bool {
+    let now = tyrant::identity(&proc.spec, &proc.launch, settings.tyrant).ok();
+    let next = tyrant::identity(spec, launch, settings.tyrant).ok();
+    now != next
 }
 
 pub(super) fn mode_of(launch: &Launch) -> Mode {
@@ -167,7 +197,7 @@ impl Supervisor {
         }
         let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
             match e {
-                launch::LaunchError::NativeRefused { .. } => {
+                LaunchError::NativeRefused { .. } | LaunchError::Identity(_) => {
                     tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
                 }
                 _ => tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: bad config"),

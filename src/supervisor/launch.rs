@@ -12,7 +12,7 @@ pub enum Launch {
     /// Run the vassal binary with `flag TARGET`; `inline` is the config blob
     /// to pass over the config channel, if the config is not a file.
     Uwsgi {
-        /// `--ini`, `--xml`, `--yaml` or `--json`.
+        /// `--ini`, `--xml`, `--yaml`, `--json`, or `--config` for an extra extension.
         flag: &'static str,
         /// Inline config text.
         inline: Option<String>,
@@ -89,6 +89,16 @@ pub enum LaunchError {
         /// The policy in force.
         policy: NativePolicy,
     },
+    /// The name's extension is not known (an `--extra-extension` of an
+    /// earlier run, no longer given).
+    #[error("{vassal}: no config syntax for its extension (not given with --extra-extension)")]
+    Extension {
+        /// The vassal.
+        vassal: VassalName,
+    },
+    /// Tyrant mode refuses the identity the vassal would run as.
+    #[error(transparent)]
+    Identity(#[from] super::tyrant::IdentityError),
 }
 
 /// Reads and parses the config of `spec`, and refuses a native one that
@@ -104,7 +114,7 @@ pub fn load_allowed(spec: &VassalSpec, policy: NativePolicy) -> Result<Launch, L
 
 /// Reads and parses the config of `spec`.
 pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
-    let format = Format::from_extension(spec.name.extension()).expect("vassal names carry a known extension");
+    let Some(format) = Format::from_extension(spec.name.extension()) else { return unparsed(spec) };
     let (text, origin, inline) = match &spec.config {
         ConfigRef::File(path) => {
             let text =
@@ -118,6 +128,19 @@ pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
         Ok(VassalConfig::Native(native)) => Ok(Launch::Native(native)),
         Err(source) => Err(LaunchError::Config { origin, source }),
     }
+}
+
+/// A vassal of an `--extra-extension`: its syntax is the vassal binary's
+/// business (`--config`), so it is not read here and cannot be native.
+fn unparsed(spec: &VassalSpec) -> Result<Launch, LaunchError> {
+    if !reconciler::is_extra_extension(spec.name.extension()) {
+        return Err(LaunchError::Extension { vassal: spec.name.clone() });
+    }
+    let inline = match &spec.config {
+        ConfigRef::File(_) => None,
+        ConfigRef::Inline(text) => Some(text.clone()),
+    };
+    Ok(Launch::Uwsgi { flag: "--config", inline })
 }
 
 /// The parts of a command line for `launch`.
@@ -240,6 +263,17 @@ mod tests {
         assert!(load_allowed(&s, NativePolicy::Allow).is_ok());
         let uwsgi = spec("app.ini", ConfigRef::Inline("[uwsgi]\n".into()));
         assert!(load_allowed(&VassalSpec { source: s.source.clone(), ..uwsgi }, NativePolicy::Deny).is_ok());
+    }
+
+    #[test]
+    fn js_is_json_and_extra_extensions_take_config() {
+        let js = spec("app.js", ConfigRef::Inline("{\"uwsgi\": {}}".into()));
+        assert!(matches!(load(&js), Ok(Launch::Uwsgi { flag: "--json", .. })));
+        reconciler::add_extension("launchtest").unwrap();
+        let extra = spec("app.launchtest", ConfigRef::File("/srv/app.launchtest".into()));
+        let launch = load(&extra).unwrap();
+        assert_eq!(launch, Launch::Uwsgi { flag: "--config", inline: None });
+        assert_eq!(command_line(&extra, &launch, "uwsgi").args, ["--config", "/srv/app.launchtest"]);
     }
 
     #[test]

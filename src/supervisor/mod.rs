@@ -13,6 +13,7 @@ mod channel;
 mod executor;
 mod exits;
 pub(crate) mod fdholder;
+mod inject;
 mod launch;
 mod logpipe;
 mod logs;
@@ -20,6 +21,7 @@ mod output;
 mod proc;
 mod process;
 mod status;
+mod tyrant;
 mod user;
 mod watch;
 
@@ -29,13 +31,14 @@ use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
+pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logpipe::Rotation;
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
-use reconciler::{StartError, VassalName, VassalSpec};
+use reconciler::{SourceId, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode, Store, VassalRecord};
 pub use status::{LastExit, ProcStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -71,6 +74,10 @@ pub struct Settings {
     /// Size rotation of the vassals' logs (they write through a pipe the
     /// emperor reads), or `None` (they write to their log file directly).
     pub log_rotation: Option<Rotation>,
+    /// Tyrant mode: every vassal runs as the owner its source gives.
+    pub tyrant: bool,
+    /// Options added to the command line of uWSGI-style vassals.
+    pub injection: Injection,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -103,6 +110,8 @@ pub struct Supervisor {
     start_errors: HashMap<VassalName, String>,
     /// SIGKILLs sent so far (stop timeouts, missed heartbeats), for the metrics.
     kills: u64,
+    /// Sources already told that the owners they give are not used.
+    unused_owners: HashSet<SourceId>,
 }
 
 impl Supervisor {
@@ -138,6 +147,7 @@ impl Supervisor {
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
             kills: 0,
+            unused_owners: HashSet::new(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -194,7 +204,12 @@ impl Supervisor {
     }
 
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
-        let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
+        let CommandLine { program, mut args, cwd, env } =
+            launch::command_line(spec, launch, &self.settings.vassal_binary);
+        self.note_unused_owner(spec);
+        let user = tyrant::identity(spec, launch, self.settings.tyrant)
+            .map_err(|e| StartError::Invalid(e.to_string()))?
+            .map(tyrant::credentials);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let output = self.vassal_output(&spec.name).map_err(|e| failed("cannot open the log file", &e))?;
         let mut vars = self.base_env.clone();
@@ -202,7 +217,6 @@ impl Supervisor {
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
-        let mut user = None;
         match launch {
             Launch::Uwsgi { inline, .. } => {
                 let pair = Pair::new().map_err(|e| failed("socketpair", &e))?;
@@ -218,11 +232,9 @@ impl Supervisor {
                 }
                 control = Some(pair);
                 remove.push("UWSGI_RELOADS".to_owned());
+                args = self.settings.injection.around(args);
             }
-            Launch::Native(native) => {
-                user = user::resolve(native.uid.as_deref(), native.gid.as_deref())
-                    .map_err(|e| StartError::Invalid(e.to_string()))?;
-            }
+            Launch::Native(_) => {}
         }
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.

@@ -2,9 +2,12 @@
 //!
 //! This is the only module of the crate allowed `unsafe` code. Most calls go
 //! through `rustix`, which is safe; raw `libc` remains only where `rustix`
-//! has no wrapper: `posix_spawn`, `close_range`, `waitid` on any child (its
-//! siginfo pid), `pidfd_send_signal` with `PIDFD_SIGNAL_PROCESS_GROUP`, and
-//! the passwd/group database, `umask` and `poll`. Every `unsafe` block says why it is sound.
+//! has no wrapper: `posix_spawn`, the vfork-style `clone` of a spawn under
+//! another identity (and what its child does before exec), `close_range`,
+//! `waitid` on any child (its siginfo pid), `pidfd_send_signal` with
+//! `PIDFD_SIGNAL_PROCESS_GROUP`, the passwd/group database (with
+//! `getgrouplist`), `umask` and `poll`. Every `unsafe` block says why it is
+//! sound.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -17,6 +20,7 @@ pub mod proc;
 pub mod scm;
 pub mod signal;
 pub mod spawn;
+mod spawn_as;
 pub mod umask;
 pub mod user;
 pub mod wait;

@@ -1,15 +1,15 @@
-//! fork/exec of one vassal: its own session, stdin from /dev/null, output
+//! Spawning one vassal: its own session, stdin from /dev/null, output
 //! appended to its log file, and no fd of the emperor's leaking into it.
 //!
-//! This is the one module that runs code between fork and exec.
+//! A vassal that runs as the emperor's own user is a `posix_spawn`; one
+//! that runs as another user goes through [`super::spawn_as`], the one
+//! module that runs code of ours between clone and exec.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// Everything needed to start one process.
 #[derive(Debug)]
@@ -28,75 +28,44 @@ pub struct SpawnRequest {
     pub keep_fds: Vec<i32>,
     /// stdout and stderr.
     pub log: File,
-    /// uid and gid to switch to.
-    pub user: Option<(u32, u32)>,
+    /// Whom to run as (the emperor's own identity when `None`).
+    pub user: Option<Credentials>,
     /// The file-creation mask of the process (the emperor's own when `None`).
     pub umask: Option<u32>,
+}
+
+/// Whom a process runs as: set in the child just before exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The uid (real, effective and saved).
+    pub uid: u32,
+    /// The gid (real, effective and saved).
+    pub gid: u32,
+    /// The supplementary groups, or `None` to leave the emperor's (only a
+    /// privileged emperor can change them).
+    pub groups: Option<Vec<u32>>,
 }
 
 /// Starts the process; returns its pid. The process leads a new session and
 /// process group whose id equals its pid.
 ///
-/// Without a user switch this is a `posix_spawn` (a vfork: the emperor's
-/// page tables are not copied, so a spawn costs the same with 10 000
-/// vassals running as with none); a user switch needs code between fork and
-/// exec and takes the fork path.
+/// Without a user switch this is a `posix_spawn`; with one it is the same
+/// kind of vfork-style clone with a child that drops privileges before its
+/// exec ([`super::spawn_as`]). Neither copies the emperor's page tables, so
+/// a spawn costs the same with 10 000 vassals running as with none.
 pub fn spawn(req: SpawnRequest) -> std::io::Result<i32> {
-    if req.user.is_none() {
-        return spawn_vfork(req);
+    match &req.user {
+        None => spawn_vfork(req),
+        Some(credentials) => super::spawn_as::spawn(&req, credentials),
     }
-    spawn_forked(req)
 }
 
-fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
-    let mut cmd = Command::new(&req.program);
-    cmd.args(&req.args).stdin(Stdio::null()).stdout(req.log.try_clone()?).stderr(req.log);
-    if let Some(cwd) = &req.cwd {
-        cmd.current_dir(cwd);
-    }
-    for key in &req.env_remove {
-        cmd.env_remove(key);
-    }
-    cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
-    if let Some((uid, gid)) = req.user {
-        cmd.uid(uid).gid(gid);
-    }
-    let keep = req.keep_fds.clone();
-    let umask = req.umask;
-    // SAFETY: the closure only makes async-signal-safe syscalls (setsid,
-    // umask, close_range, fcntl, sigprocmask) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(mask) = umask {
-                libc::umask(mask as libc::mode_t);
-            }
-            // Mark every inherited fd close-on-exec in one call, then let
-            // through only the channel ends the vassal needs.
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-            for fd in &keep {
-                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    Ok(child.id() as i32)
-}
-
-fn cstring(text: impl Into<Vec<u8>>) -> std::io::Result<CString> {
+pub(super) fn cstring(text: impl Into<Vec<u8>>) -> std::io::Result<CString> {
     CString::new(text).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
 
 /// The environment of the child: the emperor's, less `remove`, plus `add`.
-fn environment(add: &[(String, String)], remove: &[String]) -> std::io::Result<Vec<CString>> {
+pub(super) fn environment(add: &[(String, String)], remove: &[String]) -> std::io::Result<Vec<CString>> {
     let mut vars: BTreeMap<Vec<u8>, Vec<u8>> =
         std::env::vars_os().map(|(k, v)| (k.into_encoded_bytes(), v.into_encoded_bytes())).collect();
     for key in remove {

@@ -32,7 +32,7 @@ pub enum Format {
     Xml,
     /// `.yml`/`.yaml`: a top-level `vassal:` mapping, or a uWSGI config.
     Yaml,
-    /// `.json`: a top-level `"vassal"` object, or a uWSGI config.
+    /// `.json`/`.js`: a top-level `"vassal"` object, or a uWSGI config.
     Json,
     /// `.toml`: must hold a `[vassal]` table (uWSGI cannot read TOML).
     Toml,
@@ -41,7 +41,7 @@ pub enum Format {
 impl Format {
     /// Maps a file extension to its syntax, so the emperor knows how to read a config.
     ///
-    /// ".ini" -> Ini, ".xml" -> Xml, ".yml"/".yaml" -> Yaml, ".json" -> Json,
+    /// ".ini" -> Ini, ".xml" -> Xml, ".yml"/".yaml" -> Yaml, ".json"/".js" -> Json,
     /// ".toml" -> Toml; anything else -> None. The leading dot is optional, so
     /// the output of [`std::path::Path::extension`] works too.
     pub fn from_extension(ext: &str) -> Option<Format> {
@@ -49,7 +49,7 @@ impl Format {
             "ini" => Some(Format::Ini),
             "xml" => Some(Format::Xml),
             "yml" | "yaml" => Some(Format::Yaml),
-            "json" => Some(Format::Json),
+            "json" | "js" => Some(Format::Json),
             "toml" => Some(Format::Toml),
             _ => None,
         }
@@ -225,6 +225,7 @@ mod tests {
         assert_eq!(Format::from_extension(".yml"), Some(Format::Yaml));
         assert_eq!(Format::from_extension(".yaml"), Some(Format::Yaml));
         assert_eq!(Format::from_extension(".json"), Some(Format::Json));
+        assert_eq!(Format::from_extension(".js"), Some(Format::Json), "JSON, as upstream");
         assert_eq!(Format::from_extension("toml"), Some(Format::Toml));
         assert_eq!(Format::from_extension(".txt"), None);
         assert_eq!(Format::from_extension(""), None);

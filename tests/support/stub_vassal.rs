@@ -5,7 +5,7 @@
 //! with a single `write(2)` on an `O_APPEND` fd:
 //! `<event> pid=<pid> gen=<generation> <details>`.
 //!
-//! * uWSGI mode: `emperor-stub-vassal --ini|--xml|--yaml|--json TARGET`
+//! * uWSGI mode: `emperor-stub-vassal [OPTIONS] --ini|--xml|--yaml|--json|--config TARGET [OPTIONS]`
 //!   (TARGET is a file, or `emperor://NAME` for a config sent over
 //!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
 //! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]
@@ -277,6 +277,14 @@ fn on_control(rec: &mut Recorder, ctl: RawFd, cfg_fd: Option<RawFd>, knobs: &Kno
     }
 }
 
+/// The config of a uWSGI-style command line: the argument after the config
+/// flag, wherever the emperor's injected `--inherit`/`--include`/`--set`
+/// options put it.
+fn config_target(args: &[String]) -> Option<&String> {
+    let flags = ["--ini", "--xml", "--yaml", "--json", "--config"];
+    args.iter().position(|a| flags.contains(&a.as_str())).and_then(|at| args.get(at + 1))
+}
+
 fn main() {
     let sfd = signal_fd();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -305,7 +313,7 @@ fn main() {
                 _ => {}
             }
         }
-    } else if let Some(target) = args.get(1) {
+    } else if let Some(target) = config_target(&args) {
         let text = match target.starts_with("emperor://") {
             true => cfg_fd.and_then(|fd| receive_config(&mut rec, fd)),
             false => std::fs::read_to_string(target).ok(),

@@ -3,8 +3,11 @@
 
 use crate::source::util::hash::fnv1a;
 use crate::source::util::path::file_meta;
+use crate::source::util::path::FileMeta;
+use crate::source::FileOwners;
 use reconciler::{ConfigRef, SourceId, VassalName, VassalSpec};
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Identity and content of one config file as last seen.
@@ -17,7 +20,21 @@ struct Stamp {
     /// so an unchanged ctime means unchanged content.
     ctime_ns: i128,
     hash: u64,
+    /// The content version (hash and mtime).
     version: String,
+    /// The uid and gid the vassal runs as (tyrant mode): part of its version.
+    owner: Option<(u32, u32)>,
+}
+
+impl Stamp {
+    /// The version the reconciler sees: the content's, and the owner, whose
+    /// change must restart the vassal under its new identity.
+    fn full_version(&self) -> String {
+        match self.owner {
+            Some((uid, gid)) => format!("{}~{uid}:{gid}", self.version),
+            None => self.version.clone(),
+        }
+    }
 }
 
 /// A change to the set, to be forwarded to the reconciler.
@@ -33,18 +50,33 @@ pub enum Change {
 #[derive(Debug)]
 pub struct FileSet {
     source: SourceId,
+    owners: FileOwners,
     files: BTreeMap<VassalName, (PathBuf, Stamp)>,
 }
 
 impl FileSet {
-    /// An empty set for `source`.
-    pub fn new(source: SourceId) -> Self {
-        Self { source, files: BTreeMap::new() }
+    /// An empty set for `source`, reporting owners as `owners` says.
+    pub fn new(source: SourceId, owners: FileOwners) -> Self {
+        Self { source, owners, files: BTreeMap::new() }
     }
 
     /// Every spec in the set.
     pub fn specs(&self) -> Vec<VassalSpec> {
-        self.files.iter().map(|(name, (path, stamp))| self.spec(name, path, &stamp.version)).collect()
+        self.files.iter().map(|(name, (path, stamp))| self.spec(name, path, stamp)).collect()
+    }
+
+    /// The owner the vassal of `path` runs as; `Ok(None)` when owners are
+    /// not reported, or the file (or link) is gone.
+    fn owner(&self, path: &Path, meta: &FileMeta) -> std::io::Result<Option<(u32, u32)>> {
+        match self.owners {
+            FileOwners::Ignored => Ok(None),
+            FileOwners::Target => Ok(Some((meta.uid, meta.gid))),
+            FileOwners::Link => match std::fs::symlink_metadata(path) {
+                Ok(link) => Ok(Some((link.uid(), link.gid()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// Re-reads one file; returns the change it makes, if any.
@@ -54,9 +86,13 @@ impl FileSet {
             Ok(None) => return self.files.remove(&name).map(|_| Change::Remove(name)),
             Err(e) => return self.unreadable(&name, &path, &e),
         };
+        let owner = match self.owner(&path, &meta) {
+            Ok(owner) => owner,
+            Err(e) => return self.unreadable(&name, &path, &e),
+        };
         let old = self.files.get(&name).filter(|(p, _)| *p == path).map(|(_, stamp)| stamp);
         if old.is_some_and(|o| {
-            (o.dev, o.ino, o.mtime_ns, o.ctime_ns) == (meta.dev, meta.ino, meta.mtime_ns, meta.ctime_ns)
+            (o.dev, o.ino, o.mtime_ns, o.ctime_ns, o.owner) == (meta.dev, meta.ino, meta.mtime_ns, meta.ctime_ns, owner)
         }) {
             return None; // not touched since it was last read: skip reading it
         }
@@ -77,10 +113,11 @@ impl FileSet {
             Some((_, old)) if old.hash == hash && (old.dev, old.ino) != (meta.dev, meta.ino) => old.version.clone(),
             _ => format!("{hash:016x}@{}", meta.mtime_ns),
         };
-        let unchanged = self.files.get(&name).is_some_and(|(p, old)| old.version == version && *p == path);
-        let spec = self.spec(&name, &path, &version);
-        let stamp =
-            Stamp { dev: meta.dev, ino: meta.ino, mtime_ns: meta.mtime_ns, ctime_ns: meta.ctime_ns, hash, version };
+        let (dev, ino, mtime_ns, ctime_ns) = (meta.dev, meta.ino, meta.mtime_ns, meta.ctime_ns);
+        let stamp = Stamp { dev, ino, mtime_ns, ctime_ns, hash, version, owner };
+        let unchanged =
+            self.files.get(&name).is_some_and(|(p, old)| old.full_version() == stamp.full_version() && *p == path);
+        let spec = self.spec(&name, &path, &stamp);
         self.files.insert(name, (path, stamp));
         (!unchanged).then_some(Change::Upsert(spec))
     }
@@ -105,13 +142,13 @@ impl FileSet {
         changes
     }
 
-    fn spec(&self, name: &VassalName, path: &Path, version: &str) -> VassalSpec {
+    fn spec(&self, name: &VassalName, path: &Path, stamp: &Stamp) -> VassalSpec {
         VassalSpec {
             name: name.clone(),
             source: self.source.clone(),
             config: ConfigRef::File(path.to_owned()),
-            version: version.to_owned(),
-            owner: None,
+            version: stamp.full_version(),
+            owner: stamp.owner,
             socket: None,
         }
     }
@@ -137,7 +174,7 @@ mod tests {
         let p = dir.path().join("a.ini");
         std::fs::write(&p, "[uwsgi]\n").unwrap();
         set_mtime(&p, 1_000);
-        let mut set = FileSet::new(SourceId("dir://x".into()));
+        let mut set = FileSet::new(SourceId("dir://x".into()), FileOwners::Ignored);
         let Some(Change::Upsert(first)) = set.restat(name("a.ini"), p.clone()) else { panic!("new file") };
         assert_eq!(set.restat(name("a.ini"), p.clone()), None, "nothing changed");
         set_mtime(&p, 2_000);
@@ -156,7 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.ini");
         std::fs::write(&p, "[uwsgi]\n").unwrap();
-        let mut set = FileSet::new(SourceId("dir://x".into()));
+        let mut set = FileSet::new(SourceId("dir://x".into()), FileOwners::Ignored);
         set.restat(name("a.ini"), p.clone());
         let tmp = dir.path().join("tmp");
         std::fs::write(&tmp, "[uwsgi]\n").unwrap();
@@ -166,11 +203,44 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_reported_and_versioned_only_when_asked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(&p, "[uwsgi]\n").unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        let mut plain = FileSet::new(SourceId("dir://x".into()), FileOwners::Ignored);
+        let Some(Change::Upsert(spec)) = plain.restat(name("a.ini"), p.clone()) else { panic!("new file") };
+        assert_eq!(spec.owner, None);
+        let mut tyrant = FileSet::new(SourceId("dir://x".into()), FileOwners::Target);
+        let Some(Change::Upsert(owned)) = tyrant.restat(name("a.ini"), p.clone()) else { panic!("new file") };
+        assert_eq!(owned.owner, Some((meta.uid(), meta.gid())));
+        assert_eq!(owned.version, format!("{}~{}:{}", spec.version, meta.uid(), meta.gid()));
+        if crate::sys::user::is_root() {
+            // A chown alone changes the owner, hence the version.
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            let Some(Change::Upsert(chowned)) = tyrant.restat(name("a.ini"), p.clone()) else { panic!("chown") };
+            assert_eq!(chowned.owner, Some((65534, 65534)));
+            assert_eq!(plain.restat(name("a.ini"), p.clone()), None, "owners ignored: a chown changes nothing");
+            // --tyrant-nofollow: the link's own owner, not its target's.
+            let link = dir.path().join("b.ini");
+            std::os::unix::fs::symlink(&p, &link).unwrap();
+            let mut nofollow = FileSet::new(SourceId("dir://x".into()), FileOwners::Link);
+            let Some(Change::Upsert(linked)) = nofollow.restat(name("b.ini"), link.clone()) else { panic!("link") };
+            let own = std::fs::symlink_metadata(&link).unwrap();
+            assert_eq!(linked.owner, Some((own.uid(), own.gid())));
+            std::os::unix::fs::lchown(&link, Some(65534), Some(65533)).unwrap();
+            let Some(Change::Upsert(relinked)) = nofollow.restat(name("b.ini"), link) else { panic!("lchown") };
+            assert_eq!(relinked.owner, Some((65534, 65533)));
+        }
+    }
+
+    #[test]
     fn rescan_reports_removals() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.ini");
         std::fs::write(&p, "x").unwrap();
-        let mut set = FileSet::new(SourceId("dir://x".into()));
+        let mut set = FileSet::new(SourceId("dir://x".into()), FileOwners::Ignored);
         assert_eq!(set.rescan(vec![(name("a.ini"), p)]).len(), 1);
         assert_eq!(set.rescan(vec![]), vec![Change::Remove(name("a.ini"))]);
         assert!(set.specs().is_empty());

@@ -113,7 +113,7 @@ struct Loop<L> {
 
 impl<L: Layout> Loop<L> {
     fn new(layout: L, ctx: SourceContext, watcher: notify::RecommendedWatcher) -> Self {
-        let set = FileSet::new(ctx.id.clone());
+        let set = FileSet::new(ctx.id.clone(), ctx.file_owners);
         Self {
             layout,
             ctx,

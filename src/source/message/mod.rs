@@ -49,6 +49,9 @@ pub enum MessageError {
     /// A uid or gid part that is not a decimal number.
     #[error("{0} part {1:?} is not a decimal number")]
     BadId(&'static str, String),
+    /// A uid part without a gid part, or the reverse.
+    #[error("the uid and gid parts must be given together")]
+    HalfOwner,
     /// An on-demand socket part that cannot be a socket address.
     #[error("socket part {0:?} is empty, holds NUL or is longer than 255 bytes")]
     BadSocket(String),

@@ -136,8 +136,8 @@ pub(crate) enum Command {
         config: Option<Vec<u8>>,
         /// The config file when there is no config part.
         path: Option<PathBuf>,
-        /// uid and gid parts, when given.
-        owner: (Option<u32>, Option<u32>),
+        /// uid and gid parts, when given (tyrant mode runs the vassal as them).
+        owner: Option<(u32, u32)>,
         /// On-demand socket, when given.
         socket: Option<String>,
     },
@@ -187,7 +187,11 @@ pub(crate) fn parse_command(parts: &[&[u8]]) -> Result<Command, MessageError> {
                     }
                 }
             };
-            let owner = (id(3, "uid")?, id(4, "gid")?);
+            let owner = match (id(3, "uid")?, id(4, "gid")?) {
+                (Some(uid), Some(gid)) => Some((uid, gid)),
+                (None, None) => None,
+                _ => return Err(MessageError::HalfOwner),
+            };
             let socket = match parts.get(5).filter(|p| !p.is_empty()) {
                 None => None,
                 Some(p) => {
@@ -208,12 +212,11 @@ pub(crate) fn parse_command(parts: &[&[u8]]) -> Result<Command, MessageError> {
 struct Receiver {
     ctx: SourceContext,
     versions: Versioner,
-    owner_reported: bool,
 }
 
 impl Receiver {
     fn new(ctx: SourceContext) -> Self {
-        Self { ctx, versions: Versioner::new(), owner_reported: false }
+        Self { ctx, versions: Versioner::new() }
     }
 
     async fn run(mut self, mut socket: PullSocket) {
@@ -254,11 +257,6 @@ impl Receiver {
                 message::remove(&self.ctx.id, name)
             }
             Command::Touch { name, config, path, owner, socket } => {
-                if owner != (None, None) && !self.owner_reported {
-                    self.owner_reported = true;
-                    tracing::warn!(source = %self.ctx.id, vassal = %name, uid = ?owner.0, gid = ?owner.1,
-                        "uid/gid parts are only honoured in tyrant mode, which this emperor does not have; ignoring them (reported once)");
-                }
                 let spec = match (config, path) {
                     (Some(config), _) => {
                         message::inline_upsert(&self.ctx.id, name.clone(), &config, &mut self.versions)
@@ -282,6 +280,7 @@ impl Receiver {
                 match spec {
                     Ok(mut spec) => {
                         spec.socket = socket;
+                        spec.owner = owner;
                         tracing::info!(source = %self.ctx.id, vassal = %spec.name, version = %spec.version, "zmq touch");
                         SourceEvent::Upsert(spec)
                     }
@@ -332,7 +331,7 @@ mod tests {
                 name: name("a.ini"),
                 config: Some(b"[uwsgi]\n".to_vec()),
                 path: None,
-                owner: (None, None),
+                owner: None,
                 socket: None
             }
         );
@@ -342,7 +341,7 @@ mod tests {
         else {
             panic!("touch")
         };
-        assert_eq!((owner, socket), ((Some(1000), Some(1001)), None));
+        assert_eq!((owner, socket), (Some((1000, 1001)), None));
         let Command::Touch { socket, .. } = parse_command(&[b"touch", b"a.ini", b"x", b"", b"", b"/tmp/s"]).unwrap()
         else {
             panic!("touch")
@@ -371,6 +370,8 @@ mod tests {
         assert_eq!(err(&[b"touch", b"\xffa.ini", b"x"]), MessageError::NotUtf8("name part"));
         assert_eq!(err(&[b"touch", b"a.ini", b"\xff"]), MessageError::NotUtf8("config"));
         assert!(matches!(err(&[b"touch", b"a.ini", b"x", b"root"]), MessageError::BadId("uid", _)));
+        assert_eq!(err(&[b"touch", b"a.ini", b"x", b"1000"]), MessageError::HalfOwner);
+        assert_eq!(err(&[b"touch", b"a.ini", b"x", b"", b"1000"]), MessageError::HalfOwner);
         assert!(matches!(err(&[b"touch", b"a.ini"]), MessageError::BadPath(_)), "no config: needs an absolute path");
         assert!(matches!(err(&[b"touch", b"/etc/../x/a.ini"]), MessageError::BadPath(_)));
         let big = vec![b'x'; message::MAX_CONFIG + 1];

@@ -107,7 +107,14 @@ impl Source for Fake {
 }
 
 fn settings() -> Settings {
-    Settings { resync: Duration::from_secs(60), emperor_id: "e".into(), capacity: 16, cursors: None, counts: None }
+    Settings {
+        resync: Duration::from_secs(60),
+        emperor_id: "e".into(),
+        capacity: 16,
+        cursors: None,
+        counts: None,
+        file_owners: crate::source::FileOwners::Ignored,
+    }
 }
 
 /// Polls `check` until it holds, failing after a deadline.

@@ -19,6 +19,10 @@ pub struct FileMeta {
     pub mtime_ns: i128,
     /// Status change time, in nanoseconds.
     pub ctime_ns: i128,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
 }
 
 /// The metadata of a regular file (following symlinks); `None` when there
@@ -30,6 +34,8 @@ pub fn file_meta(path: &Path) -> std::io::Result<Option<FileMeta>> {
             ino: m.ino(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            uid: m.uid(),
+            gid: m.gid(),
         })),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
