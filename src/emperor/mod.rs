@@ -66,6 +66,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         heartbeat_timeout: cli.heartbeat_timeout,
         native: cli.native,
         vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
+        on_demand_extension: cli.on_demand_extension.clone(),
+        on_demand_directory: cli.on_demand_directory.clone(),
     };
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();

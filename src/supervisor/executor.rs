@@ -2,7 +2,7 @@
 //! how each run mode is asked to reload or stop.
 
 use super::launch::{self, Launch};
-use super::{channel, Proc, Settings, Supervisor};
+use super::{channel, ondemand, Proc, Settings, Supervisor};
 use crate::sys::spawn;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
@@ -32,6 +32,9 @@ impl Executor for Supervisor {
     }
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
+        if let Some(outcome) = self.reload_waiting(spec) {
+            return outcome;
+        }
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
         let launch = match launch::load_allowed(spec, self.settings.native) {
             Ok(l) => l,
@@ -41,7 +44,10 @@ impl Executor for Supervisor {
             }
         };
         crate::failpoint::hit("reload-before-signal");
-        let outcome = reload_proc(proc, spec, &launch, &self.settings);
+        let outcome = match ondemand::sockets_change((&proc.spec, &proc.launch), (spec, &launch), &self.settings) {
+            true => restart(proc, &self.settings),
+            false => reload_proc(proc, spec, &launch, &self.settings),
+        };
         if !matches!(outcome, ReloadOutcome::Kept(_)) {
             proc.spec = spec.clone();
             proc.launch = launch;
@@ -49,6 +55,7 @@ impl Executor for Supervisor {
         let (generation, pid, mode) = (proc.generation, proc.pid(), mode_of(&proc.launch));
         if outcome == ReloadOutcome::Restarting {
             self.timed.insert(spec.name.clone());
+            self.not_idle(&spec.name);
         }
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
         self.record(spec, generation, mode, Some(pid), Intent::Run);
@@ -56,6 +63,10 @@ impl Executor for Supervisor {
     }
 
     fn stop(&mut self, name: &VassalName) -> bool {
+        if self.stop_waiting(name) {
+            tracing::info!(vassal = %name, "on-demand vassal no longer waits for a connection");
+            return false;
+        }
         let Some(proc) = self.procs.get_mut(name) else { return false };
         if !proc.state.is_stopping() {
             begin_stop(proc, &self.settings);
@@ -69,6 +80,7 @@ impl Executor for Supervisor {
     }
 
     fn forget(&mut self, name: &VassalName) {
+        self.ondemand.sockets.release(name);
         if let Err(e) = self.store.remove_vassal(name) {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
@@ -175,6 +187,10 @@ impl Supervisor {
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
+        if self.prepare_sockets(spec, &launch)? {
+            self.wait_for_connection(spec.clone(), launch, generation);
+            return Ok(());
+        }
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {

@@ -8,15 +8,19 @@
 //! loop hears only that a vassal's process is gone
 //! ([`Supervisor::next_exit`]).
 
+mod address;
 mod adopt;
 mod channel;
 mod executor;
 mod exits;
 mod fdholder;
 mod launch;
+mod listen_pid;
 mod logs;
+mod ondemand;
 mod proc;
 mod process;
+mod sockets;
 mod status;
 mod user;
 mod watch;
@@ -29,6 +33,7 @@ pub use fdholder::serve as serve_fd_holder;
 use fdholder::FdHolder;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
+pub use listen_pid::{exec_with_listen_pid, SHIM_FLAG as LISTEN_PID_SHIM};
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
@@ -65,6 +70,10 @@ pub struct Settings {
     pub native: NativePolicy,
     /// The file-creation mask vassals start with.
     pub vassal_umask: u32,
+    /// On-demand socket of a config file: the first line of `<config>EXT`.
+    pub on_demand_extension: Option<String>,
+    /// On-demand socket of a config file: `DIR/<name without extension>.socket`.
+    pub on_demand_directory: Option<PathBuf>,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -93,6 +102,8 @@ pub struct Supervisor {
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
     start_errors: HashMap<VassalName, String>,
+    /// On-demand vassals and the sockets held for vassals.
+    ondemand: ondemand::OnDemand,
 }
 
 impl Supervisor {
@@ -125,6 +136,7 @@ impl Supervisor {
             prepared: HashMap::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
+            ondemand: ondemand::OnDemand::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -172,6 +184,7 @@ impl Supervisor {
 
     /// Asks every vassal to stop (emperor shutdown).
     pub fn stop_all(&mut self) {
+        self.stop_all_waiting();
         for (name, proc) in self.procs.iter_mut().filter(|(_, p)| !p.state.is_stopping()) {
             begin_stop(proc, &self.settings);
             self.timed.insert(name.clone());
@@ -181,10 +194,16 @@ impl Supervisor {
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
         let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
+        let sockets = self.ondemand.pass(&spec.name, launch).map_err(|e| failed("cannot pass the sockets", &e))?;
+        if sockets.listen_pid && !spawn::resolvable(&program) {
+            return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")));
+        }
+        let (program, args) = sockets.command(program, args).map_err(|e| failed("the LISTEN_PID shim", &e))?;
         let log = logs::open(&self.settings.log_dir, &spec.name).map_err(|e| failed("cannot open the log file", &e))?;
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
+        vars.extend(sockets.env.iter().cloned());
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
         let mut user = None;
@@ -213,8 +232,19 @@ impl Supervisor {
         // vassal exists, an emperor crash cannot close its channel.
         self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
         let umask = Some(self.settings.vassal_umask);
-        let request =
-            spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };
+        let moved_fds = sockets.moved();
+        let request = spawn::SpawnRequest {
+            program,
+            args,
+            cwd,
+            env: vars,
+            env_remove: remove,
+            keep_fds,
+            moved_fds,
+            log,
+            user,
+            umask,
+        };
         let pid = spawn::spawn(request).map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {

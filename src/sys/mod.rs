@@ -14,6 +14,7 @@ pub mod pidfd;
 pub mod proc;
 pub mod scm;
 pub mod signal;
+pub mod socket;
 pub mod spawn;
 pub mod umask;
 pub mod user;

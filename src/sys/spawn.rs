@@ -26,6 +26,11 @@ pub struct SpawnRequest {
     pub env_remove: Vec<String>,
     /// Fds (open in the emperor, close-on-exec) the process inherits at the same numbers.
     pub keep_fds: Vec<i32>,
+    /// Fds placed at other numbers: `(source, target)`. A target of 0
+    /// replaces `/dev/null` as stdin; every source is close-on-exec and
+    /// numbered above every target (see [`super::socket::dup_at_least`]),
+    /// and no target is one of `keep_fds`.
+    pub moved_fds: Vec<(i32, i32)>,
     /// stdout and stderr.
     pub log: File,
     /// uid and gid to switch to.
@@ -50,7 +55,15 @@ pub fn spawn(req: SpawnRequest) -> std::io::Result<i32> {
 
 fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
     let mut cmd = Command::new(&req.program);
-    cmd.args(&req.args).stdin(Stdio::null()).stdout(req.log.try_clone()?).stderr(req.log);
+    let stdin = match req.moved_fds.iter().find(|(_, target)| *target == 0) {
+        Some((source, _)) => Stdio::from(rustix::io::fcntl_dupfd_cloexec(
+            // SAFETY: the caller keeps `source` open until spawn returns.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(*source) },
+            3,
+        )?),
+        None => Stdio::null(),
+    };
+    cmd.args(&req.args).stdin(stdin).stdout(req.log.try_clone()?).stderr(req.log);
     if let Some(cwd) = &req.cwd {
         cmd.current_dir(cwd);
     }
@@ -62,6 +75,7 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
         cmd.uid(uid).gid(gid);
     }
     let keep = req.keep_fds.clone();
+    let moved: Vec<(i32, i32)> = req.moved_fds.iter().copied().filter(|(_, target)| *target != 0).collect();
     let umask = req.umask;
     // SAFETY: the closure only makes async-signal-safe syscalls (setsid,
     // umask, close_range, fcntl, sigprocmask) and allocates nothing.
@@ -78,6 +92,12 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             for fd in &keep {
                 if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // dup2 leaves the copy inheritable.
+            for (source, target) in &moved {
+                if libc::dup2(*source, *target) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -135,9 +155,15 @@ fn spawn_vfork(req: SpawnRequest) -> std::io::Result<i32> {
         let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
         libc::posix_spawn_file_actions_init(&mut actions);
         libc::posix_spawnattr_init(&mut attr);
-        libc::posix_spawn_file_actions_addopen(&mut actions, 0, devnull.as_ptr(), libc::O_RDONLY, 0);
+        match req.moved_fds.iter().find(|(_, target)| *target == 0) {
+            Some((source, _)) => libc::posix_spawn_file_actions_adddup2(&mut actions, *source, 0),
+            None => libc::posix_spawn_file_actions_addopen(&mut actions, 0, devnull.as_ptr(), libc::O_RDONLY, 0),
+        };
         libc::posix_spawn_file_actions_adddup2(&mut actions, log, 1);
         libc::posix_spawn_file_actions_adddup2(&mut actions, log, 2);
+        for (source, target) in req.moved_fds.iter().filter(|(_, target)| *target != 0) {
+            libc::posix_spawn_file_actions_adddup2(&mut actions, *source, *target);
+        }
         // dup2 of an fd onto itself clears its close-on-exec flag: the
         // channel ends pass, everything else of the emperor's is closed.
         for fd in &req.keep_fds {
