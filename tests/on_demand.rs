@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// A TCP port free a moment ago on 127.0.0.1.
 fn free_port() -> u16 {
@@ -217,4 +218,51 @@ fn ctl_counts_waiting_vassals_in_the_footer() {
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     assert!(answer(stream).starts_with("hello pid="));
     wait_state(&h, "a.ini", "running");
+}
+
+/// GET / on `port`: the body, once the server answered.
+fn http_get(port: u16) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let text = answer(stream);
+    text.split("\r\n\r\n").nth(1).unwrap_or_else(|| panic!("not an HTTP answer: {text:?}")).to_owned()
+}
+
+#[test]
+fn the_real_uwsgi_serves_http_on_fd_0_and_goes_idle() {
+    const UWSGI: &str = "/usr/bin/uwsgi";
+    assert!(Path::new(UWSGI).exists(), "{UWSGI} is missing: deploy/install-test-deps.sh installs uwsgi-core");
+    let h = Harness::new();
+    let port = free_port();
+    let app = "import os\n\ndef application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [('worker %d' % os.getpid()).encode()]\n";
+    put(&h.vassal("app.py"), app);
+    // No socket option: uWSGI serves the inherited fd 0, in the protocol named here.
+    let config = "[uwsgi]\nplugins = python3\nprotocol = http\nwsgi-file = app.py\nmaster = true\nprocesses = 1\nidle = 2\ndie-on-idle = true\n";
+    put(&h.vassal("app.ini"), config);
+    put(&h.vassal("app.ini.socket"), &format!("127.0.0.1:{port}\n"));
+    let log = std::fs::File::options().create(true).append(true).open(&h.log).unwrap();
+    let mut emperor = Command::new(EMPEROR)
+        .args(["--vassal-binary", UWSGI, "--stop-timeout", "10", "--on-demand-extension", ".socket", "--state-dir"])
+        .arg(&h.state)
+        .arg(h.dir_source())
+        .env("STUB_RECORD", &h.record)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_state(&h, "app.ini", "waiting");
+    let body = http_get(port);
+    assert!(body.starts_with("worker "), "{body:?}");
+    let running = wait_state(&h, "app.ini", "running");
+    // Idle for a second, uWSGI sends byte 22: stopped, it waits again.
+    let waiting = wait_until(Duration::from_secs(30), "uWSGI to go idle", || {
+        list(&h.state).into_iter().find(|v| v["name"] == "app.ini" && v["state"] == "waiting")
+    });
+    assert_eq!(waiting["pid"], Value::Null);
+    h.wait_reaped(running["pid"].as_i64().unwrap() as i32, "the idle uWSGI master");
+    let again = http_get(port);
+    assert!(again.starts_with("worker ") && again != body, "a new worker: {again:?} after {body:?}");
+    let _ = emperor.kill();
+    let _ = emperor.wait();
 }
