@@ -266,3 +266,21 @@ fn the_real_uwsgi_serves_http_on_fd_0_and_goes_idle() {
     let _ = emperor.kill();
     let _ = emperor.wait();
 }
+
+#[test]
+fn a_vassal_run_as_another_user_gets_its_sockets_too() {
+    let mut h = Harness::new();
+    let port = free_port();
+    let config = format!("{}uid = 65534\ngid = 65534\nchdir = /\nsocket = 127.0.0.1:{port}\n", native_serving(""));
+    put(&h.vassal("app.ini"), &config);
+    h.start_dir(&[]);
+    let running = wait_state(&h, "app.ini", "running");
+    let pid = running["pid"].as_i64().unwrap() as i32;
+    // It cannot write the stub's records as nobody; its answer says it served fd 3.
+    assert_eq!(pid_of(&ask_tcp(port)), pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.split_whitespace().skip(1).all(|id| id == "65534"), "{uid}");
+    assert_eq!(env_of(pid, "LISTEN_PID"), Some(pid.to_string()));
+    assert_eq!(env_of(pid, "LISTEN_FDS").as_deref(), Some("1"));
+}

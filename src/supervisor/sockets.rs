@@ -69,6 +69,7 @@ impl HeldSockets {
             })
             .collect();
         close(vassal, old, holder);
+        self.close_pooled(vassal, holder);
         let mut failure = None;
         for ((slot, text), address) in slots.iter_mut().zip(addresses).zip(&parsed) {
             if slot.is_some() {
@@ -102,9 +103,23 @@ impl HeldSockets {
 
     /// Marks `vassal` as no longer managed; see [`HeldSockets::close_orphans`].
     pub(super) fn release(&mut self, vassal: &VassalName) {
-        if self.by_vassal.contains_key(vassal) {
+        if self.by_vassal.contains_key(vassal) || self.pool.keys().any(|(name, _)| name == vassal.as_str()) {
             self.orphans.insert(vassal.clone());
         }
+    }
+
+    /// Closes what the fd holder kept for `vassal` that it did not claim.
+    fn close_pooled(&mut self, vassal: &VassalName, holder: Option<&FdHolder>) {
+        if self.pool.is_empty() {
+            return;
+        }
+        let keys: Vec<(String, String)> =
+            self.pool.keys().filter(|(name, _)| name == vassal.as_str()).cloned().collect();
+        let unclaimed = keys.into_iter().filter_map(|key| {
+            let fd = self.pool.remove(&key)?;
+            Some(Held { address: key.1, fd })
+        });
+        close(vassal, unclaimed.collect(), holder);
     }
 
     /// Closes the sockets of the vassals released and not started again
@@ -115,6 +130,7 @@ impl HeldSockets {
             if let Some(held) = self.by_vassal.remove(&vassal) {
                 close(&vassal, held, holder);
             }
+            self.close_pooled(&vassal, holder);
         }
     }
 
@@ -148,13 +164,17 @@ fn hand_over(holder: Option<&FdHolder>, vassal: &VassalName, address: &str, fd: 
     }
 }
 
-/// Closes sockets, and the fd holder's copies of them.
+/// Closes sockets, and the fd holder's copies of them; a unix socket's
+/// file goes too, so that no client waits on a socket nobody serves.
 fn close(vassal: &VassalName, held: Vec<Held>, holder: Option<&FdHolder>) {
     for Held { address, fd } in held {
         if let Some(holder) = holder {
             let _ = holder.drop_key(&key(vassal.as_str(), &address));
         }
         drop(fd);
+        if address.starts_with('/') {
+            let _ = std::fs::remove_file(&address);
+        }
         tracing::info!(vassal = %vassal, address = %address, "socket closed");
     }
 }
@@ -205,5 +225,26 @@ mod tests {
         assert!(std::os::unix::net::UnixStream::connect(&p1).is_err(), "old socket closed");
         let err = held.acquire(&a, &["nope".to_owned()], None).unwrap_err().to_string();
         assert!(err.contains("a.ini") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn sockets_taken_back_are_claimed_or_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (format!("{}/1.sock", dir.path().display()), format!("{}/2.sock", dir.path().display()));
+        let listed = |path: &str, vassal: &str| {
+            let fd = crate::sys::socket::listen_unix(std::path::Path::new(path)).unwrap();
+            (key(vassal, path), fd)
+        };
+        let mut held = HeldSockets::default();
+        let first = listed(&p1, "a.ini");
+        let raw = first.1.as_raw_fd();
+        held.take_back(vec![first, listed(&p2, "a.ini"), listed(&format!("{p1}.x"), "gone.ini")], None, |v| {
+            v == "a.ini"
+        });
+        assert_eq!(held.pool.len(), 2, "the unrecorded vassal's socket is not kept");
+        let a = name("a.ini");
+        assert_eq!(held.acquire(&a, std::slice::from_ref(&p1), None).unwrap()[0].fd.as_raw_fd(), raw);
+        assert!(held.pool.is_empty(), "what a.ini no longer asks for is closed");
+        assert!(std::os::unix::net::UnixStream::connect(&p2).is_err());
     }
 }
