@@ -2,9 +2,12 @@
 //! until the first connection (TCP and unix), the first request answered by
 //! the vassal, idle (byte 22) and exit 0 back to waiting, a connection made
 //! while the emperor is down, and `socket =` keys that keep every
-//! connection across a vassal restart.
+//! connection across a vassal restart. The address comes from a source
+//! (a `zmq://` message's 6th part) or from the config files' flags.
 
 mod common;
+#[path = "brokers/libzmq.rs"]
+mod libzmq;
 
 use common::*;
 use serde_json::Value;
@@ -283,4 +286,21 @@ fn a_vassal_run_as_another_user_gets_its_sockets_too() {
     assert!(uid.split_whitespace().skip(1).all(|id| id == "65534"), "{uid}");
     assert_eq!(env_of(pid, "LISTEN_PID"), Some(pid.to_string()));
     assert_eq!(env_of(pid, "LISTEN_FDS").as_deref(), Some("1"));
+}
+
+#[test]
+fn the_socket_part_of_a_zmq_message_makes_the_vassal_on_demand() {
+    let mut h = Harness::new();
+    let (endpoint, port) = (libzmq::tcp_endpoint(), free_port());
+    h.start(&[&format!("zmq://{endpoint}")]);
+    wait_until(DEADLINE, "the zmq socket to be bound", || cond(h.log_text().contains("zmq PULL socket bound")));
+    let config = uwsgi_ini("stub-serve = 1");
+    let address = format!("127.0.0.1:{port}");
+    let message: Vec<&[u8]> = vec![b"touch", b"app.ini", config.as_bytes(), b"", b"", address.as_bytes()];
+    libzmq::send(&h.root, &endpoint, &[message], DEADLINE * 2);
+    let waiting = wait_state(&h, "app.ini", "waiting");
+    assert!(waiting["reason"].as_str().unwrap().contains(&address), "{waiting}");
+    assert!(h.starts("app.ini").is_empty());
+    let pid = pid_of(&ask_tcp(port));
+    assert_eq!(h.wait_start("app.ini").pid, pid);
 }
