@@ -60,6 +60,7 @@ struct Wanted {
     addresses: Vec<String>,
 }
 
+/// The sockets `spec` run as `launch` asks for.
 fn wanted(spec: &VassalSpec, launch: &Launch, settings: &Settings) -> Wanted {
     let on_demand = spec.socket.clone().or_else(|| from_files(spec, settings));
     let mut addresses: Vec<String> = on_demand.iter().cloned().collect();

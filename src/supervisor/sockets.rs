@@ -55,6 +55,9 @@ impl HeldSockets {
         addresses: &[String],
         holder: Option<&FdHolder>,
     ) -> Result<&[Held], AddressError> {
+        if addresses.is_empty() && !self.by_vassal.contains_key(vassal) && self.pool.is_empty() {
+            return Ok(&[]);
+        }
         let parsed: Vec<SocketAddress> =
             addresses.iter().map(|a| SocketAddress::parse(vassal, a)).collect::<Result<_, _>>()?;
         self.orphans.remove(vassal);
@@ -87,12 +90,16 @@ impl HeldSockets {
                 }
             }
         }
-        let now = addresses.iter().zip(slots).filter_map(|(a, fd)| Some(Held { address: a.clone(), fd: fd? }));
-        let held = self.by_vassal.entry(vassal.clone()).or_default();
-        *held = now.collect();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(held),
+        let now: Vec<Held> =
+            addresses.iter().zip(slots).filter_map(|(a, fd)| Some(Held { address: a.clone(), fd: fd? })).collect();
+        if let Some(e) = failure {
+            self.by_vassal.insert(vassal.clone(), now);
+            return Err(e);
+        }
+        // Vassals without sockets (most) leave no entry.
+        match now.is_empty() {
+            true => Ok(&[]),
+            false => Ok(self.by_vassal.entry(vassal.clone()).insert_entry(now).into_mut()),
         }
     }
 
