@@ -427,4 +427,20 @@ mod tests {
         assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
         assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
     }
+
+    #[test]
+    fn an_on_demand_vassal_without_a_process_is_waiting() {
+        let (c, _) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        let waiting = |_: &VassalName| ProcStatus { waiting_on: Some(":8000".into()), ..ProcStatus::default() };
+        let table = tracker.build(&c, waiting, 0);
+        let view = &table.vassals["a.ini"];
+        assert_eq!((view.state, view.pid), (State::Waiting, None));
+        assert_eq!(view.reason.as_deref(), Some("waiting for a connection on :8000"));
+        let counts = table.counts();
+        assert_eq!(counts, VassalCounts { waiting: 1, ..VassalCounts::default() });
+        assert_eq!(counts.to_string(), "1 vassals: 0 running, 0 crashed (backing off), 0 held, 0 stopped, 1 waiting");
+        assert_eq!(counts.summary(0), "1 vassals: 1 waiting for a connection");
+        assert!(State::Waiting.is_up() && !State::Held.is_up());
+    }
 }

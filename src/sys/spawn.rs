@@ -78,7 +78,7 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
     let moved: Vec<(i32, i32)> = req.moved_fds.iter().copied().filter(|(_, target)| *target != 0).collect();
     let umask = req.umask;
     // SAFETY: the closure only makes async-signal-safe syscalls (setsid,
-    // umask, close_range, fcntl, sigprocmask) and allocates nothing.
+    // umask, close_range, fcntl, dup2, sigprocmask) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
