@@ -304,3 +304,24 @@ fn the_socket_part_of_a_zmq_message_makes_the_vassal_on_demand() {
     let pid = pid_of(&ask_tcp(port));
     assert_eq!(h.wait_start("app.ini").pid, pid);
 }
+
+#[test]
+fn held_sockets_are_taken_back_after_an_emperor_kill9() {
+    let h = Harness::new();
+    let port = free_port();
+    put(&h.vassal("app.ini"), &format!("{}socket = 127.0.0.1:{port}\n", native_serving("")));
+    let first_emperor = h.spawn_dir(&[], &[]);
+    let first = h.wait_start("app.ini").pid;
+    first_emperor.kill9();
+    assert_eq!(pid_of(&ask_tcp(port)), first, "the vassal serves while the emperor is down");
+
+    let _second_emperor = h.spawn_dir(&[], &[]);
+    let adopted = wait_state(&h, "app.ini", "running");
+    assert_eq!(adopted["pid"], first, "re-adopted");
+    // A restart reuses the socket the fd holder kept (binding it again would fail: it listens).
+    let out = ctl(&h.state, &["restart", "app.ini"]);
+    assert!(out.status.success(), "ctl restart: {}", String::from_utf8_lossy(&out.stderr));
+    let second = h.wait_starts("app.ini", 2)[1].pid;
+    assert_eq!(pid_of(&ask_tcp(port)), second);
+    assert!(h.complaints_about("app.ini").is_empty(), "{:?}", h.complaints_about("app.ini"));
+}

@@ -372,6 +372,11 @@ mod tests {
         let s = spec(&dir.path().join("app.ini"), Some(":8000"));
         let w = wanted(&s, &native, &settings(None, None));
         assert_eq!(w.addresses, [":8000", ":8001", "/run/app.sock"]);
+        let toml = "[vassal]\nexec = [\"app\"]\nsocket = [\":8001\", \"/run/app.sock\"]\n";
+        match crate::vassal::parse(crate::vassal::Format::Toml, toml) {
+            Ok(crate::vassal::VassalConfig::Native(n)) => assert_eq!(n.sockets, [":8001", "/run/app.sock"]),
+            other => panic!("{other:?}"),
+        }
         let moved = spec(&dir.path().join("app.ini"), Some(":9000"));
         assert!(sockets_change((&s, &native), (&moved, &native), &settings(None, None)));
         assert!(!sockets_change((&s, &native), (&s, &native), &settings(None, None)));
