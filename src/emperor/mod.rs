@@ -59,6 +59,12 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
             restored.push((id.clone(), snapshot));
         }
     }
+    let on_demand_directory = cli
+        .on_demand_directory
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("resolving --on-demand-directory")?;
     let settings = Settings {
         vassal_binary: cli.vassal_binary.clone(),
         log_dir: log_dir.clone(),
@@ -67,7 +73,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         native: cli.native,
         vassal_umask: cli.vassal_umask.unwrap_or_else(crate::sys::umask::started_with),
         on_demand_extension: cli.on_demand_extension.clone(),
-        on_demand_directory: cli.on_demand_directory.clone(),
+        on_demand_directory,
     };
     let journal = Journal::new(store.clone(), next_generation);
     let emperor_id = store.emperor_id().to_owned();
