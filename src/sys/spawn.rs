@@ -95,7 +95,9 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            // dup2 leaves the copy inheritable.
+            // dup2 leaves the copy inheritable. Should a target be the fd on
+            // which std reports a failed exec, that report is lost: the
+            // vassal then just exits (callers check the program first).
             for (source, target) in &moved {
                 if libc::dup2(*source, *target) < 0 {
                     return Err(std::io::Error::last_os_error());
