@@ -152,6 +152,19 @@ pub struct Cli {
     #[arg(long, value_name = "EXT")]
     pub extra_extension: Vec<String>,
 
+    /// On-demand vassals from config files: the first line of the file
+    /// `<config>EXT` (e.g. `app.ini.socket` for `.socket`) is the address
+    /// (`HOST:PORT`, `:PORT` or `/path.sock`) the emperor listens on; the
+    /// vassal starts at the first connection.
+    #[arg(long, value_name = "EXT")]
+    pub on_demand_extension: Option<String>,
+
+    /// On-demand vassals from config files: listen on the unix socket
+    /// `DIR/<name without extension>.socket` and start the vassal at the
+    /// first connection.
+    #[arg(long, value_name = "DIR")]
+    pub on_demand_directory: Option<PathBuf>,
+
     /// Run as the fd holder listening on SOCKET (started by the emperor itself).
     #[arg(long, value_name = "SOCKET", hide = true)]
     pub fd_holder: Option<PathBuf>,

@@ -5,8 +5,12 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|first| first == "ctl") {
+    let first = args.nth(1);
+    if first.as_ref().is_some_and(|first| first == "ctl") {
         return emperor::control::client::main(std::iter::once("emperor ctl".into()).chain(args));
+    }
+    if first.is_some_and(|first| first == emperor::supervisor::LISTEN_PID_SHIM) {
+        return emperor::supervisor::exec_with_listen_pid(args);
     }
     emperor::prepare_process();
     let cli = emperor::cli::Cli::parse();

@@ -252,7 +252,8 @@ impl Client<'_> {
             let (status, body) = self.call("GET", &format!("/v1/vassals/{}", encode(name)))?;
             match status {
                 200 => {
-                    down |= body["state"].as_str() != Some(State::Running.as_str());
+                    let state: Option<State> = serde_json::from_value(body["state"].clone()).ok();
+                    down |= !state.is_some_and(State::is_up);
                     found.push(body);
                 }
                 404 => {

@@ -94,6 +94,7 @@ pub(crate) fn status(detail: &Value) -> String {
 fn glyph(state: State) -> char {
     match state {
         State::Running => '●',
+        State::Waiting => '◌',
         State::Stopping | State::Stopped => '○',
         State::Crashed | State::Held => '×',
     }

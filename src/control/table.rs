@@ -13,6 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum State {
     /// A process runs.
     Running,
+    /// An on-demand vassal without a process: it starts at the first
+    /// connection to its socket.
+    Waiting,
     /// It was asked to stop and has not exited yet.
     Stopping,
     /// It exited on its own and waits for its respawn (backing off).
@@ -24,10 +27,16 @@ pub enum State {
 }
 
 impl State {
+    /// Whether the vassal serves (or starts at its first connection).
+    pub fn is_up(self) -> bool {
+        matches!(self, State::Running | State::Waiting)
+    }
+
     /// Its name, as printed.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
+            State::Waiting => "waiting",
             State::Stopping => "stopping",
             State::Crashed => "crashed",
             State::Held => "held",
@@ -43,6 +52,9 @@ impl State {
 pub struct VassalCounts {
     /// Vassals whose process runs.
     pub running: usize,
+    /// On-demand vassals waiting for a connection, without a process.
+    #[serde(default)]
+    pub waiting: usize,
     /// Vassals asked to stop that have not exited yet.
     pub stopping: usize,
     /// Vassals backing off before their respawn.
@@ -65,12 +77,13 @@ impl VassalCounts {
 
     /// Every vassal counted.
     pub fn total(&self) -> usize {
-        self.running + self.stopping + self.crashed + self.held + self.stopped
+        self.running + self.waiting + self.stopping + self.crashed + self.held + self.stopped
     }
 
     fn slot(&mut self, state: State) -> &mut usize {
         match state {
             State::Running => &mut self.running,
+            State::Waiting => &mut self.waiting,
             State::Stopping => &mut self.stopping,
             State::Crashed => &mut self.crashed,
             State::Held => &mut self.held,
@@ -117,6 +130,7 @@ impl VassalCounts {
             parts.push(format!("{} running{adopted}", self.running));
         }
         let rest = [
+            (self.waiting, "waiting for a connection"),
             (self.crashed, "crashed (backing off)"),
             (self.held, "held"),
             (self.stopped, "stopped"),
@@ -130,7 +144,8 @@ impl VassalCounts {
     }
 }
 
-/// `N vassals: R running, C crashed (backing off), H held, S stopped`, and
+/// `N vassals: R running, C crashed (backing off), H held, S stopped`, with
+/// `, W waiting` while on-demand vassals wait for a connection and
 /// `, T stopping` while some are stopping.
 impl std::fmt::Display for VassalCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,6 +158,9 @@ impl std::fmt::Display for VassalCounts {
             self.held,
             self.stopped
         )?;
+        if self.waiting > 0 {
+            write!(f, ", {} waiting", self.waiting)?;
+        }
         if self.stopping > 0 {
             write!(f, ", {} stopping", self.stopping)?;
         }
@@ -313,7 +331,10 @@ impl Clock {
 /// and `restarts` are the tracker's to fill in.
 fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock: &Clock) -> VassalView {
     let (state, reason, restart_at) = match have.phase {
-        Phase::Running { .. } => (State::Running, None, None),
+        Phase::Running { .. } => match &proc.waiting_on {
+            Some(address) => (State::Waiting, Some(format!("waiting for a connection on {address}")), None),
+            None => (State::Running, None, None),
+        },
         Phase::Stopping => (State::Stopping, None, None),
         Phase::Crashed { restart_at } => {
             let why = match (&proc.start_error, proc.last_exit) {
@@ -405,5 +426,21 @@ mod tests {
         let stopped = &table.vassals["a.ini"];
         assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
         assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
+    }
+
+    #[test]
+    fn an_on_demand_vassal_without_a_process_is_waiting() {
+        let (c, _) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        let waiting = |_: &VassalName| ProcStatus { waiting_on: Some(":8000".into()), ..ProcStatus::default() };
+        let table = tracker.build(&c, waiting, 0);
+        let view = &table.vassals["a.ini"];
+        assert_eq!((view.state, view.pid), (State::Waiting, None));
+        assert_eq!(view.reason.as_deref(), Some("waiting for a connection on :8000"));
+        let counts = table.counts();
+        assert_eq!(counts, VassalCounts { waiting: 1, ..VassalCounts::default() });
+        assert_eq!(counts.to_string(), "1 vassals: 0 running, 0 crashed (backing off), 0 held, 0 stopped, 1 waiting");
+        assert_eq!(counts.summary(0), "1 vassals: 1 waiting for a connection");
+        assert!(State::Waiting.is_up() && !State::Held.is_up());
     }
 }

@@ -13,8 +13,8 @@ fn reached(table: &Table, name: &str, action: Action, before: Option<u64>) -> bo
     let view = table.vassals.get(name);
     match action {
         Action::Stop => view.is_none_or(|v| v.state == State::Stopped),
-        Action::Start => view.is_some_and(|v| v.state == State::Running),
-        Action::Restart => view.is_some_and(|v| v.state == State::Running && v.generation != before),
+        Action::Start => view.is_some_and(|v| v.state.is_up()),
+        Action::Restart => view.is_some_and(|v| v.state.is_up() && v.generation != before),
         Action::Reload => true,
     }
 }

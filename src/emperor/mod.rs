@@ -66,6 +66,12 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
             restored.push((id.clone(), snapshot));
         }
     }
+    let on_demand_directory = cli
+        .on_demand_directory
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("resolving --on-demand-directory")?;
     let settings = Settings {
         vassal_binary: cli.vassal_binary.clone(),
         log_dir: log_dir.clone(),
@@ -76,6 +82,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         log_rotation: cli.log_rotation(),
         tyrant: cli.tyrant,
         injection: cli.injection(),
+        on_demand_extension: cli.on_demand_extension.clone(),
+        on_demand_directory,
     };
     let journal = Journal::new(store.clone(), next_generation);
     let events = store.events();

@@ -87,6 +87,8 @@ impl Supervisor {
         let mut found: HashMap<(String, u64), Found> =
             scan(self.store.emperor_id()).into_iter().map(|f| ((f.name.clone(), f.generation), f)).collect();
         let mut held = self.take_held_fds();
+        let recorded: std::collections::HashSet<String> = records.iter().map(|r| r.name.to_string()).collect();
+        self.take_back_sockets(|name| recorded.contains(name));
         let mut actual = Vec::new();
         for record in records {
             let key = (record.name.as_str().to_owned(), record.generation);
@@ -229,6 +231,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             stop_signal: libc::SIGTERM,
             stop_timeout: None,
             reload: ReloadMode::Restart,
+            sockets: Vec::new(),
         }),
     }
 }
@@ -284,6 +287,7 @@ mod tests {
             env: vec![("EMPEROR_ID".into(), id.clone()), ("EMPEROR_VASSAL".into(), "x:y.ini:7".into())],
             env_remove: Vec::new(),
             keep_fds: Vec::new(),
+            moved_fds: Vec::new(),
             log: std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap(),
             user: None,
             umask: None,

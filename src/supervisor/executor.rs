@@ -2,7 +2,7 @@
 //! how each run mode is asked to reload or stop.
 
 use super::launch::{self, Launch, LaunchError};
-use super::{channel, tyrant, Proc, Settings, Supervisor};
+use super::{channel, ondemand, tyrant, Proc, Settings, Supervisor};
 use crate::sys::spawn;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
@@ -32,12 +32,17 @@ impl Executor for Supervisor {
     }
 
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome {
+        if let Some(outcome) = self.reload_waiting(spec) {
+            return outcome;
+        }
         let Some(proc) = self.procs.get_mut(&spec.name) else { return ReloadOutcome::Restarting };
         let (outcome, launch) = match load(spec, &self.settings) {
             Ok(launch) => {
                 crate::failpoint::hit("reload-before-signal");
                 let outcome = if identity_changed(proc, spec, &launch, &self.settings) {
                     tracing::info!(vassal = %spec.name, pid = proc.pid(), "vassal runs as another user now; restarting it");
+                    restart(proc, &self.settings)
+                } else if ondemand::sockets_change((&proc.spec, &proc.launch), (spec, &launch), &self.settings) {
                     restart(proc, &self.settings)
                 } else {
                     reload_proc(proc, spec, &launch, &self.settings)
@@ -62,6 +67,7 @@ impl Executor for Supervisor {
         let (generation, pid, mode) = (proc.generation, proc.pid(), mode_of(&proc.launch));
         if outcome == ReloadOutcome::Restarting {
             self.timed.insert(spec.name.clone());
+            self.not_idle(&spec.name);
         }
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
         self.record(spec, generation, mode, Some(pid), Intent::Run);
@@ -69,6 +75,10 @@ impl Executor for Supervisor {
     }
 
     fn stop(&mut self, name: &VassalName) -> bool {
+        if self.stop_waiting(name) {
+            tracing::info!(vassal = %name, "on-demand vassal no longer waits for a connection");
+            return false;
+        }
         let Some(proc) = self.procs.get_mut(name) else { return false };
         if !proc.state.is_stopping() {
             begin_stop(proc, &self.settings);
@@ -82,6 +92,7 @@ impl Executor for Supervisor {
     }
 
     fn forget(&mut self, name: &VassalName) {
+        self.ondemand.sockets.release(name);
         if let Err(e) = self.store.remove_vassal(name) {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
@@ -205,6 +216,10 @@ impl Supervisor {
             StartError::Invalid(e.to_string())
         })?;
         let mode = mode_of(&launch);
+        if self.prepare_sockets(spec, &launch)? {
+            self.wait_for_connection(spec.clone(), launch, generation);
+            return Ok(());
+        }
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
             Ok(proc) => {

@@ -32,18 +32,25 @@ pub(super) enum ProcEventKind {
     Message(u8),
     /// The control channel closed.
     Eof,
+    /// A connection waits on the socket of an on-demand vassal.
+    Connection,
 }
 
 impl Supervisor {
     /// Waits until a vassal's process is gone, and returns its name and
     /// generation; by then it is reaped and its channels released. Meanwhile
     /// it serves control messages, reaps children on SIGCHLD and enforces
-    /// stop timeouts and heartbeats. Cancel-safe: everything it learns is
-    /// kept for the next call.
-    pub async fn next_exit(&mut self) -> (VassalName, u64) {
+    /// stop timeouts and heartbeats. `None` when an on-demand vassal's
+    /// process started or went idle, which operators see but the reconciler
+    /// does not. Cancel-safe: everything it learns is kept for the next call.
+    pub async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
+        self.ondemand.sockets.close_orphans(self.holder.as_ref());
         loop {
             if let Some(exit) = self.exits.pop_front() {
-                return exit;
+                return Some(exit);
+            }
+            if self.ondemand.take_changed() {
+                return None;
             }
             let deadline = self.next_deadline();
             tokio::select! {
@@ -68,6 +75,7 @@ impl Supervisor {
             ProcEventKind::Exited => self.finish(&name, generation, Ok(None)),
             ProcEventKind::Message(byte) => self.on_message(&name, generation, byte),
             ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
+            ProcEventKind::Connection => self.on_connection(&name, generation),
         }
     }
 
@@ -111,6 +119,9 @@ impl Supervisor {
             let log = logs::path(&self.settings.log_dir, name);
             tracing::warn!(vassal = %name, pid, generation, %status, log = %log.display(), "vassal died");
         }
+        if self.returns_to_waiting(&proc, matches!(exit, Ok(Some(sys::wait::Exit::Code(0))))) {
+            return;
+        }
         self.exits.push_back((name.clone(), generation));
     }
 
@@ -133,7 +144,12 @@ impl Supervisor {
                 }
             }
             VassalMessage::WantsStop => {
-                tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
+                if self.note_idle(name, generation) {
+                    tracing::info!(vassal = %name, "on-demand vassal is idle; stopping it until the next connection");
+                } else {
+                    tracing::info!(vassal = %name, "vassal asked to stop; it will be respawned");
+                }
+                let Some(proc) = self.procs.get_mut(name) else { return };
                 begin_stop(proc, &self.settings);
                 self.timed.insert(name.clone());
             }

@@ -47,6 +47,7 @@ impl FdHolder {
                 .map(str::to_owned)
                 .collect(),
             keep_fds: Vec::new(),
+            moved_fds: Vec::new(),
             log,
             user: None,
             umask: None,

@@ -243,6 +243,7 @@ mod tests {
             stop_signal: libc::SIGTERM,
             stop_timeout: None,
             reload: vassal::ReloadMode::Restart,
+            sockets: Vec::new(),
         };
         let cl = command_line(&s, &Launch::Native(native), "uwsgi");
         assert_eq!(cl.program, "python3");

@@ -8,6 +8,7 @@
 //! loop hears only that a vassal's process is gone
 //! ([`Supervisor::next_exit`]).
 
+mod address;
 mod adopt;
 mod channel;
 mod executor;
@@ -15,11 +16,14 @@ mod exits;
 pub(crate) mod fdholder;
 mod inject;
 mod launch;
+mod listen_pid;
 mod logpipe;
 mod logs;
+mod ondemand;
 mod output;
 mod proc;
 mod process;
+mod sockets;
 mod status;
 mod tyrant;
 mod user;
@@ -35,6 +39,7 @@ pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logpipe::Rotation;
+pub use listen_pid::{exec_with_listen_pid, SHIM_FLAG as LISTEN_PID_SHIM};
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
@@ -78,6 +83,10 @@ pub struct Settings {
     pub tyrant: bool,
     /// Options added to the command line of uWSGI-style vassals.
     pub injection: Injection,
+    /// On-demand socket of a config file: the first line of `<config>EXT`.
+    pub on_demand_extension: Option<String>,
+    /// On-demand socket of a config file: `DIR/<name without extension>.socket`.
+    pub on_demand_directory: Option<PathBuf>,
 }
 
 /// Owns every vassal process; see the module docs.
@@ -112,6 +121,8 @@ pub struct Supervisor {
     kills: u64,
     /// Sources already told that the owners they give are not used.
     unused_owners: HashSet<SourceId>,
+    /// On-demand vassals and the sockets held for vassals.
+    ondemand: ondemand::OnDemand,
 }
 
 impl Supervisor {
@@ -148,6 +159,7 @@ impl Supervisor {
             start_errors: HashMap::new(),
             kills: 0,
             unused_owners: HashSet::new(),
+            ondemand: ondemand::OnDemand::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -197,6 +209,7 @@ impl Supervisor {
 
     /// Asks every vassal to stop (emperor shutdown).
     pub fn stop_all(&mut self) {
+        self.stop_all_waiting();
         for (name, proc) in self.procs.iter_mut().filter(|(_, p)| !p.state.is_stopping()) {
             begin_stop(proc, &self.settings);
             self.timed.insert(name.clone());
@@ -204,7 +217,7 @@ impl Supervisor {
     }
 
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
-        let CommandLine { program, mut args, cwd, env } =
+        let CommandLine { program, args, cwd, env } =
             launch::command_line(spec, launch, &self.settings.vassal_binary);
         self.note_unused_owner(spec);
         let user = tyrant::identity(spec, launch, self.settings.tyrant)
@@ -212,9 +225,15 @@ impl Supervisor {
             .map(tyrant::credentials);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let output = self.vassal_output(&spec.name).map_err(|e| failed("cannot open the log file", &e))?;
+        let sockets = self.ondemand.pass(&spec.name, launch).map_err(|e| failed("cannot pass the sockets", &e))?;
+        if sockets.listen_pid && !spawn::resolvable(&program) {
+            return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")));
+        }
+        let (program, mut args) = sockets.command(program, args).map_err(|e| failed("the LISTEN_PID shim", &e))?;
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
+        vars.extend(sockets.env.iter().cloned());
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
         match launch {
@@ -242,8 +261,19 @@ impl Supervisor {
         self.hold_output(&spec.name, generation, &output);
         let output::Output { writer: log, pipe } = output;
         let umask = Some(self.settings.vassal_umask);
-        let request =
-            spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };
+        let moved_fds = sockets.moved();
+        let request = spawn::SpawnRequest {
+            program,
+            args,
+            cwd,
+            env: vars,
+            env_remove: remove,
+            keep_fds,
+            moved_fds,
+            log,
+            user,
+            umask,
+        };
         let pid = spawn::spawn(request).map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {

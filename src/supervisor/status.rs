@@ -48,6 +48,8 @@ pub struct ProcStatus {
     pub last_exit: Option<LastExit>,
     /// Why its last start failed, if it did.
     pub start_error: Option<String>,
+    /// The address an on-demand vassal without a process waits on.
+    pub waiting_on: Option<String>,
 }
 
 impl Supervisor {
@@ -57,6 +59,7 @@ impl Supervisor {
             pid: self.procs.get(name).map(|p| p.pid()),
             last_exit: self.last_exits.get(name).copied(),
             start_error: self.start_errors.get(name).cloned(),
+            waiting_on: self.waiting_on(name),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod pipe;
 pub mod proc;
 pub mod scm;
 pub mod signal;
+pub mod socket;
 pub mod spawn;
 mod spawn_as;
 pub mod umask;

@@ -26,6 +26,11 @@ pub struct SpawnRequest {
     pub env_remove: Vec<String>,
     /// Fds (open in the emperor, close-on-exec) the process inherits at the same numbers.
     pub keep_fds: Vec<i32>,
+    /// Fds placed at other numbers: `(source, target)`. A target of 0
+    /// replaces `/dev/null` as stdin; every source is close-on-exec and
+    /// numbered above every target (see [`super::socket::dup_at_least`]),
+    /// and no target is one of `keep_fds`.
+    pub moved_fds: Vec<(i32, i32)>,
     /// stdout and stderr.
     pub log: File,
     /// Whom to run as (the emperor's own identity when `None`).
@@ -104,9 +109,15 @@ fn spawn_vfork(req: SpawnRequest) -> std::io::Result<i32> {
         let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
         libc::posix_spawn_file_actions_init(&mut actions);
         libc::posix_spawnattr_init(&mut attr);
-        libc::posix_spawn_file_actions_addopen(&mut actions, 0, devnull.as_ptr(), libc::O_RDONLY, 0);
+        match req.moved_fds.iter().find(|(_, target)| *target == 0) {
+            Some((source, _)) => libc::posix_spawn_file_actions_adddup2(&mut actions, *source, 0),
+            None => libc::posix_spawn_file_actions_addopen(&mut actions, 0, devnull.as_ptr(), libc::O_RDONLY, 0),
+        };
         libc::posix_spawn_file_actions_adddup2(&mut actions, log, 1);
         libc::posix_spawn_file_actions_adddup2(&mut actions, log, 2);
+        for (source, target) in req.moved_fds.iter().filter(|(_, target)| *target != 0) {
+            libc::posix_spawn_file_actions_adddup2(&mut actions, *source, *target);
+        }
         // dup2 of an fd onto itself clears its close-on-exec flag: the
         // channel ends pass, everything else of the emperor's is closed.
         for fd in &req.keep_fds {

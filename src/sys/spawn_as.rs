@@ -70,6 +70,9 @@ struct Plan {
     log: c_int,
     keep: *const c_int,
     keep_len: usize,
+    /// Fds placed at other numbers (`(source, target)`, target above 2).
+    moved: *const (i32, i32),
+    moved_len: usize,
     umask: Option<libc::mode_t>,
     groups: Option<(*const Gid, usize)>,
     uid: Uid,
@@ -87,7 +90,9 @@ pub(super) fn spawn(req: &SpawnRequest, credentials: &Credentials) -> std::io::R
         .collect::<Result<_, _>>()?;
     let envp = environment(&req.env, &req.env_remove)?;
     let cwd = req.cwd.as_ref().map(|d| cstring(d.as_os_str().as_encoded_bytes())).transpose()?;
-    let stdin: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    let stdin = req.moved_fds.iter().find(|(_, target)| *target == 0).map_or(null.as_raw_fd(), |(source, _)| *source);
+    let moved: Vec<(i32, i32)> = req.moved_fds.iter().copied().filter(|(_, target)| *target > 2).collect();
     let ptrs = |v: &[CString]| {
         v.iter().map(|c| c.as_ptr().cast_mut()).chain(std::iter::once(std::ptr::null_mut())).collect::<Vec<_>>()
     };
@@ -99,10 +104,12 @@ pub(super) fn spawn(req: &SpawnRequest, credentials: &Credentials) -> std::io::R
         argv: argv_p.as_ptr(),
         envp: envp_p.as_ptr(),
         cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        stdin: stdin.as_raw_fd(),
+        stdin,
         log: req.log.as_raw_fd(),
         keep: req.keep_fds.as_ptr(),
         keep_len: req.keep_fds.len(),
+        moved: moved.as_ptr(),
+        moved_len: moved.len(),
         umask: req.umask.map(|m| m as libc::mode_t),
         groups: groups.as_ref().map(|g| (g.as_ptr(), g.len())),
         uid: Uid::from_raw(credentials.uid),
@@ -227,6 +234,14 @@ unsafe fn run(plan: &Plan) -> (Step, i32) {
             return (Step::KeepFd, errno());
         }
     }
+    // dup2 leaves each copy inheritable; every source is numbered above
+    // every target (see `SpawnRequest::moved_fds`).
+    for i in 0..plan.moved_len {
+        let (from, to) = *plan.moved.add(i);
+        if libc::dup2(from, to) < 0 {
+            return (Step::KeepFd, errno());
+        }
+    }
     if let Some((groups, len)) = plan.groups {
         if let Err(e) = rustix::thread::set_thread_groups(std::slice::from_raw_parts(groups, len)) {
             return (Step::Groups, e.raw_os_error());
@@ -261,6 +276,7 @@ mod tests {
             env: Vec::new(),
             env_remove: Vec::new(),
             keep_fds: Vec::new(),
+            moved_fds: Vec::new(),
             log: std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap(),
             user: Some(user),
             umask: None,

@@ -112,6 +112,9 @@ pub struct NativeSpec {
     pub stop_timeout: Option<Duration>,
     /// What a reload does; default [`ReloadMode::Restart`].
     pub reload: ReloadMode,
+    /// Addresses of the sockets the emperor binds and holds for the program
+    /// (passed as fds 3… with `LISTEN_FDS`), kept open across its restarts.
+    pub sockets: Vec<String>,
 }
 
 /// What the emperor does when a native vassal must reload.
@@ -259,7 +262,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key `exce` (line 3) in the vassal section; known keys are: \
-             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload"
+             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket"
         );
         let err = ConfigError::Syntax { format: Format::Json, line: None, message: "eof".into() };
         assert_eq!(err.to_string(), "invalid JSON: eof");

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::node::Node;
-use super::value::{env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, Ctx};
+use super::value::{
+    env_value, exec_value, id_value, reload_value, signal_value, text_value, texts_value, timeout_value, Ctx,
+};
 use super::{ConfigError, NativeSpec, ReloadMode};
 
 /// A key of the native section.
@@ -22,12 +24,22 @@ pub(super) enum Key {
     StopSignal,
     StopTimeout,
     Reload,
+    Socket,
 }
 
 impl Key {
     /// Every key, in the order we list them to operators.
-    const ALL: [Key; 8] =
-        [Key::Exec, Key::Chdir, Key::Env, Key::Uid, Key::Gid, Key::StopSignal, Key::StopTimeout, Key::Reload];
+    const ALL: [Key; 9] = [
+        Key::Exec,
+        Key::Chdir,
+        Key::Env,
+        Key::Uid,
+        Key::Gid,
+        Key::StopSignal,
+        Key::StopTimeout,
+        Key::Reload,
+        Key::Socket,
+    ];
 
     /// The key as written in a config.
     pub(super) fn name(self) -> &'static str {
@@ -40,6 +52,7 @@ impl Key {
             Key::StopSignal => "stop-signal",
             Key::StopTimeout => "stop-timeout",
             Key::Reload => "reload",
+            Key::Socket => "socket",
         }
     }
 
@@ -66,6 +79,7 @@ pub(super) struct SpecBuilder {
     stop_signal: Option<i32>,
     stop_timeout: Option<Duration>,
     reload: Option<ReloadMode>,
+    sockets: Vec<String>,
 }
 
 impl SpecBuilder {
@@ -80,9 +94,9 @@ impl SpecBuilder {
         self.set_key(key, line, value)
     }
 
-    /// Checks and records one entry; only `env` may be given more than once.
+    /// Checks and records one entry; only `env` and `socket` may be given more than once.
     pub(super) fn set_key(&mut self, key: Key, line: Option<usize>, value: Node) -> Result<(), ConfigError> {
-        if key != Key::Env && self.seen.contains(&key) {
+        if !matches!(key, Key::Env | Key::Socket) && self.seen.contains(&key) {
             return Err(ConfigError::DuplicateKey { key: key.name().to_string(), line });
         }
         self.seen.push(key);
@@ -96,6 +110,7 @@ impl SpecBuilder {
             Key::StopSignal => self.stop_signal = Some(signal_value(ctx, value)?),
             Key::StopTimeout => self.stop_timeout = Some(timeout_value(ctx, value)?),
             Key::Reload => self.reload = Some(reload_value(ctx, value)?),
+            Key::Socket => self.sockets.extend(texts_value(ctx, value)?),
         }
         Ok(())
     }
@@ -111,6 +126,7 @@ impl SpecBuilder {
             stop_signal: self.stop_signal.unwrap_or(libc::SIGTERM),
             stop_timeout: self.stop_timeout,
             reload: self.reload.unwrap_or(ReloadMode::Restart),
+            sockets: self.sockets,
         })
     }
 }
@@ -137,6 +153,6 @@ mod tests {
             assert_eq!(Key::from_name(key.name()), Some(key));
         }
         assert_eq!(Key::from_name("stop_signal"), None);
-        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload");
+        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket");
     }
 }

@@ -61,6 +61,15 @@ pub(super) fn text_value(ctx: Ctx, value: Node) -> Result<String, ConfigError> {
     }
 }
 
+/// `socket`: one non-empty string, or a list of them (TOML and JSON cannot
+/// repeat a key).
+pub(super) fn texts_value(ctx: Ctx, value: Node) -> Result<Vec<String>, ConfigError> {
+    match value {
+        Node::List(items) => items.into_iter().map(|item| text_value(ctx, item)).collect(),
+        other => Ok(vec![text_value(ctx, other)?]),
+    }
+}
+
 /// `uid`/`gid`: a name, or a non-negative integer kept as its decimal text.
 pub(super) fn id_value(ctx: Ctx, value: Node) -> Result<String, ConfigError> {
     match value {

@@ -9,13 +9,21 @@
 //!   (TARGET is a file, or `emperor://NAME` for a config sent over
 //!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
 //! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]
-//!   [--print-lines N [--print-pause-ms MS]]`. `--print-lines` writes the lines `00001` …
-//!   (five digits, zero-padded) to stdout from a thread, in 1000-byte writes that split
-//!   lines, pausing MS between writes, then records `printed lines=N`.
+//!   [--print-lines N [--print-pause-ms MS]] [--serve] [--serve-then-exit N]`. `--print-lines`
+//!   writes the lines `00001` … (five digits, zero-padded) to stdout from a thread, in
+//!   1000-byte writes that split lines, pausing MS between writes, then records
+//!   `printed lines=N`.
+//!
+//! Serving (`--serve` natively: the `LISTEN_FDS` sockets from fd 3;
+//! `stub-serve = 1` in uWSGI mode: the listening socket on fd 0): each
+//! connection is accepted and answered `hello pid=<pid> gen=<generation>`,
+//! then closed. `--serve-then-exit N` exits with status 0 after N
+//! connections; `stub-idle-after = N` sends byte 22 (idle) after N.
 //!
 //! Events: `start`, `config` (or `config-timeout` when none came within 5 s),
 //! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
-//! `printed`, `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
+//! `printed`, `listen fds=<n> pid=<ok|wrong|unset> names=<names>`, `served n=<count>`,
+//! `idle`, `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
 //! the next timer deadline, so nothing busy-waits.
 #![allow(unsafe_code)] // raw calls of its own (the package denies them elsewhere)
 
@@ -77,6 +85,9 @@ struct Knobs {
     child: bool,
     print_lines: u32,
     print_pause_ms: u64,
+    serve: bool,
+    serve_then_exit: Option<u64>,
+    idle_after: Option<u64>,
 }
 
 impl Knobs {
@@ -92,6 +103,8 @@ impl Knobs {
                 "stub-ignore-stop" => self.ignore_stop = value == "1" || value == "true",
                 "stub-heartbeat-ms" => self.heartbeat_ms = value.parse().ok().filter(|&n| n > 0),
                 "stub-child" => self.child = value == "1" || value == "true",
+                "stub-serve" => self.serve = value == "1" || value == "true",
+                "stub-idle-after" => self.idle_after = value.parse().ok(),
                 _ => {}
             }
         }
@@ -285,6 +298,41 @@ fn config_target(args: &[String]) -> Option<&String> {
     args.iter().position(|a| flags.contains(&a.as_str())).and_then(|at| args.get(at + 1))
 }
 
+/// The listening sockets to serve: fd 0 for a uWSGI-style vassal, the
+/// `LISTEN_FDS` ones from fd 3 for a native one (recorded, with whether
+/// `LISTEN_PID` is ours).
+fn listeners(rec: &mut Recorder, native: bool) -> Vec<RawFd> {
+    if !native {
+        // SAFETY: fstat into a zeroed stat struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let socket = unsafe { libc::fstat(0, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+        rec.record("listen", &format!("fds={}", u8::from(socket)));
+        return if socket { vec![0] } else { Vec::new() };
+    }
+    let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let pid = match std::env::var("LISTEN_PID") {
+        Ok(pid) if pid == std::process::id().to_string() => "ok",
+        Ok(_) => "wrong",
+        Err(_) => "unset",
+    };
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    rec.record("listen", &format!("fds={count} pid={pid} names={names}"));
+    (3..3 + count).collect()
+}
+
+/// Accepts one connection on `fd` and answers it; returns whether one came.
+fn serve_one(rec: &Recorder, fd: RawFd) -> bool {
+    // SAFETY: accept on a listening fd; the new fd is owned by `stream`.
+    let conn = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    if conn < 0 {
+        return false;
+    }
+    // SAFETY: `conn` was just returned by accept4 and is ours alone.
+    let mut stream = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(conn) };
+    let _ = stream.write_all(format!("hello pid={} gen={}\n", rec.pid, rec.generation).as_bytes());
+    true
+}
+
 fn main() {
     let sfd = signal_fd();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -310,6 +358,8 @@ fn main() {
                 "--child" => knobs.child = true,
                 "--print-lines" => knobs.print_lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
                 "--print-pause-ms" => knobs.print_pause_ms = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                "--serve" => knobs.serve = true,
+                "--serve-then-exit" => knobs.serve_then_exit = it.next().and_then(|v| v.parse().ok()),
                 _ => {}
             }
         }
@@ -332,6 +382,8 @@ fn main() {
     }
     send_byte(ctl, 1);
     send_byte(ctl, 17);
+    let served_fds = if knobs.serve { listeners(&mut rec, native) } else { Vec::new() };
+    let mut served = 0u64;
 
     let started = Instant::now();
     let exit_at = knobs.exit_after_ms.map(|ms| started + Duration::from_millis(ms));
@@ -351,9 +403,24 @@ fn main() {
         let next = [exit_at, next_beat].into_iter().flatten().min();
         let timeout = next.map_or(-1, |t| t.saturating_duration_since(now).as_millis().max(1) as i32);
         let mut fds: Vec<libc::pollfd> = [Some(sfd), ctl].into_iter().flatten().map(pollin).collect();
+        let first_served = fds.len();
+        fds.extend(served_fds.iter().copied().map(pollin));
         // SAFETY: `fds` is a valid array of pollfd.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } <= 0 {
             continue; // timeout (timers are checked above) or EINTR
+        }
+        for pfd in &fds[first_served..] {
+            if pfd.revents != 0 && serve_one(&rec, pfd.fd) {
+                served += 1;
+                rec.record("served", &format!("n={served}"));
+                if knobs.idle_after == Some(served) {
+                    rec.record("idle", "");
+                    send_byte(ctl, 22);
+                }
+                if knobs.serve_then_exit == Some(served) {
+                    rec.exit(0);
+                }
+            }
         }
         if fds[0].revents != 0 {
             on_signal(&mut rec, sfd, &knobs);
