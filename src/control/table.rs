@@ -11,8 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// A process runs.
+    /// A process runs and is ready.
     Running,
+    /// A process runs but has not said it is ready yet (a uWSGI-style
+    /// vassal before byte 1 or 5, a native one with `notify = true` before
+    /// `READY=1`, or after `RELOADING=1`).
+    Starting,
     /// It was asked to stop and has not exited yet.
     Stopping,
     /// It exited on its own and waits for its respawn (backing off).
@@ -28,6 +32,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
+            State::Starting => "starting",
             State::Stopping => "stopping",
             State::Crashed => "crashed",
             State::Held => "held",
@@ -41,8 +46,11 @@ impl State {
 /// source may publish (a `zoo://` registration node).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VassalCounts {
-    /// Vassals whose process runs.
+    /// Vassals whose process runs and is ready.
     pub running: usize,
+    /// Vassals whose process runs but is not ready yet.
+    #[serde(default)]
+    pub starting: usize,
     /// Vassals asked to stop that have not exited yet.
     pub stopping: usize,
     /// Vassals backing off before their respawn.
@@ -65,12 +73,13 @@ impl VassalCounts {
 
     /// Every vassal counted.
     pub fn total(&self) -> usize {
-        self.running + self.stopping + self.crashed + self.held + self.stopped
+        self.running + self.starting + self.stopping + self.crashed + self.held + self.stopped
     }
 
     fn slot(&mut self, state: State) -> &mut usize {
         match state {
             State::Running => &mut self.running,
+            State::Starting => &mut self.starting,
             State::Stopping => &mut self.stopping,
             State::Crashed => &mut self.crashed,
             State::Held => &mut self.held,
@@ -105,6 +114,15 @@ pub struct VassalView {
     /// How its last process ended (`unknown` for a re-adopted one); `null`
     /// when none ended since the emperor started.
     pub last_exit: Option<LastExit>,
+    /// Whether its process is ready (`state` is then `running`).
+    #[serde(default)]
+    pub ready: bool,
+    /// Since when its process is ready, in seconds since the epoch.
+    #[serde(default)]
+    pub since_ready: Option<f64>,
+    /// The last `STATUS=` text its process sent.
+    #[serde(default)]
+    pub status_text: Option<String>,
 }
 
 impl VassalCounts {
@@ -117,6 +135,7 @@ impl VassalCounts {
             parts.push(format!("{} running{adopted}", self.running));
         }
         let rest = [
+            (self.starting, "starting"),
             (self.crashed, "crashed (backing off)"),
             (self.held, "held"),
             (self.stopped, "stopped"),
@@ -130,8 +149,9 @@ impl VassalCounts {
     }
 }
 
-/// `N vassals: R running, C crashed (backing off), H held, S stopped`, and
-/// `, T stopping` while some are stopping.
+/// `N vassals: R running, C crashed (backing off), H held, S stopped`, then
+/// `, S starting` while some are starting and `, T stopping` while some are
+/// stopping.
 impl std::fmt::Display for VassalCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -143,6 +163,9 @@ impl std::fmt::Display for VassalCounts {
             self.held,
             self.stopped
         )?;
+        if self.starting > 0 {
+            write!(f, ", {} starting", self.starting)?;
+        }
         if self.stopping > 0 {
             write!(f, ", {} stopping", self.stopping)?;
         }
@@ -252,6 +275,9 @@ impl Tracker {
                 restart_at: None,
                 restarts: 0,
                 last_exit: status(name).last_exit,
+                ready: false,
+                since_ready: None,
+                status_text: None,
             };
             table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, &mut seen));
         }
@@ -313,6 +339,7 @@ impl Clock {
 /// and `restarts` are the tracker's to fill in.
 fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock: &Clock) -> VassalView {
     let (state, reason, restart_at) = match have.phase {
+        Phase::Running { .. } if proc.pid.is_some() && !proc.ready => (State::Starting, None, None),
         Phase::Running { .. } => (State::Running, None, None),
         Phase::Stopping => (State::Stopping, None, None),
         Phase::Crashed { restart_at } => {
@@ -337,6 +364,9 @@ fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock:
         restart_at,
         restarts: 0,
         last_exit: proc.last_exit,
+        ready: proc.ready,
+        since_ready: proc.since_ready.map(epoch),
+        status_text: proc.status_text.clone(),
     }
 }
 

@@ -74,9 +74,12 @@ impl<P: Processes> Emperor<P> {
                         self.on_source(more);
                     }
                 }
-                // A vassal's process is gone (the supervisor reaped it).
-                (name, generation) = self.supervisor.next_exit() => {
-                    self.exited(&name, generation);
+                // A vassal's process is gone (the supervisor reaped it), or
+                // only its readiness changed: the round's table shows it.
+                exit = self.supervisor.next_exit() => {
+                    if let Some((name, generation)) = exit {
+                        self.exited(&name, generation);
+                    }
                     while let Some((name, generation)) = self.supervisor.exited_now() {
                         self.exited(&name, generation);
                     }

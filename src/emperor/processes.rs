@@ -8,8 +8,10 @@ use reconciler::{Executor, VassalName};
 /// The vassal processes as the main loop sees them.
 pub(crate) trait Processes: Executor {
     /// Waits until a vassal's process is gone and returns its name and
-    /// generation. Cancel-safe: an exit not yet returned is kept.
-    async fn next_exit(&mut self) -> (VassalName, u64);
+    /// generation, or `None` when only what [`Processes::status`] tells
+    /// changed (a vassal became ready, say). Cancel-safe: an exit not yet
+    /// returned is kept.
+    async fn next_exit(&mut self) -> Option<(VassalName, u64)>;
     /// An exit already known, without waiting (to drain a burst of them).
     fn exited_now(&mut self) -> Option<(VassalName, u64)>;
     /// Asks every vassal to stop (emperor shutdown).
@@ -26,7 +28,7 @@ pub(crate) trait Processes: Executor {
 }
 
 impl Processes for Supervisor {
-    async fn next_exit(&mut self) -> (VassalName, u64) {
+    async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
         Supervisor::next_exit(self).await
     }
 

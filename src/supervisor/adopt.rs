@@ -219,6 +219,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             stop_signal: libc::SIGTERM,
             stop_timeout: None,
             reload: ReloadMode::Restart,
+            readiness: Default::default(),
         }),
     }
 }

@@ -36,19 +36,37 @@ pub(super) enum ProcEventKind {
 
 impl Supervisor {
     /// Waits until a vassal's process is gone, and returns its name and
-    /// generation; by then it is reaped and its channels released. Meanwhile
-    /// it serves control messages, reaps children on SIGCHLD and enforces
-    /// stop timeouts and heartbeats. Cancel-safe: everything it learns is
-    /// kept for the next call.
-    pub async fn next_exit(&mut self) -> (VassalName, u64) {
+    /// generation; by then it is reaped and its channels released. Returns
+    /// `None` instead when only a vassal's readiness or status text changed
+    /// (the main loop then publishes its table again). Meanwhile it serves
+    /// control messages and notifications, reaps children on SIGCHLD and
+    /// enforces stop timeouts, heartbeats and watchdogs. Cancel-safe:
+    /// everything it learns is kept for the next call.
+    pub async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
         loop {
             if let Some(exit) = self.exits.pop_front() {
-                return exit;
+                self.news = false;
+                return Some(exit);
+            }
+            if std::mem::take(&mut self.news) {
+                return None;
             }
             let deadline = self.next_deadline();
             tokio::select! {
-                Some(()) = self.sigchld.recv() => self.reap_children(),
-                Some(event) = self.event_rx.recv() => self.on_event(event),
+                // Notifications first: a STOPPING=1 sent just before an
+                // exit is read before the exit is reaped.
+                Some(()) = self.sigchld.recv() => {
+                    self.read_notifications();
+                    self.reap_children();
+                }
+                Some(event) = self.event_rx.recv() => {
+                    self.on_event(event);
+                    // A burst (every vassal ready at once) makes one round.
+                    while let Ok(event) = self.event_rx.try_recv() {
+                        self.on_event(event);
+                    }
+                }
+                () = notify_readable(self.notify.as_ref()) => self.read_notifications(),
                 () = sleep_until(deadline) => self.tick(Instant::now()),
             }
         }
@@ -96,6 +114,7 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.timed.remove(name);
+        self.native_pids.remove(&proc.pid());
         self.release(name.as_str(), generation);
         let status = match &exit {
             Ok(Some(exit)) => exit.to_string(),
@@ -125,6 +144,12 @@ impl Supervisor {
                     }
                 }
             }
+            VassalMessage::Ready | VassalMessage::Accepting => {
+                if proc.readiness.ready(std::time::SystemTime::now()) {
+                    tracing::debug!(vassal = %name, "vassal is ready");
+                    self.news = true;
+                }
+            }
             VassalMessage::Heartbeat => {
                 if proc.state.heartbeat(Instant::now()) {
                     let timeout = self.settings.heartbeat_timeout.as_secs_f64();
@@ -144,11 +169,13 @@ impl Supervisor {
         }
     }
 
-    /// Sends the SIGKILLs that are due: stop timeouts and missed heartbeats.
+    /// Sends the SIGKILLs that are due: stop timeouts, missed heartbeats
+    /// and watchdogs.
     fn tick(&mut self, now: Instant) {
-        let timeout = self.settings.heartbeat_timeout;
+        let default = self.settings.heartbeat_timeout;
         self.timed.retain(|name| {
             let Some(proc) = self.procs.get_mut(name) else { return false };
+            let timeout = proc.heartbeat_timeout(default);
             match proc.state.check(now, timeout) {
                 Some(Overdue::StopTimeout) => {
                     tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
@@ -166,8 +193,16 @@ impl Supervisor {
 
     /// The next time [`Supervisor::tick`] has work.
     fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.settings.heartbeat_timeout;
-        self.timed.iter().filter_map(|name| self.procs.get(name)?.state.deadline(timeout)).min()
+        let default = self.settings.heartbeat_timeout;
+        let deadline = |p: &super::Proc| p.state.deadline(p.heartbeat_timeout(default));
+        self.timed.iter().filter_map(|name| deadline(self.procs.get(name)?)).min()
+    }
+}
+
+async fn notify_readable(socket: Option<&super::notify::NotifySocket>) {
+    match socket {
+        Some(socket) => socket.readable().await,
+        None => std::future::pending().await,
     }
 }
 

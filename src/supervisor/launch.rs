@@ -220,6 +220,7 @@ mod tests {
             stop_signal: libc::SIGTERM,
             stop_timeout: None,
             reload: vassal::ReloadMode::Restart,
+            readiness: Default::default(),
         };
         let cl = command_line(&s, &Launch::Native(native), "uwsgi");
         assert_eq!(cl.program, "python3");

@@ -15,8 +15,10 @@ mod exits;
 mod fdholder;
 mod launch;
 mod logs;
+mod notify;
 mod proc;
 mod process;
+mod readiness;
 mod status;
 mod user;
 mod watch;
@@ -93,6 +95,13 @@ pub struct Supervisor {
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
     start_errors: HashMap<VassalName, String>,
+    /// The native vassals' `NOTIFY_SOCKET`, when it could be bound.
+    notify: Option<notify::NotifySocket>,
+    /// Native vassals by the pid of their main process: who may notify.
+    native_pids: HashMap<i32, VassalName>,
+    /// Whether a vassal's readiness or status text changed since the main
+    /// loop last heard from the supervisor.
+    news: bool,
 }
 
 impl Supervisor {
@@ -110,6 +119,11 @@ impl Supervisor {
                 |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
             )
             .ok();
+        let notify = notify::NotifySocket::bind(state_dir)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no notify socket: native vassals count as ready once spawned, without watchdog")
+            })
+            .ok();
         let mut supervisor = Self {
             settings,
             store,
@@ -125,6 +139,9 @@ impl Supervisor {
             prepared: HashMap::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
+            notify,
+            native_pids: HashMap::new(),
+            news: false,
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -205,6 +222,7 @@ impl Supervisor {
                 remove.push("UWSGI_RELOADS".to_owned());
             }
             Launch::Native(native) => {
+                vars.extend(self.notify_env(launch));
                 user = user::resolve(native.uid.as_deref(), native.gid.as_deref())
                     .map_err(|e| StartError::Invalid(e.to_string()))?;
             }

@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod dgram;
 pub mod host;
 pub mod peer;
 pub mod pidfd;

@@ -89,6 +89,7 @@ mod tests {
                 stop_signal: libc::SIGINT,
                 stop_timeout: Some(Duration::from_millis(2500)),
                 reload: ReloadMode::Signal(libc::SIGHUP),
+                readiness: Default::default(),
             }
         );
     }

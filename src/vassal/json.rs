@@ -131,6 +131,7 @@ mod tests {
                 stop_signal: libc::SIGINT,
                 stop_timeout: Some(Duration::from_millis(250)),
                 reload: ReloadMode::Restart,
+                readiness: Default::default(),
             }
         );
     }

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::node::Node;
-use super::value::{env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, Ctx};
-use super::{ConfigError, NativeSpec, ReloadMode};
+use super::value::{
+    bool_value, env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, watchdog_value, Ctx,
+};
+use super::{ConfigError, NativeSpec, Readiness, ReloadMode};
 
 /// A key of the native section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +24,24 @@ pub(super) enum Key {
     StopSignal,
     StopTimeout,
     Reload,
+    Notify,
+    Watchdog,
 }
 
 impl Key {
     /// Every key, in the order we list them to operators.
-    const ALL: [Key; 8] =
-        [Key::Exec, Key::Chdir, Key::Env, Key::Uid, Key::Gid, Key::StopSignal, Key::StopTimeout, Key::Reload];
+    const ALL: [Key; 10] = [
+        Key::Exec,
+        Key::Chdir,
+        Key::Env,
+        Key::Uid,
+        Key::Gid,
+        Key::StopSignal,
+        Key::StopTimeout,
+        Key::Reload,
+        Key::Notify,
+        Key::Watchdog,
+    ];
 
     /// The key as written in a config.
     pub(super) fn name(self) -> &'static str {
@@ -40,6 +54,8 @@ impl Key {
             Key::StopSignal => "stop-signal",
             Key::StopTimeout => "stop-timeout",
             Key::Reload => "reload",
+            Key::Notify => "notify",
+            Key::Watchdog => "watchdog",
         }
     }
 
@@ -66,6 +82,7 @@ pub(super) struct SpecBuilder {
     stop_signal: Option<i32>,
     stop_timeout: Option<Duration>,
     reload: Option<ReloadMode>,
+    readiness: Readiness,
 }
 
 impl SpecBuilder {
@@ -96,6 +113,8 @@ impl SpecBuilder {
             Key::StopSignal => self.stop_signal = Some(signal_value(ctx, value)?),
             Key::StopTimeout => self.stop_timeout = Some(timeout_value(ctx, value)?),
             Key::Reload => self.reload = Some(reload_value(ctx, value)?),
+            Key::Notify => self.readiness.notify = bool_value(ctx, value)?,
+            Key::Watchdog => self.readiness.watchdog = Some(watchdog_value(ctx, value)?),
         }
         Ok(())
     }
@@ -111,6 +130,7 @@ impl SpecBuilder {
             stop_signal: self.stop_signal.unwrap_or(libc::SIGTERM),
             stop_timeout: self.stop_timeout,
             reload: self.reload.unwrap_or(ReloadMode::Restart),
+            readiness: self.readiness,
         })
     }
 }
@@ -137,6 +157,6 @@ mod tests {
             assert_eq!(Key::from_name(key.name()), Some(key));
         }
         assert_eq!(Key::from_name("stop_signal"), None);
-        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload");
+        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, notify, watchdog");
     }
 }

@@ -82,6 +82,7 @@ mod tests {
                 stop_signal: libc::SIGTERM,
                 stop_timeout: Some(Duration::from_secs(30)),
                 reload: ReloadMode::Signal(libc::SIGHUP),
+                readiness: Default::default(),
             }
         );
     }

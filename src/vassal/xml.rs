@@ -191,6 +191,7 @@ mod tests {
                 stop_signal: libc::SIGQUIT,
                 stop_timeout: Some(Duration::from_secs(7)),
                 reload: ReloadMode::Signal(libc::SIGUSR2),
+                readiness: Default::default(),
             }
         );
     }

@@ -87,6 +87,7 @@ mod tests {
                 stop_signal: libc::SIGQUIT,
                 stop_timeout: Some(Duration::from_millis(1500)),
                 reload: ReloadMode::Signal(libc::SIGUSR1),
+                readiness: Default::default(),
             }
         );
     }

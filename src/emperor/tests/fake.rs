@@ -102,10 +102,10 @@ impl Executor for Fake {
 }
 
 impl Processes for Fake {
-    async fn next_exit(&mut self) -> (VassalName, u64) {
+    async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
         loop {
             if let Some(exit) = self.exited_now() {
-                return exit;
+                return Some(exit);
             }
             self.exited.notified().await;
         }
