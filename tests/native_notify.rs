@@ -10,16 +10,16 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::process::Command;
 
+/// What `emperor ctl ARGS` prints, against `h`'s emperor.
+fn ctl(h: &Harness, args: &[&str]) -> Vec<u8> {
+    let socket = h.state.join("control.sock");
+    let out = Command::new(EMPEROR).args(["ctl", "--control-socket"]).arg(&socket).args(args).output();
+    out.expect("run emperor ctl").stdout
+}
+
 /// `ctl status NAME -o json`: the vassal's object.
 fn status(h: &Harness, name: &str) -> Option<Value> {
-    let socket = h.state.join("control.sock");
-    let out = Command::new(EMPEROR)
-        .args(["ctl", "--control-socket"])
-        .arg(&socket)
-        .args(["status", name, "-o", "json"])
-        .output()
-        .expect("run emperor ctl");
-    let body: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let body: Value = serde_json::from_slice(&ctl(h, &["status", name, "-o", "json"])).ok()?;
     body.as_array()?.first().cloned()
 }
 
@@ -33,6 +33,16 @@ fn native(args: &str, keys: &str) -> String {
     format!("[vassal]\nexec = {STUB} native {args}\n{keys}\n")
 }
 
+/// An emperor running one native vassal `name` (the stub with `args`,
+/// `keys` added to its section); the vassal's first pid.
+fn start_one(name: &str, args: &str, keys: &str) -> (Harness, i32) {
+    let mut h = Harness::new();
+    put(&h.vassal(name), &native(args, keys));
+    h.start_dir(&[]);
+    let pid = h.wait_start(name).pid;
+    (h, pid)
+}
+
 /// Sends `message` to the notify socket named in `pid`'s environment, from
 /// this (test) process.
 fn send_as_stranger(pid: i32, message: &str) {
@@ -44,10 +54,7 @@ fn send_as_stranger(pid: i32, message: &str) {
 
 #[test]
 fn a_notify_vassal_is_starting_until_it_sends_ready() {
-    let mut h = Harness::new();
-    put(&h.vassal("app.ini"), &native("--notify-ready-after-ms 1500 --notify-status warming-up", "notify = true"));
-    h.start_dir(&[]);
-    let pid = h.wait_start("app.ini").pid;
+    let (h, pid) = start_one("app.ini", "--notify-ready-after-ms 1500 --notify-status warming-up", "notify = true");
     let starting = wait_status(&h, "app.ini", "starting, with its status text", |v| {
         v["state"] == "starting" && v["status_text"] == "warming-up"
     });
@@ -61,24 +68,14 @@ fn a_notify_vassal_is_starting_until_it_sends_ready() {
     h.wait_event("app.ini", "READY=1 sent", |e| e.kind == "notify" && e.details.starts_with("READY=1"));
     assert_eq!(ready["status_text"], "warming-up");
 
-    let text = String::from_utf8_lossy(&Command::new(EMPEROR)
-        .args(["ctl", "--control-socket"])
-        .arg(h.state.join("control.sock"))
-        .args(["status", "app.ini"])
-        .output()
-        .unwrap()
-        .stdout)
-    .into_owned();
+    let text = String::from_utf8(ctl(&h, &["status", "app.ini"])).unwrap();
     assert!(text.contains("app.ini - running") && text.contains("Status: warming-up"), "{text}");
     assert!(text.contains("Ready: since"), "{text}");
 }
 
 #[test]
 fn a_vassal_without_notify_is_ready_when_spawned_and_keeps_its_emperor_variables_out() {
-    let mut h = Harness::new();
-    put(&h.vassal("plain.ini"), &native("plain", ""));
-    h.start_dir(&[]);
-    let pid = h.wait_start("plain.ini").pid;
+    let (h, pid) = start_one("plain.ini", "plain", "");
     let view = wait_status(&h, "plain.ini", "running", |v| v["state"] == "running");
     assert_eq!(view["ready"], true);
     let socket = env_of(pid, "NOTIFY_SOCKET").expect("every native vassal gets a notify socket");
@@ -88,11 +85,9 @@ fn a_vassal_without_notify_is_ready_when_spawned_and_keeps_its_emperor_variables
 
 #[test]
 fn watchdog_pings_keep_a_vassal_alive_and_silence_gets_it_respawned() {
-    let mut h = Harness::new();
-    put(&h.vassal("dog.ini"), &native("--watchdog-ms 150", "watchdog = 1"));
-    h.start_dir(&[]);
-    let first = h.wait_start("dog.ini").pid;
+    let (h, first) = start_one("dog.ini", "--watchdog-ms 150", "watchdog = 1");
     assert_eq!(env_of(first, "WATCHDOG_USEC").as_deref(), Some("1000000"));
+    assert_eq!(env_of(first, "WATCHDOG_PID"), Some(first.to_string()), "the watchdog is the vassal's own");
     // Fifteen pings 150 ms apart span more than twice the 1 s watchdog.
     wait_until(DEADLINE, "15 watchdog pings", || cond(h.events_of("dog.ini", "watchdog").len() >= 15));
     assert!(alive(first), "pinging keeps it alive");
@@ -110,10 +105,7 @@ fn watchdog_pings_keep_a_vassal_alive_and_silence_gets_it_respawned() {
 
 #[test]
 fn another_process_cannot_speak_for_a_vassal() {
-    let mut h = Harness::new();
-    put(&h.vassal("app.ini"), &native("never-ready", "notify = true"));
-    h.start_dir(&[]);
-    let pid = h.wait_start("app.ini").pid;
+    let (h, pid) = start_one("app.ini", "never-ready", "notify = true");
     wait_status(&h, "app.ini", "starting", |v| v["state"] == "starting");
     send_as_stranger(pid, "READY=1\nSTATUS=forged");
     // The vassal's own message comes after the stranger's in the socket's

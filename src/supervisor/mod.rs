@@ -233,7 +233,10 @@ impl Supervisor {
         let umask = Some(self.settings.vassal_umask);
         let request =
             spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };
-        let pid = spawn::spawn(request).map_err(|e| {
+        // A watchdog's variables name the vassal's pid, known only in the child.
+        let watchdog = matches!(launch, Launch::Native(n) if n.readiness.watchdog.is_some()) && self.notify.is_some();
+        let spawned = if watchdog { spawn::spawn_naming_pid(request, "WATCHDOG_PID") } else { spawn::spawn(request) };
+        let pid = spawned.map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {

@@ -128,7 +128,11 @@ impl Supervisor {
     fn on_notification(&mut self, pid: Option<i32>, text: &str) {
         let name = pid.and_then(|pid| self.native_pids.get(&pid)).cloned();
         let Some(name) = name.filter(|name| self.procs.get(name).is_some_and(|p| Some(p.pid()) == pid)) else {
-            tracing::debug!(pid, message = text, "notification from a process that is no vassal's main process; ignored");
+            tracing::debug!(
+                pid,
+                message = text,
+                "notification from a process that is no vassal's main process; ignored"
+            );
             return;
         };
         self.apply_notification(&name, Notification::parse(text));
@@ -184,7 +188,10 @@ mod tests {
         let n = Notification::parse("READY=1\nSTATUS=serving 3 clients\nX_OTHER=1\nWATCHDOG=1");
         assert!(n.ready && n.watchdog && !n.stopping && !n.reloading && !n.trigger);
         assert_eq!(n.status.as_deref(), Some("serving 3 clients"));
-        assert_eq!(Notification::parse("READY=0\nWATCHDOG=trigger"), Notification { trigger: true, ..Default::default() });
+        assert_eq!(
+            Notification::parse("READY=0\nWATCHDOG=trigger"),
+            Notification { trigger: true, ..Default::default() }
+        );
         let n = Notification::parse("RELOADING=1\nMONOTONIC_USEC=5\nSTOPPING=1\nSTATUS=");
         assert!(n.reloading && n.stopping && !n.ready);
         assert_eq!(n.status.as_deref(), Some(""));

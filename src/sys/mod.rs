@@ -10,6 +10,7 @@
 
 pub mod dgram;
 pub mod host;
+mod own_pid;
 pub mod peer;
 pub mod pidfd;
 pub mod proc;

@@ -11,6 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use super::own_pid::ExecNamingPid;
+
 /// Everything needed to start one process.
 #[derive(Debug)]
 pub struct SpawnRequest {
@@ -45,10 +47,25 @@ pub fn spawn(req: SpawnRequest) -> std::io::Result<i32> {
     if req.user.is_none() {
         return spawn_vfork(req);
     }
-    spawn_forked(req)
+    spawn_forked(req, None)
 }
 
-fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
+/// [`spawn`], with `variable` set to the new process's own pid in its
+/// environment. Only the child knows its pid, so this always takes the fork
+/// path (its cost grows with the emperor's memory, unlike a `posix_spawn`).
+pub fn spawn_naming_pid(req: SpawnRequest, variable: &str) -> std::io::Result<i32> {
+    let not_found = || std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} not found", req.program));
+    let path = resolve(&req.program).ok_or_else(not_found)?;
+    let program = cstring(path.into_os_string().into_encoded_bytes())?;
+    let argv = std::iter::once(&req.program).chain(&req.args).map(|a| cstring(a.clone())).collect::<Result<_, _>>()?;
+    let mut remove = req.env_remove.clone();
+    remove.push(variable.to_owned());
+    let env: Vec<(String, String)> = req.env.iter().filter(|(k, _)| k != variable).cloned().collect();
+    let exec = ExecNamingPid::new(program, argv, environment(&env, &remove)?, variable);
+    spawn_forked(req, Some(exec))
+}
+
+fn spawn_forked(req: SpawnRequest, mut exec: Option<ExecNamingPid>) -> std::io::Result<i32> {
     let mut cmd = Command::new(&req.program);
     cmd.args(&req.args).stdin(Stdio::null()).stdout(req.log.try_clone()?).stderr(req.log);
     if let Some(cwd) = &req.cwd {
@@ -64,7 +81,8 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
     let keep = req.keep_fds.clone();
     let umask = req.umask;
     // SAFETY: the closure only makes async-signal-safe syscalls (setsid,
-    // umask, close_range, fcntl, sigprocmask) and allocates nothing.
+    // umask, close_range, fcntl, sigprocmask, getpid, execve) and allocates
+    // nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
@@ -84,7 +102,10 @@ fn spawn_forked(req: SpawnRequest) -> std::io::Result<i32> {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
+            match exec.as_mut() {
+                Some(exec) => Err(exec.exec()),
+                None => Ok(()),
+            }
         });
     }
     let child = cmd.spawn()?;
@@ -185,14 +206,20 @@ pub fn cloexec_inherited_fds() {
 /// Whether `program` names something that can be executed (a path to an
 /// executable file, or a name found in PATH).
 pub fn resolvable(program: &str) -> bool {
+    resolve(program).is_some()
+}
+
+/// The executable file `program` names: itself when it holds a `/`, else
+/// the first match in PATH.
+fn resolve(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
         |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
-        return executable(std::path::Path::new(program));
+        return Some(PathBuf::from(program)).filter(|p| executable(p));
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
 #[cfg(test)]
@@ -205,5 +232,25 @@ mod tests {
         assert!(resolvable("/bin/sh"));
         assert!(!resolvable("/nonexistent/prog"));
         assert!(!resolvable("no-such-program-anywhere"));
+    }
+
+    #[test]
+    fn a_variable_names_the_pid_of_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let request = SpawnRequest {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo \"$OWN_PID $A\"".into()],
+            cwd: None,
+            env: vec![("A".into(), "a".into()), ("OWN_PID".into(), "stale".into())],
+            env_remove: Vec::new(),
+            keep_fds: Vec::new(),
+            log: File::create(&out).unwrap(),
+            user: None,
+            umask: None,
+        };
+        let pid = spawn_naming_pid(request, "OWN_PID").unwrap();
+        assert_eq!(crate::sys::wait::reap_soon(pid), crate::sys::wait::Exit::Code(0));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), format!("{pid} a\n"));
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::node::Node;
 use super::value::{
-    bool_value, env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, watchdog_value, Ctx,
+    bool_value, env_value, exec_value, id_value, reload_value, signal_value, text_value, timeout_value, watchdog_value,
+    Ctx,
 };
 use super::{ConfigError, NativeSpec, Readiness, ReloadMode};
 
