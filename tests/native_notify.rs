@@ -134,3 +134,30 @@ fn a_readopted_vassal_is_still_heard_after_an_emperor_crash() {
     assert!(alive(pid));
     assert_eq!(h.starts("dog.ini").len(), 1, "never respawned");
 }
+
+#[test]
+fn reloading_makes_a_vassal_starting_until_it_is_ready_again() {
+    let args = "--notify-ready-after-ms 0 --on-usr2 RELOADING=1 --on-usr2 READY=1";
+    let (h, pid) = start_one("app.ini", args, "notify = true");
+    let first = wait_status(&h, "app.ini", "ready", |v| v["state"] == "running");
+    kill(pid, libc::SIGUSR2);
+    let reloading = wait_status(&h, "app.ini", "starting while it reloads", |v| v["state"] == "starting");
+    assert_eq!((reloading["ready"].clone(), reloading["since_ready"].clone()), (Value::Bool(false), Value::Null));
+    kill(pid, libc::SIGUSR2);
+    let again = wait_status(&h, "app.ini", "ready again", |v| v["state"] == "running");
+    assert!(again["since_ready"].as_f64() >= first["since_ready"].as_f64(), "{first} {again}");
+    assert_eq!((again["pid"].clone(), again["restarts"].clone()), (Value::from(pid), Value::from(0)));
+}
+
+#[test]
+fn an_exit_announced_by_stopping_is_a_stop_and_the_vassal_is_respawned() {
+    let (h, pid) = start_one("app.ini", "--on-usr2 STOPPING=1,exit", "");
+    wait_status(&h, "app.ini", "running", |v| v["state"] == "running");
+    kill(pid, libc::SIGUSR2);
+    let starts = h.wait_starts("app.ini", 2);
+    assert_ne!(starts[1].pid, pid);
+    let log = h.log_text();
+    let about = |what: &str| log.lines().any(|l| l.contains(what) && l.contains(&format!("pid={pid}")));
+    assert!(log.contains("vassal is stopping on its own"), "{log}");
+    assert!(about("vassal stopped") && !about("vassal died"), "an announced exit is no death:\n{log}");
+}

@@ -130,7 +130,7 @@ impl Supervisor {
         let Some(name) = name.filter(|name| self.procs.get(name).is_some_and(|p| Some(p.pid()) == pid)) else {
             tracing::debug!(
                 pid,
-                message = text,
+                notification = ?text,
                 "notification from a process that is no vassal's main process; ignored"
             );
             return;

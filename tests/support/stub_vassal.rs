@@ -9,9 +9,11 @@
 //!   (TARGET is a file, or `emperor://NAME` for a config sent over
 //!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
 //! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]
-//!   [--notify-ready-after-ms N] [--notify-status TEXT] [--watchdog-ms N]`: with `NOTIFY_SOCKET`
-//!   set, it sends `READY=1` after N ms, `STATUS=TEXT` at start, `WATCHDOG=1` every N ms (recorded
-//!   as `watchdog`) until a SIGUSR1 (recorded as `watchdog-stop`), and `STATUS=got SIGHUP` on a SIGHUP.
+//!   [--notify-ready-after-ms N] [--notify-status TEXT] [--watchdog-ms N] [--on-usr2 ACTIONS]...`:
+//!   with `NOTIFY_SOCKET` set, it sends `READY=1` after N ms, `STATUS=TEXT` at start, `WATCHDOG=1`
+//!   every N ms (recorded as `watchdog`) until a SIGUSR1 (recorded as `watchdog-stop`), and
+//!   `STATUS=got SIGHUP` on a SIGHUP. Each SIGUSR2 takes the next `--on-usr2` list: comma-separated
+//!   messages to send, in order, where `exit` exits with code 0 instead.
 //!
 //! Events: `start`, `config` (or `config-timeout` when none came within 5 s),
 //! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
@@ -78,6 +80,7 @@ struct Knobs {
     ready_after_ms: Option<u64>,
     status: Option<String>,
     watchdog_ms: Option<u64>,
+    on_usr2: std::collections::VecDeque<String>,
 }
 
 impl Knobs {
@@ -198,7 +201,7 @@ fn signal_fd() -> RawFd {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
             libc::sigaddset(&mut set, sig);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -256,6 +259,15 @@ fn on_signal(rec: &mut Recorder, sfd: RawFd, knobs: &mut Knobs, notify: &Option<
             rec.record("sigusr1", "");
             if knobs.watchdog_ms.take().is_some() {
                 rec.record("watchdog-stop", "");
+            }
+        }
+        libc::SIGUSR2 => {
+            rec.record("sigusr2", "");
+            for action in knobs.on_usr2.pop_front().unwrap_or_default().split(',').filter(|a| !a.is_empty()) {
+                match action {
+                    "exit" => rec.exit(0),
+                    message => Notify::send(notify, rec, message),
+                }
             }
         }
         _ => {}
@@ -316,6 +328,7 @@ fn main() {
                 "--child" => knobs.child = true,
                 "--notify-ready-after-ms" => knobs.ready_after_ms = it.next().and_then(|v| v.parse().ok()),
                 "--notify-status" => knobs.status = it.next().cloned(),
+                "--on-usr2" => knobs.on_usr2.extend(it.next().cloned()),
                 "--watchdog-ms" => knobs.watchdog_ms = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0),
                 _ => {}
             }
