@@ -45,13 +45,13 @@ impl Supervisor {
     pub async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
         loop {
             if let Some(exit) = self.exits.pop_front() {
-                self.news = false;
+                self.news.told(Instant::now());
                 return Some(exit);
             }
-            if std::mem::take(&mut self.news) {
+            if self.news.due(Instant::now()) {
                 return None;
             }
-            let deadline = self.next_deadline();
+            let deadline = [self.next_deadline(), self.news.deadline()].into_iter().flatten().min();
             tokio::select! {
                 // Notifications first: a STOPPING=1 sent just before an
                 // exit is read before the exit is reaped.
@@ -147,7 +147,7 @@ impl Supervisor {
             VassalMessage::Ready | VassalMessage::Accepting => {
                 if proc.readiness.ready(std::time::SystemTime::now()) {
                     tracing::debug!(vassal = %name, "vassal is ready");
-                    self.news = true;
+                    self.news.readiness();
                 }
             }
             VassalMessage::Heartbeat => {

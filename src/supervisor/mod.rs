@@ -15,6 +15,7 @@ mod exits;
 mod fdholder;
 mod launch;
 mod logs;
+mod news;
 mod notify;
 mod proc;
 mod process;
@@ -99,9 +100,9 @@ pub struct Supervisor {
     notify: Option<notify::NotifySocket>,
     /// Native vassals by the pid of their main process: who may notify.
     native_pids: HashMap<i32, VassalName>,
-    /// Whether a vassal's readiness or status text changed since the main
-    /// loop last heard from the supervisor.
-    news: bool,
+    /// What changed for operators since the main loop last heard from the
+    /// supervisor.
+    news: news::News,
 }
 
 impl Supervisor {
@@ -141,7 +142,7 @@ impl Supervisor {
             start_errors: HashMap::new(),
             notify,
             native_pids: HashMap::new(),
-            news: false,
+            news: news::News::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();

@@ -141,17 +141,18 @@ impl Supervisor {
     fn apply_notification(&mut self, name: &VassalName, n: Notification) {
         let Some(proc) = self.procs.get_mut(name) else { return };
         let watchdog = proc.watchdog();
-        let mut news = false;
         if n.reloading {
             tracing::info!(vassal = %name, "vassal is reloading");
-            news |= proc.readiness.reloading();
+            if proc.readiness.reloading() {
+                self.news.readiness();
+            }
         }
         if n.ready && proc.readiness.ready(SystemTime::now()) {
             tracing::info!(vassal = %name, pid = proc.pid(), "vassal is ready");
-            news = true;
+            self.news.readiness();
         }
-        if let Some(text) = &n.status {
-            news |= proc.readiness.set_status(text);
+        if n.status.as_deref().is_some_and(|text| proc.readiness.set_status(text)) {
+            self.news.status();
         }
         if n.watchdog && watchdog.is_some() {
             proc.state.heartbeat(Instant::now());
@@ -165,7 +166,6 @@ impl Supervisor {
             proc.state.stop(Instant::now() + stop_timeout(&proc.launch, &self.settings));
             self.timed.insert(name.clone());
         }
-        self.news |= news;
     }
 
     /// The environment a native vassal gets for the notify protocol.
