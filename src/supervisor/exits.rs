@@ -67,7 +67,11 @@ impl Supervisor {
                     }
                 }
                 () = notify_readable(self.notify.as_ref()) => self.read_notifications(),
-                () = sleep_until(deadline) => self.tick(Instant::now()),
+                // Pings still queued count before a watchdog is judged.
+                () = sleep_until(deadline) => {
+                    self.read_notifications();
+                    self.tick(Instant::now());
+                }
             }
         }
     }
@@ -83,7 +87,11 @@ impl Supervisor {
 
     fn on_event(&mut self, ProcEvent { name, generation, kind }: ProcEvent) {
         match kind {
-            ProcEventKind::Exited => self.finish(&name, generation, Ok(None)),
+            ProcEventKind::Exited => {
+                // What it said before it went (STOPPING=1) counts first.
+                self.read_notifications();
+                self.finish(&name, generation, Ok(None));
+            }
             ProcEventKind::Message(byte) => self.on_message(&name, generation, byte),
             ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
         }
@@ -114,7 +122,9 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.timed.remove(name);
-        self.native_pids.remove(&proc.pid());
+        if self.native_pids.get(&proc.pid()) == Some(name) {
+            self.native_pids.remove(&proc.pid());
+        }
         self.release(name.as_str(), generation);
         let status = match &exit {
             Ok(Some(exit)) => exit.to_string(),
