@@ -9,8 +9,8 @@ fn main() -> std::process::ExitCode {
     if first.as_ref().is_some_and(|first| first == "ctl") {
         return emperor::control::client::main(std::iter::once("emperor ctl".into()).chain(args));
     }
-    if first.is_some_and(|first| first == emperor::supervisor::LISTEN_PID_SHIM) {
-        return emperor::supervisor::exec_with_listen_pid(args);
+    if first.is_some_and(|first| first == emperor::supervisor::OWN_PID_SHIM) {
+        return emperor::supervisor::exec_with_own_pid(args);
     }
     emperor::prepare_process();
     let cli = emperor::cli::Cli::parse();

@@ -56,6 +56,7 @@ fn list_and_status_show_states_pids_and_logs() {
     let held = wait_state(&h, "bad.xml", "held");
     assert!(held["reason"].as_str().unwrap().contains("bad.xml"), "held with its reason: {held}");
     let a_json = wait_state(&h, "a.ini", "running");
+    wait_state(&h, "b.ini", "running");
     for key in ["name", "source", "state", "pid", "generation", "since", "restarts", "last_exit"] {
         assert!(a_json.get(key).is_some(), "{key} missing in {a_json}");
     }

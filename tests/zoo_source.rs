@@ -373,8 +373,7 @@ fn thousand_vassals_from_start() {
 
 /// Waits until the one registration under `dir` holds these vassal counts.
 fn wait_counts(c: &mut ZkClient, dir: &str, running: u64, held: u64) -> serde_json::Value {
-    let want =
-        serde_json::json!({"running": running, "waiting": 0, "stopping": 0, "crashed": 0, "held": held, "stopped": 0});
+    let want = serde_json::json!({"running": running, "waiting": 0, "starting": 0, "stopping": 0, "crashed": 0, "held": held, "stopped": 0});
     wait_until(DEADLINE, format!("the registration under {dir} to count {want}"), || {
         let found = registrations(c, dir);
         (found.len() == 1 && found[0].1["vassals"] == want).then(|| found[0].1.clone())

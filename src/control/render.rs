@@ -17,7 +17,7 @@ pub(crate) fn vassals(views: &[VassalView]) -> String {
                 v.state.as_str().to_owned(),
                 v.pid.map_or("-".into(), |p| p.to_string()),
                 match (v.state, v.since) {
-                    (State::Running, Some(since)) => duration(now - since),
+                    (State::Running | State::Starting, Some(since)) => duration(now - since),
                     _ => "-".into(),
                 },
                 v.restarts.to_string(),
@@ -70,6 +70,12 @@ pub(crate) fn status(detail: &Value) -> String {
     if let Some(reason) = &view.reason {
         field("Why", reason.clone());
     }
+    if let Some(since) = view.since_ready {
+        field("Ready", format!("since {}", utc(since)));
+    }
+    if let Some(text) = &view.status_text {
+        field("Status", text.clone());
+    }
     if let Some(at) = view.restart_at {
         field("Respawn", utc(at));
     }
@@ -95,6 +101,7 @@ fn glyph(state: State) -> char {
     match state {
         State::Running => '●',
         State::Waiting => '◌',
+        State::Starting => '◐',
         State::Stopping | State::Stopped => '○',
         State::Crashed | State::Held => '×',
     }
@@ -179,6 +186,9 @@ mod tests {
             restart_at: None,
             restarts: 0,
             last_exit: None,
+            ready: false,
+            since_ready: None,
+            status_text: None,
         };
         let out = vassals(&[view("a.ini", State::Running), view("long-name.ini", State::Held)]);
         let lines: Vec<&str> = out.lines().collect();

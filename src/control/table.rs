@@ -11,11 +11,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// A process runs.
+    /// A process runs and is ready.
     Running,
     /// An on-demand vassal without a process: it starts at the first
     /// connection to its socket.
     Waiting,
+    /// A process runs but has not said it is ready yet (a uWSGI-style
+    /// vassal before byte 1 or 5, a native one with `notify = true` before
+    /// `READY=1`, or after `RELOADING=1`).
+    Starting,
     /// It was asked to stop and has not exited yet.
     Stopping,
     /// It exited on its own and waits for its respawn (backing off).
@@ -37,6 +41,7 @@ impl State {
         match self {
             State::Running => "running",
             State::Waiting => "waiting",
+            State::Starting => "starting",
             State::Stopping => "stopping",
             State::Crashed => "crashed",
             State::Held => "held",
@@ -50,11 +55,14 @@ impl State {
 /// source may publish (a `zoo://` registration node).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VassalCounts {
-    /// Vassals whose process runs.
+    /// Vassals whose process runs and is ready.
     pub running: usize,
     /// On-demand vassals waiting for a connection, without a process.
     #[serde(default)]
     pub waiting: usize,
+    /// Vassals whose process runs but is not ready yet.
+    #[serde(default)]
+    pub starting: usize,
     /// Vassals asked to stop that have not exited yet.
     pub stopping: usize,
     /// Vassals backing off before their respawn.
@@ -77,13 +85,14 @@ impl VassalCounts {
 
     /// Every vassal counted.
     pub fn total(&self) -> usize {
-        self.running + self.waiting + self.stopping + self.crashed + self.held + self.stopped
+        self.running + self.waiting + self.starting + self.stopping + self.crashed + self.held + self.stopped
     }
 
     fn slot(&mut self, state: State) -> &mut usize {
         match state {
             State::Running => &mut self.running,
             State::Waiting => &mut self.waiting,
+            State::Starting => &mut self.starting,
             State::Stopping => &mut self.stopping,
             State::Crashed => &mut self.crashed,
             State::Held => &mut self.held,
@@ -118,6 +127,15 @@ pub struct VassalView {
     /// How its last process ended (`unknown` for a re-adopted one); `null`
     /// when none ended since the emperor started.
     pub last_exit: Option<LastExit>,
+    /// Whether its process is ready (`state` is then `running`).
+    #[serde(default)]
+    pub ready: bool,
+    /// Since when its process is ready, in seconds since the epoch.
+    #[serde(default)]
+    pub since_ready: Option<f64>,
+    /// The last `STATUS=` text its process sent.
+    #[serde(default)]
+    pub status_text: Option<String>,
 }
 
 impl VassalCounts {
@@ -131,6 +149,7 @@ impl VassalCounts {
         }
         let rest = [
             (self.waiting, "waiting for a connection"),
+            (self.starting, "starting"),
             (self.crashed, "crashed (backing off)"),
             (self.held, "held"),
             (self.stopped, "stopped"),
@@ -144,9 +163,10 @@ impl VassalCounts {
     }
 }
 
-/// `N vassals: R running, C crashed (backing off), H held, S stopped`, with
-/// `, W waiting` while on-demand vassals wait for a connection and
-/// `, T stopping` while some are stopping.
+/// `N vassals: R running, C crashed (backing off), H held, S stopped`, then
+/// `, W waiting` while on-demand vassals wait for a connection, `, S
+/// starting` while some are starting and `, T stopping` while some are
+/// stopping.
 impl std::fmt::Display for VassalCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -160,6 +180,9 @@ impl std::fmt::Display for VassalCounts {
         )?;
         if self.waiting > 0 {
             write!(f, ", {} waiting", self.waiting)?;
+        }
+        if self.starting > 0 {
+            write!(f, ", {} starting", self.starting)?;
         }
         if self.stopping > 0 {
             write!(f, ", {} stopping", self.stopping)?;
@@ -270,6 +293,9 @@ impl Tracker {
                 restart_at: None,
                 restarts: 0,
                 last_exit: status(name).last_exit,
+                ready: false,
+                since_ready: None,
+                status_text: None,
             };
             table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, &mut seen));
         }
@@ -333,6 +359,7 @@ fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock:
     let (state, reason, restart_at) = match have.phase {
         Phase::Running { .. } => match &proc.waiting_on {
             Some(address) => (State::Waiting, Some(format!("waiting for a connection on {address}")), None),
+            None if proc.pid.is_some() && !proc.ready => (State::Starting, None, None),
             None => (State::Running, None, None),
         },
         Phase::Stopping => (State::Stopping, None, None),
@@ -358,6 +385,9 @@ fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock:
         restart_at,
         restarts: 0,
         last_exit: proc.last_exit,
+        ready: proc.ready,
+        since_ready: proc.since_ready.map(epoch),
+        status_text: proc.status_text.clone(),
     }
 }
 

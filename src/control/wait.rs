@@ -50,6 +50,9 @@ mod tests {
             restart_at: None,
             restarts: 0,
             last_exit: None,
+            ready: state == State::Running,
+            since_ready: None,
+            status_text: None,
         };
         Arc::new(Table { vassals: [("a.ini".to_owned(), view)].into(), ..Table::default() })
     }

@@ -77,7 +77,8 @@ impl<P: Processes> Emperor<P> {
                     }
                 }
                 // A vassal's process is gone (the supervisor reaped it), or
-                // an on-demand one started or went idle (only published).
+                // an on-demand one started or went idle, or only its readiness
+                // changed: the round's table shows it.
                 exit = self.supervisor.next_exit() => {
                     if let Some((name, generation)) = exit {
                         self.exited(&name, generation);

@@ -8,8 +8,9 @@ use reconciler::{Executor, VassalName};
 /// The vassal processes as the main loop sees them.
 pub(crate) trait Processes: Executor {
     /// Waits until a vassal's process is gone and returns its name and
-    /// generation; `None` when only what operators see changed (an
-    /// on-demand vassal started or went idle). Cancel-safe: an exit not yet
+    /// generation, or `None` when only what [`Processes::status`] tells
+    /// changed (an on-demand vassal started or went idle, a vassal became
+    /// ready). Cancel-safe: an exit not yet
     /// returned is kept.
     async fn next_exit(&mut self) -> Option<(VassalName, u64)>;
     /// An exit already known, without waiting (to drain a burst of them).

@@ -232,6 +232,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             stop_timeout: None,
             reload: ReloadMode::Restart,
             sockets: Vec::new(),
+            readiness: Default::default(),
         }),
     }
 }

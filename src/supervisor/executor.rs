@@ -176,20 +176,24 @@ fn restart(proc: &mut Proc, settings: &Settings) -> ReloadOutcome {
 
 /// Sends the stop request of the vassal's mode and arms the SIGKILL deadline.
 pub(super) fn begin_stop(proc: &mut Proc, settings: &Settings) {
-    let timeout = match &proc.launch {
+    match &proc.launch {
         Launch::Uwsgi { .. } => {
             let sent = proc.control.as_ref().is_some_and(|c| write_byte(c, channel::STOP).is_ok());
             if !sent {
                 Supervisor::signal_group(proc, libc::SIGTERM);
             }
-            settings.stop_timeout
         }
-        Launch::Native(native) => {
-            Supervisor::signal_group(proc, native.stop_signal);
-            native.stop_timeout.unwrap_or(settings.stop_timeout)
-        }
-    };
-    proc.state.stop(Instant::now() + timeout);
+        Launch::Native(native) => Supervisor::signal_group(proc, native.stop_signal),
+    }
+    proc.state.stop(Instant::now() + stop_timeout(&proc.launch, settings));
+}
+
+/// How long a vassal run as `launch` may take to stop before its SIGKILL.
+pub(super) fn stop_timeout(launch: &Launch, settings: &Settings) -> std::time::Duration {
+    match launch {
+        Launch::Uwsgi { .. } => settings.stop_timeout,
+        Launch::Native(native) => native.stop_timeout.unwrap_or(settings.stop_timeout),
+    }
 }
 
 fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {

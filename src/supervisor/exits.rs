@@ -38,25 +38,47 @@ pub(super) enum ProcEventKind {
 
 impl Supervisor {
     /// Waits until a vassal's process is gone, and returns its name and
-    /// generation; by then it is reaped and its channels released. Meanwhile
-    /// it serves control messages, reaps children on SIGCHLD and enforces
-    /// stop timeouts and heartbeats. `None` when an on-demand vassal's
-    /// process started or went idle, which operators see but the reconciler
-    /// does not. Cancel-safe: everything it learns is kept for the next call.
+    /// generation; by then it is reaped and its channels released. Returns
+    /// `None` instead when only what operators see changed: an on-demand
+    /// vassal's process started or went idle, or a vassal's readiness or
+    /// status text changed (the main loop then publishes its table again).
+    /// Meanwhile it serves control messages and notifications, reaps
+    /// children on SIGCHLD and enforces stop timeouts, heartbeats and
+    /// watchdogs. Cancel-safe: everything it learns is kept for the next call.
     pub async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
         self.ondemand.sockets.close_orphans(self.holder.as_ref());
         loop {
             if let Some(exit) = self.exits.pop_front() {
+                self.news.told(Instant::now());
                 return Some(exit);
             }
             if self.ondemand.take_changed() {
                 return None;
             }
-            let deadline = self.next_deadline();
+            if self.news.due(Instant::now()) {
+                return None;
+            }
+            let deadline = [self.next_deadline(), self.news.deadline()].into_iter().flatten().min();
             tokio::select! {
-                Some(()) = self.sigchld.recv() => self.reap_children(),
-                Some(event) = self.event_rx.recv() => self.on_event(event),
-                () = sleep_until(deadline) => self.tick(Instant::now()),
+                // Notifications first: a STOPPING=1 sent just before an
+                // exit is read before the exit is reaped.
+                Some(()) = self.sigchld.recv() => {
+                    self.read_notifications();
+                    self.reap_children();
+                }
+                Some(event) = self.event_rx.recv() => {
+                    self.on_event(event);
+                    // A burst (every vassal ready at once) makes one round.
+                    while let Ok(event) = self.event_rx.try_recv() {
+                        self.on_event(event);
+                    }
+                }
+                () = notify_readable(self.notify.as_ref()) => self.read_notifications(),
+                // Pings still queued count before a watchdog is judged.
+                () = sleep_until(deadline) => {
+                    self.read_notifications();
+                    self.tick(Instant::now());
+                }
             }
         }
     }
@@ -72,7 +94,11 @@ impl Supervisor {
 
     fn on_event(&mut self, ProcEvent { name, generation, kind }: ProcEvent) {
         match kind {
-            ProcEventKind::Exited => self.finish(&name, generation, Ok(None)),
+            ProcEventKind::Exited => {
+                // What it said before it went (STOPPING=1) counts first.
+                self.read_notifications();
+                self.finish(&name, generation, Ok(None));
+            }
             ProcEventKind::Message(byte) => self.on_message(&name, generation, byte),
             ProcEventKind::Eof => tracing::debug!(vassal = %name, generation, "control channel closed"),
             ProcEventKind::Connection => self.on_connection(&name, generation),
@@ -104,6 +130,9 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.timed.remove(name);
+        if self.native_pids.get(&proc.pid()) == Some(name) {
+            self.native_pids.remove(&proc.pid());
+        }
         self.release(name.as_str(), generation);
         let status = match &exit {
             Ok(Some(exit)) => exit.to_string(),
@@ -136,6 +165,12 @@ impl Supervisor {
                     }
                 }
             }
+            VassalMessage::Ready | VassalMessage::Accepting => {
+                if proc.readiness.ready(std::time::SystemTime::now()) {
+                    tracing::debug!(vassal = %name, "vassal is ready");
+                    self.news.readiness();
+                }
+            }
             VassalMessage::Heartbeat => {
                 if proc.state.heartbeat(Instant::now()) {
                     let timeout = self.settings.heartbeat_timeout.as_secs_f64();
@@ -160,12 +195,14 @@ impl Supervisor {
         }
     }
 
-    /// Sends the SIGKILLs that are due: stop timeouts and missed heartbeats.
+    /// Sends the SIGKILLs that are due: stop timeouts, missed heartbeats
+    /// and watchdogs.
     fn tick(&mut self, now: Instant) {
-        let timeout = self.settings.heartbeat_timeout;
+        let default = self.settings.heartbeat_timeout;
         let kills = &mut self.kills;
         self.timed.retain(|name| {
             let Some(proc) = self.procs.get_mut(name) else { return false };
+            let timeout = proc.heartbeat_timeout(default);
             match proc.state.check(now, timeout) {
                 Some(Overdue::StopTimeout) => {
                     tracing::warn!(vassal = %name, pid = proc.pid(), "vassal did not stop in time; sending SIGKILL to its process group");
@@ -190,8 +227,16 @@ impl Supervisor {
 
     /// The next time [`Supervisor::tick`] has work.
     fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.settings.heartbeat_timeout;
-        self.timed.iter().filter_map(|name| self.procs.get(name)?.state.deadline(timeout)).min()
+        let default = self.settings.heartbeat_timeout;
+        let deadline = |p: &super::Proc| p.state.deadline(p.heartbeat_timeout(default));
+        self.timed.iter().filter_map(|name| deadline(self.procs.get(name)?)).min()
+    }
+}
+
+async fn notify_readable(socket: Option<&super::notify::NotifySocket>) {
+    match socket {
+        Some(socket) => socket.readable().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -244,6 +244,7 @@ mod tests {
             stop_timeout: None,
             reload: vassal::ReloadMode::Restart,
             sockets: Vec::new(),
+            readiness: Default::default(),
         };
         let cl = command_line(&s, &Launch::Native(native), "uwsgi");
         assert_eq!(cl.program, "python3");

@@ -16,13 +16,16 @@ mod exits;
 pub(crate) mod fdholder;
 mod inject;
 mod launch;
-mod listen_pid;
 mod logpipe;
 mod logs;
+mod news;
+mod notify;
 mod ondemand;
 mod output;
+mod own_pid;
 mod proc;
 mod process;
+mod readiness;
 mod sockets;
 mod status;
 mod tyrant;
@@ -39,7 +42,7 @@ pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logpipe::Rotation;
-pub use listen_pid::{exec_with_listen_pid, SHIM_FLAG as LISTEN_PID_SHIM};
+pub use own_pid::{exec_with_own_pid, SHIM_FLAG as OWN_PID_SHIM};
 pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
@@ -123,6 +126,13 @@ pub struct Supervisor {
     unused_owners: HashSet<SourceId>,
     /// On-demand vassals and the sockets held for vassals.
     ondemand: ondemand::OnDemand,
+    /// The native vassals' `NOTIFY_SOCKET`, when it could be bound.
+    notify: Option<notify::NotifySocket>,
+    /// Native vassals by the pid of their main process: who may notify.
+    native_pids: HashMap<i32, VassalName>,
+    /// What changed for operators since the main loop last heard from the
+    /// supervisor.
+    news: news::News,
 }
 
 impl Supervisor {
@@ -141,6 +151,11 @@ impl Supervisor {
             )
             .ok();
         let log_pipes = logpipe::LogPipes::new(settings.log_dir.clone(), settings.log_rotation);
+        let notify = notify::NotifySocket::bind(state_dir)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no notify socket: native vassals count as ready once spawned, without watchdog")
+            })
+            .ok();
         let mut supervisor = Self {
             settings,
             store,
@@ -160,6 +175,9 @@ impl Supervisor {
             kills: 0,
             unused_owners: HashSet::new(),
             ondemand: ondemand::OnDemand::default(),
+            notify,
+            native_pids: HashMap::new(),
+            news: news::News::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -216,6 +234,16 @@ impl Supervisor {
         }
     }
 
+    /// The variables that must name the vassal's own pid: `LISTEN_PID` with
+    /// sockets, `WATCHDOG_PID` with a watchdog (see [`own_pid`]).
+    fn own_pid_variables(&self, launch: &Launch, sockets: &ondemand::Passed) -> Vec<&'static str> {
+        let watchdog = matches!(launch, Launch::Native(n) if n.readiness.watchdog.is_some()) && self.notify.is_some();
+        [(sockets.listen_pid, "LISTEN_PID"), (watchdog, "WATCHDOG_PID")]
+            .into_iter()
+            .filter_map(|(wanted, name)| wanted.then_some(name))
+            .collect()
+    }
+
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
         let CommandLine { program, args, cwd, env } =
             launch::command_line(spec, launch, &self.settings.vassal_binary);
@@ -226,10 +254,14 @@ impl Supervisor {
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let output = self.vassal_output(&spec.name).map_err(|e| failed("cannot open the log file", &e))?;
         let sockets = self.ondemand.pass(&spec.name, launch).map_err(|e| failed("cannot pass the sockets", &e))?;
-        if sockets.listen_pid && !spawn::resolvable(&program) {
-            return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")));
-        }
-        let (program, mut args) = sockets.command(program, args).map_err(|e| failed("the LISTEN_PID shim", &e))?;
+        let own_pid = self.own_pid_variables(launch, &sockets);
+        let (program, mut args) = match own_pid.is_empty() {
+            true => (program, args),
+            false if !spawn::resolvable(&program) => {
+                return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")));
+            }
+            false => own_pid::wrap(&own_pid, program, args).map_err(|e| failed("the own-pid shim", &e))?,
+        };
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
@@ -253,7 +285,7 @@ impl Supervisor {
                 remove.push("UWSGI_RELOADS".to_owned());
                 args = self.settings.injection.around(args);
             }
-            Launch::Native(_) => {}
+            Launch::Native(_) => vars.extend(self.notify_env(launch)),
         }
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.

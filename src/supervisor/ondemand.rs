@@ -6,7 +6,7 @@
 //! for readability, accepting nothing, so the connection waits in the
 //! backlog for the vassal. A uWSGI-style vassal gets the listening socket as
 //! fd 0 (as upstream); a native one gets its sockets as fds 3… with
-//! `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` (see [`super::listen_pid`]).
+//! `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` (see [`super::own_pid`]).
 //! Byte 22 from such a vassal (idle), or a native one exiting with status 0
 //! on its own, returns it to waiting. To the reconciler a waiting vassal is
 //! running: the wait is the supervisor's business alone.
@@ -15,7 +15,7 @@ use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::{self, Launch};
 use super::proc::Proc;
 use super::sockets::HeldSockets;
-use super::{executor::mode_of, listen_pid, Settings, Supervisor};
+use super::{executor::mode_of, Settings, Supervisor};
 use crate::sys::socket::dup_at_least;
 use reconciler::{ConfigRef, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::Intent;
@@ -120,14 +120,6 @@ impl Passed {
         self.copies.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect()
     }
 
-    /// Runs `program args` through the shim when the vassal needs `LISTEN_PID`.
-    pub(super) fn command(&self, program: String, args: Vec<String>) -> std::io::Result<(String, Vec<String>)> {
-        match self.listen_pid {
-            true => listen_pid::wrap(program, args),
-            false => Ok((program, args)),
-        }
-    }
-}
 
 impl OnDemand {
     /// Whether a vassal started or went back to waiting since the last call.

@@ -6,6 +6,7 @@
 
 use super::launch::Launch;
 use super::process::Handle;
+use super::readiness::Readiness;
 use reconciler::VassalSpec;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub(super) struct Proc {
     pub(super) control: Option<Arc<tokio::net::UnixStream>>,
     pub(super) config: Option<(UnixStream, Vec<u8>)>,
     pub(super) state: ProcState,
+    /// Whether it is ready, and its status text.
+    pub(super) readiness: Readiness,
     /// The task reading its control channel (and, adopted, its pidfd).
     pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -29,6 +32,20 @@ impl Proc {
     /// Its process id.
     pub(super) fn pid(&self) -> i32 {
         self.handle.pid()
+    }
+
+    /// The watchdog interval of a native vassal that has one.
+    pub(super) fn watchdog(&self) -> Option<Duration> {
+        match &self.launch {
+            Launch::Native(native) => native.readiness.watchdog,
+            Launch::Uwsgi { .. } => None,
+        }
+    }
+
+    /// The longest silence allowed once it sent a heartbeat: its watchdog,
+    /// or the emperor's `--heartbeat-timeout`.
+    pub(super) fn heartbeat_timeout(&self, default: Duration) -> Duration {
+        self.watchdog().unwrap_or(default)
     }
 }
 
@@ -70,6 +87,12 @@ pub(super) enum Overdue {
 impl ProcState {
     /// A process just started or adopted.
     pub(super) const STARTED: Self = ProcState::Running { heartbeat: None };
+
+    /// A process just started or adopted whose heartbeats are checked from
+    /// `now` on (a native vassal's watchdog), not from its first one.
+    pub(super) fn watched_from(now: Instant) -> Self {
+        ProcState::Running { heartbeat: Some(now) }
+    }
 
     /// Notes a heartbeat at `now`; `true` for a running process's first one.
     /// A stopping process's heartbeats do not matter any more.

@@ -5,6 +5,7 @@ use super::Supervisor;
 use crate::sys::{self, wait::Exit};
 use reconciler::{StartError, VassalName};
 use serde::Serialize;
+use std::time::SystemTime;
 
 /// How a vassal's last process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -50,16 +51,28 @@ pub struct ProcStatus {
     pub start_error: Option<String>,
     /// The address an on-demand vassal without a process waits on.
     pub waiting_on: Option<String>,
+    /// Whether its process is ready (see the readiness of each run mode in
+    /// the README): what `--wait` and rolling restarts wait for.
+    pub ready: bool,
+    /// Since when its process is ready.
+    pub since_ready: Option<SystemTime>,
+    /// The last `STATUS=` its process sent (native vassals).
+    pub status_text: Option<String>,
 }
 
 impl Supervisor {
     /// What the supervisor knows of `name`'s process.
     pub fn status(&self, name: &VassalName) -> ProcStatus {
+        let proc = self.procs.get(name);
+        let since_ready = proc.and_then(|p| p.readiness.since());
         ProcStatus {
-            pid: self.procs.get(name).map(|p| p.pid()),
+            pid: proc.map(|p| p.pid()),
             last_exit: self.last_exits.get(name).copied(),
             start_error: self.start_errors.get(name).cloned(),
             waiting_on: self.waiting_on(name),
+            ready: since_ready.is_some(),
+            since_ready,
+            status_text: proc.and_then(|p| p.readiness.status()).map(str::to_owned),
         }
     }
 

@@ -6,10 +6,12 @@ use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::Launch;
 use super::proc::{Proc, ProcState};
 use super::process::Handle;
+use super::readiness::Readiness;
 use super::Supervisor;
 use reconciler::{VassalName, VassalSpec};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A process about to be watched, and its channels.
@@ -26,6 +28,7 @@ impl Supervisor {
     /// Starts watching a process (its control channel, and its exit when
     /// it is not our child).
     pub(super) fn watch_proc(&mut self, w: Watched) -> Proc {
+        let (state, readiness) = self.first_state(&w);
         let control = w.control.and_then(|c| {
             control_of(c)
                 .inspect_err(|e| tracing::warn!(vassal = %w.spec.name, error = %e, "cannot read the control channel"))
@@ -49,9 +52,36 @@ impl Supervisor {
             launch: w.launch,
             control,
             config: w.config,
-            state: ProcState::STARTED,
+            state,
+            readiness,
             task,
         }
+    }
+
+    /// Where a process starts: ready or not, its watchdog armed or not. An
+    /// adopted process counts as ready: it ran before the emperor restarted.
+    fn first_state(&mut self, w: &Watched) -> (ProcState, Readiness) {
+        let now = SystemTime::now();
+        let adopted = matches!(w.handle, Handle::Adopted(..));
+        let Launch::Native(native) = &w.launch else {
+            return (ProcState::STARTED, if adopted { Readiness::ready_at(now) } else { Readiness::starting() });
+        };
+        if self.notify.is_none() {
+            return (ProcState::STARTED, Readiness::ready_at(now));
+        }
+        self.native_pids.insert(w.handle.pid(), w.spec.name.clone());
+        let readiness = match native.readiness.notify && !adopted {
+            true => Readiness::starting(),
+            false => Readiness::ready_at(now),
+        };
+        let state = match native.readiness.watchdog {
+            Some(_) => {
+                self.timed.insert(w.spec.name.clone());
+                ProcState::watched_from(Instant::now())
+            }
+            None => ProcState::STARTED,
+        };
+        (state, readiness)
     }
 }
 

@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod dgram;
 pub mod epoll;
 pub mod host;
 pub mod peer;

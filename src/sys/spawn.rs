@@ -165,14 +165,20 @@ pub fn cloexec_inherited_fds() {
 /// Whether `program` names something that can be executed (a path to an
 /// executable file, or a name found in PATH).
 pub fn resolvable(program: &str) -> bool {
+    resolve(program).is_some()
+}
+
+/// The executable file `program` names: itself when it holds a `/`, else
+/// the first match in PATH.
+fn resolve(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
         |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
-        return executable(std::path::Path::new(program));
+        return Some(PathBuf::from(program)).filter(|p| executable(p));
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
 #[cfg(test)]

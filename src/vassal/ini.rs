@@ -90,6 +90,7 @@ mod tests {
                 stop_timeout: Some(Duration::from_millis(2500)),
                 reload: ReloadMode::Signal(libc::SIGHUP),
                 sockets: Vec::new(),
+                readiness: Default::default(),
             }
         );
     }

@@ -132,6 +132,7 @@ mod tests {
                 stop_timeout: Some(Duration::from_millis(250)),
                 reload: ReloadMode::Restart,
                 sockets: Vec::new(),
+                readiness: Default::default(),
             }
         );
     }

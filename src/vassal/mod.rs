@@ -115,6 +115,21 @@ pub struct NativeSpec {
     /// Addresses of the sockets the emperor binds and holds for the program
     /// (passed as fds 3… with `LISTEN_FDS`), kept open across its restarts.
     pub sockets: Vec<String>,
+    /// What the program tells the emperor through `NOTIFY_SOCKET`: whether
+    /// it is started only once it says `READY=1`, and its watchdog.
+    pub readiness: Readiness,
+}
+
+/// The systemd-style notifications a native vassal opts into (the `notify`
+/// and `watchdog` keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// `notify = true`: the vassal is `starting` until it sends `READY=1`
+    /// (otherwise it is ready as soon as it is spawned).
+    pub notify: bool,
+    /// `watchdog = SECS`: the vassal must send `WATCHDOG=1` at least this
+    /// often, or it is killed and respawned.
+    pub watchdog: Option<Duration>,
 }
 
 /// What the emperor does when a native vassal must reload.
@@ -262,7 +277,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key `exce` (line 3) in the vassal section; known keys are: \
-             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket"
+             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog"
         );
         let err = ConfigError::Syntax { format: Format::Json, line: None, message: "eof".into() };
         assert_eq!(err.to_string(), "invalid JSON: eof");

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use super::node::Node;
 use super::value::{
-    env_value, exec_value, id_value, reload_value, signal_value, text_value, texts_value, timeout_value, Ctx,
+    bool_value, env_value, exec_value, id_value, reload_value, signal_value, text_value, texts_value, timeout_value,
+    watchdog_value, Ctx,
 };
-use super::{ConfigError, NativeSpec, ReloadMode};
+use super::{ConfigError, NativeSpec, Readiness, ReloadMode};
 
 /// A key of the native section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,13 @@ pub(super) enum Key {
     StopTimeout,
     Reload,
     Socket,
+    Notify,
+    Watchdog,
 }
 
 impl Key {
     /// Every key, in the order we list them to operators.
-    const ALL: [Key; 9] = [
+    const ALL: [Key; 11] = [
         Key::Exec,
         Key::Chdir,
         Key::Env,
@@ -39,6 +42,8 @@ impl Key {
         Key::StopTimeout,
         Key::Reload,
         Key::Socket,
+        Key::Notify,
+        Key::Watchdog,
     ];
 
     /// The key as written in a config.
@@ -53,6 +58,8 @@ impl Key {
             Key::StopTimeout => "stop-timeout",
             Key::Reload => "reload",
             Key::Socket => "socket",
+            Key::Notify => "notify",
+            Key::Watchdog => "watchdog",
         }
     }
 
@@ -80,6 +87,7 @@ pub(super) struct SpecBuilder {
     stop_timeout: Option<Duration>,
     reload: Option<ReloadMode>,
     sockets: Vec<String>,
+    readiness: Readiness,
 }
 
 impl SpecBuilder {
@@ -111,6 +119,8 @@ impl SpecBuilder {
             Key::StopTimeout => self.stop_timeout = Some(timeout_value(ctx, value)?),
             Key::Reload => self.reload = Some(reload_value(ctx, value)?),
             Key::Socket => self.sockets.extend(texts_value(ctx, value)?),
+            Key::Notify => self.readiness.notify = bool_value(ctx, value)?,
+            Key::Watchdog => self.readiness.watchdog = Some(watchdog_value(ctx, value)?),
         }
         Ok(())
     }
@@ -127,6 +137,7 @@ impl SpecBuilder {
             stop_timeout: self.stop_timeout,
             reload: self.reload.unwrap_or(ReloadMode::Restart),
             sockets: self.sockets,
+            readiness: self.readiness,
         })
     }
 }
@@ -153,6 +164,6 @@ mod tests {
             assert_eq!(Key::from_name(key.name()), Some(key));
         }
         assert_eq!(Key::from_name("stop_signal"), None);
-        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket");
+        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog");
     }
 }

@@ -83,6 +83,7 @@ mod tests {
                 stop_timeout: Some(Duration::from_secs(30)),
                 reload: ReloadMode::Signal(libc::SIGHUP),
                 sockets: Vec::new(),
+                readiness: Default::default(),
             }
         );
     }

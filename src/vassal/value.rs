@@ -139,6 +139,30 @@ pub(super) fn timeout_value(ctx: Ctx, value: Node) -> Result<Duration, ConfigErr
     parsed.map_err(|e| ctx.bad(e.to_string()))
 }
 
+/// `notify`: a boolean (`true`/`false`, or `yes`/`no`, `on`/`off`, `1`/`0`
+/// as text, for INI and XML).
+pub(super) fn bool_value(ctx: Ctx, value: Node) -> Result<bool, ConfigError> {
+    let text = match value {
+        Node::Bool(b) => return Ok(b),
+        Node::Int(n @ (0 | 1)) => return Ok(n == 1),
+        Node::Str(s) => s,
+        other => return Err(ctx.bad(format!("expected true or false, found {}", other.kind()))),
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(ctx.bad(format!("`{text}` is not true or false"))),
+    }
+}
+
+/// `watchdog`: seconds, more than zero (a zero watchdog would kill at once).
+pub(super) fn watchdog_value(ctx: Ctx, value: Node) -> Result<Duration, ConfigError> {
+    match timeout_value(ctx, value)? {
+        Duration::ZERO => Err(ctx.bad("must be more than 0 seconds")),
+        every => Ok(every),
+    }
+}
+
 /// `reload`: `restart`, or the signal to send instead of restarting.
 pub(super) fn reload_value(ctx: Ctx, value: Node) -> Result<ReloadMode, ConfigError> {
     let text = match value {
@@ -192,5 +216,10 @@ mod tests {
         assert_eq!(signal_value(CTX, Node::Int(9)).unwrap(), libc::SIGKILL);
         assert!(reload_value(CTX, Node::Int(1)).is_err());
         assert_eq!(reload_value(CTX, Node::Str("Restart".into())).unwrap(), ReloadMode::Restart);
+        assert!(bool_value(CTX, Node::Bool(true)).unwrap());
+        assert!(!bool_value(CTX, Node::Str(" Off".into())).unwrap());
+        assert!(bool_value(CTX, Node::Str("maybe".into())).is_err());
+        assert_eq!(watchdog_value(CTX, Node::Str("1.5".into())).unwrap(), Duration::from_millis(1500));
+        assert!(watchdog_value(CTX, Node::Int(0)).is_err());
     }
 }

@@ -192,6 +192,7 @@ mod tests {
                 stop_timeout: Some(Duration::from_secs(7)),
                 reload: ReloadMode::Signal(libc::SIGUSR2),
                 sockets: Vec::new(),
+                readiness: Default::default(),
             }
         );
     }

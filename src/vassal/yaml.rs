@@ -88,6 +88,7 @@ mod tests {
                 stop_timeout: Some(Duration::from_millis(1500)),
                 reload: ReloadMode::Signal(libc::SIGUSR1),
                 sockets: Vec::new(),
+                readiness: Default::default(),
             }
         );
     }

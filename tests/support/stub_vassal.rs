@@ -9,10 +9,15 @@
 //!   (TARGET is a file, or `emperor://NAME` for a config sent over
 //!   `UWSGI_EMPEROR_FD_CONFIG`). Knobs are `stub-...= value` lines of the config.
 //! * Native mode: `emperor-stub-vassal native [--exit-after-ms N] [--ignore-stop] [--child]
-//!   [--print-lines N [--print-pause-ms MS]] [--serve] [--serve-then-exit N]`. `--print-lines`
-//!   writes the lines `00001` … (five digits, zero-padded) to stdout from a thread, in
-//!   1000-byte writes that split lines, pausing MS between writes, then records
-//!   `printed lines=N`.
+//!   [--print-lines N [--print-pause-ms MS]] [--serve] [--serve-then-exit N]
+//!   [--notify-ready-after-ms N] [--notify-status TEXT] [--watchdog-ms N] [--on-usr2 ACTIONS]...`.
+//!   `--print-lines` writes the lines `00001` … (five digits, zero-padded) to stdout from a
+//!   thread, in 1000-byte writes that split lines, pausing MS between writes, then records
+//!   `printed lines=N`. With `NOTIFY_SOCKET` set, it sends `READY=1` after N ms, `STATUS=TEXT`
+//!   at start, `WATCHDOG=1` every N ms (recorded as `watchdog`) until a SIGUSR1 (recorded as
+//!   `watchdog-stop`), and `STATUS=got SIGHUP` on a SIGHUP. Each SIGUSR2 takes the next
+//!   `--on-usr2` list: comma-separated messages to send, in order, where `exit` exits with
+//!   code 0 instead.
 //!
 //! Serving (`--serve` natively: the `LISTEN_FDS` sockets from fd 3;
 //! `stub-serve = 1` in uWSGI mode: the listening socket on fd 0): each
@@ -23,7 +28,8 @@
 //! Events: `start`, `config` (or `config-timeout` when none came within 5 s),
 //! `child`, `recv <byte>`, `reloaded`, `sighup`, `sigterm`, `sigusr1`, `eof`,
 //! `printed`, `listen fds=<n> pid=<ok|wrong|unset> names=<names>`, `served n=<count>`,
-//! `idle`, `exit code=<n>`. One `poll(2)` loop watches the control fd, a signalfd and
+//! `idle`, `notify <message>`, `watchdog`, `watchdog-stop`, `exit code=<n>`. One `poll(2)`
+//! loop watches the control fd, a signalfd and
 //! the next timer deadline, so nothing busy-waits.
 #![allow(unsafe_code)] // raw calls of its own (the package denies them elsewhere)
 
@@ -88,6 +94,10 @@ struct Knobs {
     serve: bool,
     serve_then_exit: Option<u64>,
     idle_after: Option<u64>,
+    ready_after_ms: Option<u64>,
+    status: Option<String>,
+    watchdog_ms: Option<u64>,
+    on_usr2: std::collections::VecDeque<String>,
 }
 
 impl Knobs {
@@ -132,6 +142,34 @@ fn print_lines(count: u32, pause: Duration) {
         }
     }
     Recorder::new().record("printed", &format!("lines={count}"));
+}
+
+/// The `NOTIFY_SOCKET` the emperor gave, if any (`@name` is abstract).
+struct Notify {
+    socket: std::os::unix::net::UnixDatagram,
+    addr: std::os::unix::net::SocketAddr,
+}
+
+impl Notify {
+    fn from_env() -> Option<Notify> {
+        use std::os::linux::net::SocketAddrExt;
+        let path = std::env::var("NOTIFY_SOCKET").ok()?;
+        let addr = match path.strip_prefix('@') {
+            Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
+            None => std::os::unix::net::SocketAddr::from_pathname(&path).ok()?,
+        };
+        Some(Notify { socket: std::os::unix::net::UnixDatagram::unbound().ok()?, addr })
+    }
+
+    /// Sends `message`; records it unless it is a watchdog ping.
+    fn send(notify: &Option<Notify>, rec: &mut Recorder, message: &str) {
+        let Some(n) = notify else { return };
+        let sent = n.socket.send_to_addr(message.as_bytes(), &n.addr).is_ok();
+        match message {
+            "WATCHDOG=1" => rec.record("watchdog", ""),
+            _ => rec.record("notify", &format!("{} sent={sent}", message.replace('\n', " "))),
+        }
+    }
 }
 
 /// 64-bit FNV-1a, printed as 16 hex digits in `config` records.
@@ -205,7 +243,7 @@ fn signal_fd() -> RawFd {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
             libc::sigaddset(&mut set, sig);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -240,7 +278,7 @@ fn pollin(fd: RawFd) -> libc::pollfd {
 }
 
 /// Reads one pending signal from the signalfd and reacts to it.
-fn on_signal(rec: &mut Recorder, sfd: RawFd, knobs: &Knobs) {
+fn on_signal(rec: &mut Recorder, sfd: RawFd, knobs: &mut Knobs, notify: &Option<Notify>) {
     // SAFETY: reading one signalfd_siginfo into a zeroed struct of that size.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of_val(&info);
@@ -255,8 +293,25 @@ fn on_signal(rec: &mut Recorder, sfd: RawFd, knobs: &Knobs) {
                 rec.exit(0);
             }
         }
-        libc::SIGHUP => rec.record("sighup", ""),
-        libc::SIGUSR1 => rec.record("sigusr1", ""),
+        libc::SIGHUP => {
+            rec.record("sighup", "");
+            Notify::send(notify, rec, "STATUS=got SIGHUP");
+        }
+        libc::SIGUSR1 => {
+            rec.record("sigusr1", "");
+            if knobs.watchdog_ms.take().is_some() {
+                rec.record("watchdog-stop", "");
+            }
+        }
+        libc::SIGUSR2 => {
+            rec.record("sigusr2", "");
+            for action in knobs.on_usr2.pop_front().unwrap_or_default().split(',').filter(|a| !a.is_empty()) {
+                match action {
+                    "exit" => rec.exit(0),
+                    message => Notify::send(notify, rec, message),
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -360,6 +415,10 @@ fn main() {
                 "--print-pause-ms" => knobs.print_pause_ms = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
                 "--serve" => knobs.serve = true,
                 "--serve-then-exit" => knobs.serve_then_exit = it.next().and_then(|v| v.parse().ok()),
+                "--notify-ready-after-ms" => knobs.ready_after_ms = it.next().and_then(|v| v.parse().ok()),
+                "--notify-status" => knobs.status = it.next().cloned(),
+                "--on-usr2" => knobs.on_usr2.extend(it.next().cloned()),
+                "--watchdog-ms" => knobs.watchdog_ms = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0),
                 _ => {}
             }
         }
@@ -384,11 +443,17 @@ fn main() {
     send_byte(ctl, 17);
     let served_fds = if knobs.serve { listeners(&mut rec, native) } else { Vec::new() };
     let mut served = 0u64;
+    let notify = if native { Notify::from_env() } else { None };
+    if let Some(status) = knobs.status.clone() {
+        Notify::send(&notify, &mut rec, &format!("STATUS={status}"));
+    }
 
     let started = Instant::now();
     let exit_at = knobs.exit_after_ms.map(|ms| started + Duration::from_millis(ms));
     let beat = knobs.heartbeat_ms.map(Duration::from_millis);
     let mut next_beat = beat.map(|b| started + b);
+    let mut ready_at = knobs.ready_after_ms.map(|ms| started + Duration::from_millis(ms));
+    let mut next_ping = knobs.watchdog_ms.map(|_| started);
     loop {
         let now = Instant::now();
         if exit_at.is_some_and(|t| now >= t) {
@@ -400,7 +465,18 @@ fn main() {
                 next_beat = Some(now + b);
             }
         }
-        let next = [exit_at, next_beat].into_iter().flatten().min();
+        if ready_at.is_some_and(|t| now >= t) {
+            ready_at = None;
+            Notify::send(&notify, &mut rec, "READY=1");
+        }
+        next_ping = next_ping.filter(|_| knobs.watchdog_ms.is_some());
+        if let (Some(t), Some(ms)) = (next_ping, knobs.watchdog_ms) {
+            if now >= t {
+                Notify::send(&notify, &mut rec, "WATCHDOG=1");
+                next_ping = Some(now + Duration::from_millis(ms));
+            }
+        }
+        let next = [exit_at, next_beat, ready_at, next_ping].into_iter().flatten().min();
         let timeout = next.map_or(-1, |t| t.saturating_duration_since(now).as_millis().max(1) as i32);
         let mut fds: Vec<libc::pollfd> = [Some(sfd), ctl].into_iter().flatten().map(pollin).collect();
         let first_served = fds.len();
@@ -423,7 +499,7 @@ fn main() {
             }
         }
         if fds[0].revents != 0 {
-            on_signal(&mut rec, sfd, &knobs);
+            on_signal(&mut rec, sfd, &mut knobs, &notify);
         }
         if let (Some(ctl), Some(pfd)) = (ctl, fds.get(1)) {
             if pfd.revents != 0 {

@@ -162,8 +162,7 @@ mod tests {
         assert_eq!(data["host"], host);
         assert_eq!(data["emperor_id"], "abc123");
         assert!(data["started"].as_u64().unwrap() > 1_600_000_000);
-        let vassals =
-            serde_json::json!({"running": 2, "waiting": 0, "stopping": 0, "crashed": 0, "held": 1, "stopped": 0});
+        let vassals = serde_json::json!({"running": 2, "waiting": 0, "starting": 0, "stopping": 0, "crashed": 0, "held": 1, "stopped": 0});
         assert_eq!(data["vassals"], vassals);
         assert_eq!(r.acls(), zk::Acls::anyone_all());
         assert_eq!(Registration::new("/h", "x", 0, true).acls().len(), 2);
