@@ -46,10 +46,35 @@ impl Supervisor {
                 return exit;
             }
             let deadline = self.next_deadline();
-            tokio::select! {
-                Some(()) = self.sigchld.recv() => self.reap_children(),
-                Some(event) = self.event_rx.recv() => self.on_event(event),
-                () = sleep_until(deadline) => self.tick(Instant::now()),
+            let wake = tokio::select! {
+                Some(()) = self.sigchld.recv() => Wake::Child,
+                Some(event) = self.event_rx.recv() => Wake::Event(event),
+                () = sleep_until(deadline) => Wake::Deadline,
+                () = self.holder.broken() => Wake::Holder,
+            };
+            self.note_wake(Instant::now());
+            match wake {
+                Wake::Child => self.reap_children(),
+                Wake::Event(event) => self.on_event(event),
+                Wake::Deadline => self.tick(Instant::now()),
+                Wake::Holder => self.holder.repair(),
+            }
+        }
+    }
+
+    /// Checks whether the emperor itself was away since its last wake-up
+    /// (see [`StallClock`](super::stall::StallClock)); if so, that time does not count as any
+    /// vassal's silence. Said once per stall.
+    fn note_wake(&mut self, now: Instant) {
+        let timeout = self.settings.heartbeat_timeout;
+        let Some(away) = self.stall.woke(now, !self.timed.is_empty(), timeout) else { return };
+        tracing::warn!(
+            away_secs = away.as_secs_f64(),
+            "the emperor itself was not running (stopped, or starved of CPU); that time does not count against vassal heartbeats"
+        );
+        for name in &self.timed {
+            if let Some(proc) = self.procs.get_mut(name) {
+                proc.state.excuse(away);
             }
         }
     }
@@ -164,11 +189,25 @@ impl Supervisor {
         });
     }
 
-    /// The next time [`Supervisor::tick`] has work.
+    /// The next time [`Supervisor::tick`] has work, or the supervisor's
+    /// pulse is due (see [`StallClock`](super::stall::StallClock)).
     fn next_deadline(&self) -> Option<Instant> {
         let timeout = self.settings.heartbeat_timeout;
-        self.timed.iter().filter_map(|name| self.procs.get(name)?.state.deadline(timeout)).min()
+        let due = self.timed.iter().filter_map(|name| self.procs.get(name)?.state.deadline(timeout)).min();
+        due.into_iter().chain(self.stall.next_pulse(timeout)).min()
     }
+}
+
+/// What woke [`Supervisor::next_exit`].
+enum Wake {
+    /// SIGCHLD.
+    Child,
+    /// A watched process did something.
+    Event(ProcEvent),
+    /// A stop timeout, heartbeat deadline or the pulse.
+    Deadline,
+    /// The fd holder went away, or another attempt to start one is due.
+    Holder,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -13,10 +13,12 @@ mod channel;
 mod executor;
 mod exits;
 mod fdholder;
+mod holder_link;
 mod launch;
 mod logs;
 mod proc;
 mod process;
+mod stall;
 mod status;
 mod user;
 mod watch;
@@ -26,7 +28,7 @@ use channel::Pair;
 use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
-use fdholder::FdHolder;
+use holder_link::HolderLink;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logs::path as log_path;
@@ -80,13 +82,16 @@ pub struct Supervisor {
     /// Processes gone and reaped, not yet handed to the main loop.
     exits: VecDeque<(VassalName, u64)>,
     base_env: Vec<(String, String)>,
-    holder: Option<FdHolder>,
+    /// The fd holder, and the registry of what it keeps.
+    holder: HolderLink,
     /// Vassals with a stop deadline or a heartbeat to check, so idle
     /// vassals cost nothing.
     timed: HashSet<VassalName>,
     /// Our children, by pid (SIGCHLD names pids), so every exited child is
     /// reaped, a vassal or not.
     children: HashMap<i32, (VassalName, u64)>,
+    /// The supervisor's own wake-ups, to tell a stalled emperor from silent vassals.
+    stall: stall::StallClock,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
     /// How each vassal's last process ended, for operators.
@@ -104,12 +109,7 @@ impl Supervisor {
         let (event_tx, event_rx) = unbounded_channel();
         let mut base_env = launch::vassal_env_mapping(std::env::vars());
         base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
-        let holder = logs::open_named(&settings.log_dir, "fd-holder.log")
-            .and_then(|log| FdHolder::connect_or_spawn(state_dir, log))
-            .inspect_err(
-                |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
-            )
-            .ok();
+        let holder = HolderLink::new(state_dir.to_owned(), settings.log_dir.clone());
         let mut supervisor = Self {
             settings,
             store,
@@ -122,6 +122,7 @@ impl Supervisor {
             holder,
             timed: HashSet::new(),
             children: HashMap::new(),
+            stall: stall::StallClock::default(),
             prepared: HashMap::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
@@ -133,9 +134,7 @@ impl Supervisor {
 
     /// Ends the fd holder; call once every vassal has stopped.
     pub fn retire_holder(&mut self) {
-        if let Some(holder) = self.holder.take() {
-            holder.quit();
-        }
+        self.holder.quit();
     }
 
     /// Sends `signal` to a live vassal's whole process group.
@@ -146,23 +145,28 @@ impl Supervisor {
     }
 
     /// Gives the fd holder copies of a new vassal's channel ends.
-    fn hold(&self, name: &VassalName, generation: u64, control: Option<&UnixStream>, config: Option<&UnixStream>) {
-        let Some(holder) = &self.holder else { return };
+    fn hold(
+        &mut self,
+        name: &VassalName,
+        generation: u64,
+        control: Option<&UnixStream>,
+        config: Option<&UnixStream>,
+    ) -> std::io::Result<()> {
         for (kind, stream) in [("control", control), ("config", config)] {
             if let Some(stream) = stream {
                 let key = fdholder::key(kind, generation, name.as_str());
-                if let Err(e) = holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
-                    tracing::warn!(vassal = %name, error = %e, "cannot hand the channel to the fd holder");
+                if let Err(e) = self.holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
+                    self.holder.release(name.as_str(), generation);
+                    return Err(e);
                 }
             }
         }
+        Ok(())
     }
 
     /// Makes the fd holder close its copies of a vassal's channel ends.
-    fn release(&self, name: &str, generation: u64) {
-        if let Some(holder) = &self.holder {
-            holder.release(name, generation);
-        }
+    fn release(&mut self, name: &str, generation: u64) {
+        self.holder.release(name, generation);
     }
 
     /// Whether no process is left.
@@ -211,7 +215,8 @@ impl Supervisor {
         }
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.
-        self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
+        self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours))
+            .map_err(|e| failed("cannot keep a copy of the channel for the fd holder", &e))?;
         let umask = Some(self.settings.vassal_umask);
         let request =
             spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, keep_fds, log, user, umask };

@@ -1,0 +1,102 @@
+//! Bad days, with the real binary and real processes: the fd holder killed
+//! under a running emperor, the emperor itself stopped for longer than the
+//! heartbeat timeout. Each time every running vassal keeps running, what
+//! happened is said once, and the emperor recovers by itself.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn wait_log(h: &Harness, needle: &str, count: usize) {
+    wait_until(DEADLINE, format!("{count} log line(s) with {needle:?}"), || {
+        cond(h.log_text().matches(needle).count() >= count)
+    });
+}
+
+/// Live fd holders of this harness's state dir: processes running
+/// `emperor --fd-holder <state>/fd-holder.sock`.
+fn holders(h: &Harness) -> Vec<i32> {
+    let socket = h.state.join("fd-holder.sock").display().to_string();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| alive(pid))
+        .filter(|&pid| {
+            let args = cmdline(pid);
+            args.iter().any(|a| a == "--fd-holder") && args.contains(&socket)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_fd_holder_is_replaced_and_uwsgi_vassals_survive_the_next_crash() {
+    let h = Harness::new();
+    let names = ["u1.ini", "u2.ini", "u3.ini"];
+    for name in names {
+        put(&h.vassal(name), &uwsgi_ini(""));
+    }
+    let first = h.spawn_dir(&[], &[]);
+    let pids: Vec<i32> = names.iter().map(|n| h.wait_start(n).pid).collect();
+    let old = wait_until(DEADLINE, "one fd holder", || match holders(&h)[..] {
+        [pid] => Some(pid),
+        _ => None,
+    });
+
+    kill(old, libc::SIGKILL);
+    let new = wait_until(DEADLINE, "a new fd holder", || holders(&h).into_iter().find(|&p| p != old));
+    wait_log(&h, "fd holder running again", 1);
+    h.wait_reaped(old, "the killed fd holder (the emperor's child)");
+    assert_eq!(h.log_text().matches("the fd holder went away").count(), 1, "said once");
+
+    // The new holder has every channel: an emperor crash now leaves the
+    // uWSGI vassals running, and the next emperor talks to them again.
+    first.kill9();
+    for (name, pid) in names.iter().zip(&pids) {
+        assert!(alive(*pid), "{name} died with the emperor: its channel was not held");
+    }
+    let _second = h.spawn_dir(&[], &[]);
+    wait_log(&h, "vassal re-adopted", names.len());
+    for (name, pid) in names.iter().zip(&pids) {
+        assert!(alive(*pid), "{name} must still run");
+        assert_eq!(h.starts(name).len(), 1, "{name} must not be restarted");
+        assert!(h.events_of(name, "eof").is_empty(), "{name} lost its control channel");
+    }
+    assert_eq!(holders(&h), [new], "the second emperor uses the new holder");
+    touch(&h.vassal("u1.ini"));
+    assert_eq!(h.wait_event("u1.ini", "recv 1 after the re-adoption", |e| e.is_recv(1)).pid, pids[0]);
+}
+
+/// How long the emperor is kept stopped: three heartbeat timeouts.
+const STALL: Duration = Duration::from_secs(3);
+
+#[test]
+fn a_stopped_emperor_does_not_kill_the_vassals_it_could_not_hear() {
+    let mut h = Harness::new();
+    let names = ["a.ini", "b.ini", "c.ini"];
+    for name in names {
+        put(&h.vassal(name), &uwsgi_ini("stub-heartbeat-ms = 100"));
+    }
+    h.start_dir(&["--heartbeat-timeout", "1"]);
+    let pids: Vec<i32> = names.iter().map(|n| h.wait_start(n).pid).collect();
+    wait_log(&h, "vassal sends heartbeats", names.len());
+
+    h.signal_emperor(libc::SIGSTOP);
+    // Not a wait for an event: the fault itself is the emperor staying
+    // stopped this long while its vassals keep sending heartbeats.
+    std::thread::sleep(STALL);
+    h.signal_emperor(libc::SIGCONT);
+    wait_log(&h, "the emperor itself was not running", 1);
+
+    // Heartbeats are still enforced over the time the emperor is awake: a
+    // vassal that really falls silent is killed and respawned, and only it.
+    kill(pids[2], libc::SIGSTOP);
+    let again = h.wait_starts("c.ini", 2);
+    assert_ne!(again[1].pid, pids[2]);
+    for (name, pid) in names.iter().zip(&pids).take(2) {
+        assert!(alive(*pid), "{name} was killed although it kept sending heartbeats");
+        assert_eq!(h.starts(name).len(), 1, "{name} must not be restarted");
+    }
+    let missed = h.complaints_about("missed its heartbeat");
+    assert!(missed.iter().all(|l| l.contains("c.ini")), "only the silent vassal: {missed:#?}");
+    assert_eq!(h.log_text().matches("the emperor itself was not running").count(), 1, "said once");
+}
