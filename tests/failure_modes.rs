@@ -100,3 +100,53 @@ fn a_stopped_emperor_does_not_kill_the_vassals_it_could_not_hear() {
     assert!(missed.iter().all(|l| l.contains("c.ini")), "only the silent vassal: {missed:#?}");
     assert_eq!(h.log_text().matches("the emperor itself was not running").count(), 1, "said once");
 }
+
+/// Overwrites 64 bytes a third of the way into the sled log of `h`.
+fn damage_store(h: &Harness) {
+    use std::io::{Seek, SeekFrom, Write};
+    let db = h.state.join("state.sled/db");
+    let len = std::fs::metadata(&db).expect("the sled log").len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&db).expect("open the sled log");
+    file.seek(SeekFrom::Start(len / 3)).unwrap();
+    file.write_all(&[0xAB; 64]).unwrap();
+}
+
+#[test]
+fn a_damaged_state_store_is_refused_and_a_reset_recovers_without_duplicates() {
+    let h = Harness::new();
+    let names = ["u1.ini", "u2.ini", "n.ini"];
+    put(&h.vassal("u1.ini"), &uwsgi_ini(""));
+    put(&h.vassal("u2.ini"), &uwsgi_ini(""));
+    put(&h.vassal("n.ini"), &format!("[vassal]\nexec = {STUB} native\n"));
+    let mut first = h.spawn_dir(&[], &[]);
+    let pids: Vec<i32> = names.iter().map(|n| h.wait_start(n).pid).collect();
+    kill(first.pid(), libc::SIGUSR2);
+    assert!(first.wait_exit().success(), "SIGUSR2 exits 0, leaving the vassals running");
+    damage_store(&h);
+
+    let out = h.command(&[&h.dir_source()]).stderr(std::process::Stdio::piped()).output().unwrap();
+    assert!(!out.status.success(), "a damaged store must be refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let path = h.state.join("state.sled").display().to_string();
+    assert!(err.contains(&path) && err.contains("--reset-state"), "names the store and the way out: {err}");
+    for (name, pid) in names.iter().zip(&pids) {
+        assert!(alive(*pid), "{name} must keep running while the emperor refuses to start");
+    }
+
+    // The reset finds the running vassals through /proc, stops them (no
+    // record says what they run) and starts each once again: none twice.
+    let _second = h.spawn_dir(&["--reset-state"], &[]);
+    wait_log(&h, "moved aside, starting fresh", 1);
+    for (name, pid) in names.iter().zip(&pids) {
+        h.wait_dead(*pid, name);
+        h.wait_starts(name, 2);
+    }
+    let found = wait_until(DEADLINE, "exactly one process per vassal after the reset", || {
+        let found = our_vassals(&h);
+        (found.len() == names.len() && found.values().all(|pids| pids.len() == 1)).then_some(found)
+    });
+    for name in names {
+        assert_eq!(h.starts(name).len(), 2, "{name}: started once more, not twice");
+        assert_eq!(found[name], [h.starts(name)[1].pid]);
+    }
+}

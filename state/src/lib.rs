@@ -9,6 +9,7 @@
 //! clones share the same database.
 #![forbid(unsafe_code)]
 
+mod integrity;
 mod record;
 mod stopped;
 
@@ -49,6 +50,15 @@ pub enum StateError {
     /// A read or write failed.
     #[error("state store: {0}")]
     Io(#[from] sled::Error),
+    /// The database opened, but what it holds is damaged (see the
+    /// `integrity` module).
+    #[error("state store {path} is damaged: {reason}")]
+    Damaged {
+        /// The database directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A record could not be decoded.
     #[error("state store: corrupt record {key}: {message}")]
     Corrupt {
@@ -81,6 +91,8 @@ pub struct Store {
     /// Vassals an operator stopped (see [`Store::set_stopped`]).
     stopped: sled::Tree,
     emperor_id: Arc<str>,
+    /// The flush count that tells a damaged log (see the `integrity` module).
+    seal: Arc<integrity::Seal>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
 }
@@ -114,6 +126,7 @@ impl Store {
         if found != SCHEMA_VERSION {
             return Err(StateError::Schema { dir: dir.to_owned(), found });
         }
+        let seal = integrity::Seal::check(dir, &meta)?;
         let emperor_id = emperor_id(dir, &meta)?;
         let store = Self {
             vassals: db.open_tree("vassals")?,
@@ -124,8 +137,10 @@ impl Store {
             meta,
             db,
             emperor_id: emperor_id.into(),
+            seal: Arc::new(seal),
             written: Arc::default(),
         };
+        store.verify(dir)?;
         store.flush()?;
         Ok(store)
     }
@@ -137,6 +152,11 @@ impl Store {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let aside = dir.join(format!("state.sled.broken-{secs}"));
         std::fs::rename(dir.join("state.sled"), &aside)?;
+        // The seal file counted the flushes of the store moved aside.
+        match std::fs::remove_file(integrity::Seal::file_of(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(aside)
     }
 
@@ -248,11 +268,17 @@ impl Store {
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StateError> {
         self.written.store(false, Ordering::Release);
-        if let Err(e) = self.db.flush() {
-            self.wrote();
-            return Err(e.into());
+        let flushed = self.seal.stage(&self.meta).and_then(|next| Ok((next, self.db.flush()?)));
+        match flushed {
+            Ok((next, _)) => {
+                self.seal.sealed(next);
+                Ok(())
+            }
+            Err(e) => {
+                self.wrote();
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Makes every write so far durable, if any handle wrote since the last
@@ -441,7 +467,7 @@ mod tests {
 
     /// Opens the store again after a handle of this process was dropped:
     /// sled's background thread may hold the lock a moment longer.
-    fn reopen(dir: &Path) -> Result<Store, StateError> {
+    pub(crate) fn reopen(dir: &Path) -> Result<Store, StateError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match Store::open(dir) {
