@@ -12,6 +12,7 @@ pub mod control;
 pub mod emperor;
 mod failpoint;
 pub mod source;
+mod store_outage;
 pub mod supervisor;
 mod sys;
 pub mod vassal;

@@ -150,3 +150,76 @@ fn a_damaged_state_store_is_refused_and_a_reset_recovers_without_duplicates() {
         assert_eq!(found[name], [h.starts(name)[1].pid]);
     }
 }
+
+/// A small tmpfs mounted on a directory for the length of a test (root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: the emperor may still hold files there until the harness ends it.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `path` with a file there, until it is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create the filler");
+    let chunk = vec![0x55u8; 64 << 10];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn a_full_state_dir_holds_new_vassals_until_space_returns() {
+    let h = Harness::new();
+    let _tmpfs = Tmpfs::mount(&h.state, "4m");
+    let logs = h.root.join("logs");
+    let logs_arg = logs.display().to_string();
+    put(&h.vassal("a.ini"), &uwsgi_ini(""));
+    let first = h.spawn_dir(&["--log-dir", &logs_arg, "--backoff-min", "1", "--backoff-max", "1"], &[]);
+    let a = h.wait_start("a.ini").pid;
+
+    let filler = h.state.join("filler");
+    fill(&filler);
+    put(&h.vassal("b.ini"), &uwsgi_ini(""));
+    let refused = h.wait_complaint("vassal not started: its spawn intent cannot be recorded");
+    assert!(refused.contains("b.ini") && refused.contains("is full"), "names the vassal and the cause: {refused}");
+    // Running vassals stay supervised: a crash of a recorded one is respawned.
+    kill(a, libc::SIGKILL);
+    let again = h.wait_starts("a.ini", 2);
+    assert!(h.starts("b.ini").is_empty(), "b.ini must wait for its intent to be recorded");
+
+    std::fs::remove_file(&filler).unwrap();
+    h.wait_start("b.ini");
+    wait_log(&h, "the state store can be written again", 1);
+    let log = h.log_text();
+    assert_eq!(log.matches("vassal not started: its spawn intent").count(), 1, "said once:\n{log}");
+    assert_eq!(log.matches("cannot write the state store").count(), 1, "said once:\n{log}");
+
+    // The store is intact: the next emperor opens it and re-adopts both.
+    first.kill9();
+    let _second = h.spawn_dir(&["--log-dir", &logs_arg], &[]);
+    wait_log(&h, "vassal re-adopted", 2);
+    assert_eq!(h.starts("a.ini").len(), 2);
+    assert_eq!(h.starts("b.ini").len(), 1);
+    assert!(alive(again[1].pid));
+}

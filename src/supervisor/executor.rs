@@ -11,17 +11,37 @@ use std::time::Instant;
 impl Executor for Supervisor {
     /// Parses the configs of the round's starts and records their intents,
     /// made durable with one flush before any process is forked: a crash
-    /// after a fork then finds the intent and adopts the process.
+    /// after a fork then finds the intent and adopts the process. When the
+    /// intents cannot be made durable (a full disk), a vassal the store has
+    /// no record of is not started (it is retried with backoff); a respawn
+    /// of a recorded vassal goes ahead (a crash meanwhile makes the next
+    /// emperor replace that process once, never run it twice).
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
+        let mut failure: Option<String> = None;
+        let mut known = Vec::with_capacity(starts.len());
         for (spec, generation) in starts {
+            known.push(self.is_recorded(&spec.name));
             let launch = launch::load_allowed(spec, self.settings.native);
             if let Ok(launch) = &launch {
-                self.record(spec, *generation, mode_of(launch), None, Intent::Run);
+                if let Err(e) = self.record(spec, *generation, mode_of(launch), None, Intent::Run) {
+                    failure.get_or_insert(e.to_string());
+                }
             }
             self.prepared.insert((spec.name.clone(), *generation), launch);
         }
-        if let Err(e) = self.store.flush_if_written() {
-            tracing::error!(error = %e, "cannot flush the state store");
+        match self.store.flush_if_written() {
+            Ok(true) => crate::store_outage::write_succeeded(&self.store),
+            Ok(false) => {}
+            Err(e) => {
+                crate::store_outage::write_failed(&self.store, "spawn intents", &e);
+                failure.get_or_insert(e.to_string());
+            }
+        }
+        let Some(cause) = failure else { return };
+        for ((spec, generation), known) in starts.iter().zip(known) {
+            if !known {
+                self.unrecorded.insert((spec.name.clone(), *generation), cause.clone());
+            }
         }
     }
 
@@ -51,7 +71,7 @@ impl Executor for Supervisor {
             self.timed.insert(spec.name.clone());
         }
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
-        self.record(spec, generation, mode, Some(pid), Intent::Run);
+        let _ = self.record(spec, generation, mode, Some(pid), Intent::Run);
         outcome
     }
 
@@ -64,11 +84,12 @@ impl Executor for Supervisor {
         let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
         self.timed.insert(name.clone());
         tracing::info!(vassal = %name, pid, "stopping vassal");
-        self.record(&spec, generation, mode, Some(pid), Intent::Stop);
+        let _ = self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
     }
 
     fn forget(&mut self, name: &VassalName) {
+        self.waiting_for_store.remove(name);
         if let Err(e) = self.store.remove_vassal(name) {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
@@ -165,7 +186,11 @@ impl Supervisor {
             // A start the round did not announce: its intent is made durable all the same.
             self.intend(&[(spec.clone(), generation)]);
         }
-        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
+        let launch = self.prepared.remove(&key).expect("prepared above");
+        if let Some(cause) = self.unrecorded.remove(&key) {
+            return Err(self.wait_for_store(&spec.name, cause));
+        }
+        let launch = launch.map_err(|e| {
             match e {
                 launch::LaunchError::NativeRefused { .. } => {
                     tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
@@ -180,7 +205,8 @@ impl Supervisor {
             Ok(proc) => {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
-                self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                self.waiting_for_store.remove(&spec.name);
                 self.procs.insert(spec.name.clone(), proc);
                 Ok(())
             }
@@ -189,5 +215,14 @@ impl Supervisor {
                 Err(e)
             }
         }
+    }
+
+    /// A start refused because its intent cannot be recorded: said once per
+    /// vassal until it starts, and retried by the controller with backoff.
+    fn wait_for_store(&mut self, name: &VassalName, cause: String) -> StartError {
+        if self.waiting_for_store.insert(name.clone()) {
+            tracing::error!(vassal = %name, %cause, "vassal not started: its spawn intent cannot be recorded in the state store; retrying until it can");
+        }
+        StartError::Failed(format!("its spawn intent cannot be recorded in the state store: {cause}"))
     }
 }

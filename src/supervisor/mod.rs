@@ -94,6 +94,11 @@ pub struct Supervisor {
     stall: stall::StallClock,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
+    /// Starts of this round whose intent could not be made durable, with
+    /// why: they are not started (see [`Executor::intend`]).
+    unrecorded: HashMap<(VassalName, u64), String>,
+    /// Vassals already told they wait for the state store.
+    waiting_for_store: HashSet<VassalName>,
     /// How each vassal's last process ended, for operators.
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
@@ -124,6 +129,8 @@ impl Supervisor {
             children: HashMap::new(),
             stall: stall::StallClock::default(),
             prepared: HashMap::new(),
+            unrecorded: HashMap::new(),
+            waiting_for_store: HashSet::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
         };
@@ -240,7 +247,16 @@ impl Supervisor {
         Ok(self.watch_proc(Watched { generation, handle, spec: spec.clone(), launch: launch.clone(), control, config }))
     }
 
-    fn record(&self, spec: &VassalSpec, generation: u64, mode: Mode, pid: Option<i32>, intent: Intent) {
+    /// Writes a vassal's record (not yet durable); a failure is reported
+    /// once per outage of the store.
+    fn record(
+        &self,
+        spec: &VassalSpec,
+        generation: u64,
+        mode: Mode,
+        pid: Option<i32>,
+        intent: Intent,
+    ) -> Result<(), state::StateError> {
         let record = VassalRecord {
             name: spec.name.clone(),
             source: spec.source.clone(),
@@ -251,8 +267,13 @@ impl Supervisor {
             start_time: pid.and_then(sys::proc::start_time),
             intent,
         };
-        if let Err(e) = self.store.put_vassal(&record) {
-            tracing::error!(vassal = %spec.name, error = %e, "cannot record the vassal in the state store");
-        }
+        self.store.put_vassal(&record).inspect_err(|e| {
+            crate::store_outage::write_failed(&self.store, "vassal record", e);
+        })
+    }
+
+    /// Whether the store holds a record of `name` (of any generation).
+    fn is_recorded(&self, name: &VassalName) -> bool {
+        self.store.vassal(name).ok().flatten().is_some()
     }
 }

@@ -11,9 +11,11 @@
 
 mod integrity;
 mod record;
+mod room;
 mod stopped;
 
 pub use record::{Intent, Mode, VassalRecord};
+pub use room::MIN_FREE;
 
 use reconciler::{SourceId, VassalName, VassalSpec};
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,14 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
+    /// The state dir's filesystem is (nearly) full: nothing was written.
+    #[error("state dir {dir} is full: {free} bytes free, {MIN_FREE} needed to write")]
+    Full {
+        /// The state directory.
+        dir: PathBuf,
+        /// The bytes free.
+        free: u64,
+    },
     /// A record could not be decoded.
     #[error("state store: corrupt record {key}: {message}")]
     Corrupt {
@@ -95,6 +105,8 @@ pub struct Store {
     seal: Arc<integrity::Seal>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
+    /// Free space, checked before each write.
+    room: room::Room,
 }
 
 impl Store {
@@ -139,6 +151,7 @@ impl Store {
             emperor_id: emperor_id.into(),
             seal: Arc::new(seal),
             written: Arc::default(),
+            room: room::Room::new(dir),
         };
         store.verify(dir)?;
         store.flush()?;
@@ -175,6 +188,7 @@ impl Store {
 
     /// Records the next unused generation number.
     pub fn set_next_generation(&self, next: u64) -> Result<(), StateError> {
+        self.room.check()?;
         self.meta.insert("next_generation", encode(&next))?;
         self.wrote();
         Ok(())
@@ -182,6 +196,7 @@ impl Store {
 
     /// Writes (or replaces) a vassal's record.
     pub fn put_vassal(&self, record: &VassalRecord) -> Result<(), StateError> {
+        self.room.check()?;
         self.vassals.insert(record.name.as_str(), encode(record))?;
         self.wrote();
         Ok(())
@@ -194,6 +209,7 @@ impl Store {
 
     /// Deletes a vassal's record.
     pub fn remove_vassal(&self, name: &VassalName) -> Result<(), StateError> {
+        self.room.check()?;
         self.vassals.remove(name.as_str())?;
         self.wrote();
         Ok(())
@@ -212,18 +228,21 @@ impl Store {
 
     /// Records one vassal a source wants (message sources, single-file changes).
     pub fn put_spec(&self, spec: &VassalSpec) -> Result<(), StateError> {
+        self.room.check()?;
         self.specs.insert(spec_key(&spec.source, &spec.name), encode(spec))?;
         self.mark_known(&spec.source, true)
     }
 
     /// Forgets one vassal a source wanted.
     pub fn remove_spec(&self, source: &SourceId, name: &VassalName) -> Result<(), StateError> {
+        self.room.check()?;
         self.specs.remove(spec_key(source, name))?;
         self.mark_known(source, true)
     }
 
     /// Replaces everything a source wants, atomically.
     pub fn replace_specs(&self, source: &SourceId, specs: &[VassalSpec], complete: bool) -> Result<(), StateError> {
+        self.room.check()?;
         let mut batch = sled::Batch::default();
         for key in self.specs.scan_prefix(source_prefix(source)).keys() {
             batch.remove(key?);
@@ -262,7 +281,7 @@ impl Store {
     /// The source cursors of this store, for the sources to keep their
     /// position with (made durable with the rest by the next flush).
     pub fn cursors(&self) -> Cursors {
-        Cursors { tree: self.cursors.clone(), written: self.written.clone() }
+        Cursors { tree: self.cursors.clone(), written: self.written.clone(), room: self.room.clone() }
     }
 
     /// Makes every write so far durable.
@@ -300,6 +319,8 @@ pub struct Cursors {
     tree: sled::Tree,
     /// The store's "written since the last flush" flag.
     written: Arc<AtomicBool>,
+    /// The store's free-space check.
+    room: room::Room,
 }
 
 impl Cursors {
@@ -310,6 +331,7 @@ impl Cursors {
 
     /// Stores `cursor` for `source`, replacing the previous one.
     pub fn put(&self, source: &SourceId, cursor: &[u8]) -> Result<(), StateError> {
+        self.room.check()?;
         self.tree.insert(source.0.as_str(), cursor)?;
         self.written.store(true, Ordering::Release);
         Ok(())
@@ -317,6 +339,7 @@ impl Cursors {
 
     /// Forgets the cursor of `source`.
     pub fn remove(&self, source: &SourceId) -> Result<(), StateError> {
+        self.room.check()?;
         self.tree.remove(source.0.as_str())?;
         self.written.store(true, Ordering::Release);
         Ok(())
