@@ -201,8 +201,9 @@ fn a_full_state_dir_holds_new_vassals_until_space_returns() {
     let filler = h.state.join("filler");
     fill(&filler);
     put(&h.vassal("b.ini"), &uwsgi_ini(""));
-    let refused = h.wait_complaint("vassal not started: its spawn intent cannot be recorded");
+    let refused = h.wait_complaint("vassal not started");
     assert!(refused.contains("b.ini") && refused.contains("is full"), "names the vassal and the cause: {refused}");
+    assert!(refused.contains("spawn intent cannot be recorded"), "{refused}");
     // Running vassals stay supervised: a crash of a recorded one is respawned.
     kill(a, libc::SIGKILL);
     let again = h.wait_starts("a.ini", 2);
@@ -212,8 +213,11 @@ fn a_full_state_dir_holds_new_vassals_until_space_returns() {
     h.wait_start("b.ini");
     wait_log(&h, "the state store can be written again", 1);
     let log = h.log_text();
-    assert_eq!(log.matches("vassal not started: its spawn intent").count(), 1, "said once:\n{log}");
+    assert_eq!(log.matches("vassal not started").count(), 1, "said once:\n{log}");
     assert_eq!(log.matches("cannot write the state store").count(), 1, "said once:\n{log}");
+
+    // The respawn's record, refused while the disk was full, is written now.
+    wait_log(&h, "vassal records written again", 1);
 
     // The store is intact: the next emperor opens it and re-adopts both.
     first.kill9();
@@ -222,4 +226,54 @@ fn a_full_state_dir_holds_new_vassals_until_space_returns() {
     assert_eq!(h.starts("a.ini").len(), 2);
     assert_eq!(h.starts("b.ini").len(), 1);
     assert!(alive(again[1].pid));
+}
+
+/// Names of `names` whose start `h`'s emperor held for lack of fds.
+fn held_for_fds<'a>(h: &Harness, names: &'a [String]) -> Vec<&'a String> {
+    let log = h.log_text();
+    names.iter().filter(|n| log.contains(&format!("vassal={n} reason=too few file descriptors"))).collect()
+}
+
+#[test]
+fn out_of_fds_holds_the_starts_that_do_not_fit_and_the_emperor_keeps_serving() {
+    let mut h = Harness::new();
+    let names: Vec<String> = (0..60).map(|i| format!("v{i:02}.ini")).collect();
+    for name in &names {
+        put(&h.vassal(name), &uwsgi_ini(""));
+    }
+    let source = h.dir_source();
+    h.start_after("ulimit -n 128", &["--backoff-min", "1", "--backoff-max", "1", &source]);
+    let started = wait_until(DEADLINE, "every vassal started or held", || {
+        let started: Vec<&String> = names.iter().filter(|n| !h.starts(n).is_empty()).collect();
+        let held = held_for_fds(&h, &names);
+        (!started.is_empty() && !held.is_empty() && started.len() + held.len() == names.len()).then_some(started)
+    });
+    eprintln!("{} vassals started under 128 fds, {} held", started.len(), names.len() - started.len());
+
+    // The emperor itself is unaffected: its control socket answers.
+    let list = std::process::Command::new(EMPEROR)
+        .args(["ctl", "--control-socket"])
+        .arg(h.state.join("control.sock"))
+        .arg("list")
+        .output()
+        .expect("run emperor ctl");
+    assert!(list.status.success(), "ctl list: {}", String::from_utf8_lossy(&list.stderr));
+
+    // Configs removed: the directory source still works, the freed fds go
+    // to held vassals, retried with backoff.
+    let held = held_for_fds(&h, &names);
+    let removed: Vec<&String> = started.iter().take(10).copied().collect();
+    for name in &removed {
+        std::fs::remove_file(h.vassal(name)).unwrap();
+    }
+    wait_until(DEADLINE, "a held vassal to start once fds are free", || held.iter().find(|n| !h.starts(n).is_empty()));
+    for name in started.iter().filter(|n| !removed.contains(n)) {
+        assert_eq!(h.starts(name).len(), 1, "{name} must not be restarted");
+        assert!(alive(h.starts(name)[0].pid), "{name} must keep running");
+    }
+    let log = h.log_text();
+    for name in &held {
+        let reports = log.matches(&format!("vassal={name} reason=too few")).count();
+        assert_eq!(reports, 1, "{name}: held once, said once");
+    }
 }

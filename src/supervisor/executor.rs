@@ -89,7 +89,7 @@ impl Executor for Supervisor {
     }
 
     fn forget(&mut self, name: &VassalName) {
-        self.waiting_for_store.remove(name);
+        self.held_starts.remove(name);
         if let Err(e) = self.store.remove_vassal(name) {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
@@ -188,7 +188,9 @@ impl Supervisor {
         }
         let launch = self.prepared.remove(&key).expect("prepared above");
         if let Some(cause) = self.unrecorded.remove(&key) {
-            return Err(self.wait_for_store(&spec.name, cause));
+            return Err(
+                self.hold_start(&spec.name, format!("its spawn intent cannot be recorded in the state store: {cause}"))
+            );
         }
         let launch = launch.map_err(|e| {
             match e {
@@ -199,6 +201,9 @@ impl Supervisor {
             }
             StartError::Invalid(e.to_string())
         })?;
+        if let Err(why) = self.fd_reserve.check() {
+            return Err(self.hold_start(&spec.name, why));
+        }
         let mode = mode_of(&launch);
         crate::failpoint::hit("spawn-after-intent");
         match self.spawn_proc(spec, &launch, generation) {
@@ -206,7 +211,7 @@ impl Supervisor {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
                 let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
-                self.waiting_for_store.remove(&spec.name);
+                self.held_starts.remove(&spec.name);
                 self.procs.insert(spec.name.clone(), proc);
                 Ok(())
             }
@@ -217,12 +222,15 @@ impl Supervisor {
         }
     }
 
-    /// A start refused because its intent cannot be recorded: said once per
-    /// vassal until it starts, and retried by the controller with backoff.
-    fn wait_for_store(&mut self, name: &VassalName, cause: String) -> StartError {
-        if self.waiting_for_store.insert(name.clone()) {
-            tracing::error!(vassal = %name, %cause, "vassal not started: its spawn intent cannot be recorded in the state store; retrying until it can");
+    /// A start held for a cause that passes (no durable intent, no fds to
+    /// spare): said once per vassal until it starts, and retried by the
+    /// controller with backoff.
+    fn hold_start(&mut self, name: &VassalName, why: String) -> StartError {
+        if self.held_starts.insert(name.clone()) {
+            tracing::error!(vassal = %name, reason = %why, "vassal not started; retrying with backoff");
+        } else {
+            tracing::debug!(vassal = %name, reason = %why, "vassal still not started");
         }
-        StartError::Failed(format!("its spawn intent cannot be recorded in the state store: {cause}"))
+        StartError::Failed(why)
     }
 }

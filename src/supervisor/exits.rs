@@ -56,7 +56,13 @@ impl Supervisor {
             match wake {
                 Wake::Child => self.reap_children(),
                 Wake::Event(event) => self.on_event(event),
-                Wake::Deadline => self.tick(Instant::now()),
+                Wake::Deadline => {
+                    let now = Instant::now();
+                    self.tick(now);
+                    if self.stale_retry_at.is_some_and(|at| at <= now) {
+                        self.rewrite_stale_records();
+                    }
+                }
                 Wake::Holder => self.holder.repair(),
             }
         }
@@ -189,12 +195,13 @@ impl Supervisor {
         });
     }
 
-    /// The next time [`Supervisor::tick`] has work, or the supervisor's
-    /// pulse is due (see [`StallClock`](super::stall::StallClock)).
+    /// The next time [`Supervisor::tick`] has work, the supervisor's pulse
+    /// is due (see [`StallClock`](super::stall::StallClock)), or records
+    /// are to be written again.
     fn next_deadline(&self) -> Option<Instant> {
         let timeout = self.settings.heartbeat_timeout;
         let due = self.timed.iter().filter_map(|name| self.procs.get(name)?.state.deadline(timeout)).min();
-        due.into_iter().chain(self.stall.next_pulse(timeout)).min()
+        due.into_iter().chain(self.stall.next_pulse(timeout)).chain(self.stale_retry_at).min()
     }
 }
 

@@ -12,18 +12,20 @@ mod adopt;
 mod channel;
 mod executor;
 mod exits;
+mod fd_reserve;
 mod fdholder;
 mod holder_link;
 mod launch;
 mod logs;
 mod proc;
 mod process;
+mod records;
 mod stall;
 mod status;
 mod user;
 mod watch;
 
-use crate::sys::{self, spawn};
+use crate::sys::spawn;
 use channel::Pair;
 use executor::begin_stop;
 use exits::ProcEvent;
@@ -35,7 +37,7 @@ pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
 use reconciler::{StartError, VassalName, VassalSpec};
-use state::{Intent, Mode, Store, VassalRecord};
+use state::Store;
 pub use status::{LastExit, ProcStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
@@ -97,8 +99,16 @@ pub struct Supervisor {
     /// Starts of this round whose intent could not be made durable, with
     /// why: they are not started (see [`Executor::intend`]).
     unrecorded: HashMap<(VassalName, u64), String>,
-    /// Vassals already told they wait for the state store.
-    waiting_for_store: HashSet<VassalName>,
+    /// Vassals whose start is held (no durable intent, no fds to spare),
+    /// already reported: said once until they start.
+    held_starts: HashSet<VassalName>,
+    /// Vassals whose record could not be written: written again once the
+    /// store takes writes (see `records`).
+    stale_records: HashSet<VassalName>,
+    /// When to try them again.
+    stale_retry_at: Option<std::time::Instant>,
+    /// Fds kept free for the emperor itself.
+    fd_reserve: fd_reserve::FdReserve,
     /// How each vassal's last process ended, for operators.
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
@@ -130,7 +140,10 @@ impl Supervisor {
             stall: stall::StallClock::default(),
             prepared: HashMap::new(),
             unrecorded: HashMap::new(),
-            waiting_for_store: HashSet::new(),
+            held_starts: HashSet::new(),
+            stale_records: HashSet::new(),
+            stale_retry_at: None,
+            fd_reserve: fd_reserve::FdReserve::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
         };
@@ -245,35 +258,5 @@ impl Supervisor {
         let control = control.map(|pair| pair.ours);
         let handle = Handle::Child(pid);
         Ok(self.watch_proc(Watched { generation, handle, spec: spec.clone(), launch: launch.clone(), control, config }))
-    }
-
-    /// Writes a vassal's record (not yet durable); a failure is reported
-    /// once per outage of the store.
-    fn record(
-        &self,
-        spec: &VassalSpec,
-        generation: u64,
-        mode: Mode,
-        pid: Option<i32>,
-        intent: Intent,
-    ) -> Result<(), state::StateError> {
-        let record = VassalRecord {
-            name: spec.name.clone(),
-            source: spec.source.clone(),
-            version: spec.version.clone(),
-            generation,
-            mode,
-            pid,
-            start_time: pid.and_then(sys::proc::start_time),
-            intent,
-        };
-        self.store.put_vassal(&record).inspect_err(|e| {
-            crate::store_outage::write_failed(&self.store, "vassal record", e);
-        })
-    }
-
-    /// Whether the store holds a record of `name` (of any generation).
-    fn is_recorded(&self, name: &VassalName) -> bool {
-        self.store.vassal(name).ok().flatten().is_some()
     }
 }
