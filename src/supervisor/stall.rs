@@ -9,6 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The shortest pulse: a tiny heartbeat timeout must not make the
+/// supervisor spin.
+const MIN_PULSE: Duration = Duration::from_millis(50);
+
 /// The supervisor's own wake-ups; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct StallClock {
@@ -17,14 +21,15 @@ pub(super) struct StallClock {
 }
 
 impl StallClock {
-    /// The longest the supervisor sleeps while deadlines are armed.
+    /// The longest the supervisor sleeps while deadlines are armed (never
+    /// under [`MIN_PULSE`], whatever the timeout).
     pub(super) fn pulse(heartbeat_timeout: Duration) -> Duration {
-        heartbeat_timeout / 4
+        (heartbeat_timeout / 4).max(MIN_PULSE)
     }
 
     /// When the supervisor must wake next to keep its pulse, if it must.
     pub(super) fn next_pulse(&self, heartbeat_timeout: Duration) -> Option<Instant> {
-        self.awake_at.map(|at| at + Self::pulse(heartbeat_timeout))
+        self.awake_at.and_then(|at| at.checked_add(Self::pulse(heartbeat_timeout)))
     }
 
     /// Notes a wake-up at `now`; `armed` tells whether deadlines run from
@@ -60,6 +65,16 @@ mod tests {
         clock.woke(t0, true, HB);
         assert_eq!(clock.woke(t0 + Duration::from_secs(30), true, HB), Some(Duration::from_secs(30)));
         assert_eq!(clock.woke(t0 + Duration::from_secs(31), true, HB), None, "reported once");
+    }
+
+    #[test]
+    fn the_pulse_has_a_floor_and_no_overflow() {
+        assert_eq!(StallClock::pulse(Duration::ZERO), MIN_PULSE);
+        let mut clock = StallClock::default();
+        let t0 = Instant::now();
+        clock.woke(t0, true, Duration::MAX);
+        assert!(clock.next_pulse(Duration::MAX).is_none_or(|at| at > t0), "no panic, no pulse in the past");
+        assert_eq!(clock.woke(t0 + Duration::from_secs(3600), true, Duration::MAX), None);
     }
 
     #[test]
