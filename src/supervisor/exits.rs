@@ -76,7 +76,7 @@ impl Supervisor {
         let Some(away) = self.stall.woke(now, !self.timed.is_empty(), timeout) else { return };
         tracing::warn!(
             away_secs = away.as_secs_f64(),
-            "the emperor itself was not running (stopped, or starved of CPU); that time does not count against vassal heartbeats"
+            "the emperor itself was not running (stopped, starved of CPU, or busy); that time does not count against vassal heartbeats"
         );
         for name in &self.timed {
             if let Some(proc) = self.procs.get_mut(name) {
