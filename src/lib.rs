@@ -16,6 +16,7 @@ mod failpoint;
 pub mod fuzzing;
 pub mod json_log;
 pub mod source;
+mod store_outage;
 pub mod supervisor;
 mod sys;
 pub mod vassal;

@@ -74,9 +74,18 @@ pub enum NameError {
 /// Names that arrive over the network are untrusted, so [`VassalName::parse`]
 /// refuses separators, `..`, NUL and overlong names. Names of glob-matched
 /// files are local paths and go through [`VassalName::parse_path`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct VassalName(String);
+
+/// A stored or received name is validated like any other: garbage (a
+/// damaged record, say) is refused rather than trusted.
+impl<'de> Deserialize<'de> for VassalName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_path(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 impl VassalName {
     /// Validates an untrusted bare name such as `app.ini`.

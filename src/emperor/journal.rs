@@ -34,7 +34,9 @@ impl Journal {
         };
         match written {
             Ok(()) => self.acks.extend(ack),
-            Err(e) => tracing::error!(source = %source_of(event), error = %e, "cannot record the desired state"),
+            Err(e) => {
+                crate::store_outage::write_failed(&self.store, &format!("desired state of {}", source_of(event)), &e)
+            }
         }
     }
 
@@ -45,7 +47,7 @@ impl Journal {
         }
         match self.store.set_next_generation(next) {
             Ok(()) => self.next_generation = next,
-            Err(e) => tracing::error!(error = %e, "cannot record the generation counter"),
+            Err(e) => crate::store_outage::write_failed(&self.store, "generation counter", &e),
         }
     }
 
@@ -63,7 +65,10 @@ impl Journal {
     /// nothing was written), then completes the acks waiting for it.
     pub(crate) fn commit(&mut self) {
         match self.store.flush_if_written() {
-            Ok(_) => {
+            Ok(flushed) => {
+                if flushed {
+                    crate::store_outage::write_succeeded(&self.store);
+                }
                 for ack in self.acks.drain(..) {
                     let _ = ack.send(());
                 }
@@ -71,7 +76,7 @@ impl Journal {
             Err(e) => {
                 // Dropping the senders tells the sources their events are not durable.
                 self.acks.clear();
-                tracing::error!(error = %e, "cannot write the state store");
+                crate::store_outage::write_failed(&self.store, "flush", &e);
             }
         }
     }

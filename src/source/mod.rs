@@ -180,6 +180,17 @@ impl SourceContext {
         self.delivered(sent).then_some(rx)
     }
 
+    /// The source's server stopped answering (the source retries by
+    /// itself): it is down in `ctl sources` until it answers again.
+    pub fn report_down(&self, error: String) {
+        self.status.failed(error, false);
+    }
+
+    /// The source's server answers again, whether or not anything changed.
+    pub fn report_up(&self) {
+        self.status.delivered();
+    }
+
     fn delivered(&self, sent: bool) -> bool {
         if sent {
             self.status.delivered();

@@ -111,7 +111,7 @@ impl StatusCell {
     }
 
     /// The source failed; returns whether it had been up since its last start.
-    fn failed(&self, error: String, restarting: bool) -> bool {
+    pub(super) fn failed(&self, error: String, restarting: bool) -> bool {
         let mut status = self.lock();
         let was_up = status.up;
         if status.up {

@@ -19,7 +19,7 @@ use crate::vassal::{Format, NativeSpec, ReloadMode};
 use reconciler::{ActualVassal, Backoff, ConfigRef, Phase, VassalName, VassalSpec};
 use state::{Intent, Mode, VassalRecord};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -173,15 +173,19 @@ impl Supervisor {
         }
     }
 
-    /// Takes back the channel ends the fd holder kept, by (name, generation).
-    fn take_held_fds(&self) -> HashMap<(String, u64), HeldFds> {
+    /// Takes back the channel ends the fd holder kept, by (name, generation),
+    /// and notes each in the holder's registry (a later holder gets them
+    /// again; those of vassals not adopted are released by the caller).
+    fn take_held_fds(&mut self) -> HashMap<(String, u64), HeldFds> {
         let mut out: HashMap<(String, u64), HeldFds> = HashMap::new();
-        let Some(holder) = &self.holder else { return out };
-        let listed = holder.list().unwrap_or_else(|e| {
+        let listed = self.holder.list().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the fd holder");
             Vec::new()
         });
         for (key, fd) in listed {
+            if let Err(e) = self.holder.keep(&key, fd.as_fd()) {
+                tracing::warn!(key, error = %e, "cannot keep a copy of a held channel");
+            }
             let Some((kind, generation, name)) = fdholder::parse_key(&key) else { continue };
             let entry = out.entry((name.to_owned(), generation)).or_default();
             match kind {

@@ -11,17 +11,37 @@ use std::time::Instant;
 impl Executor for Supervisor {
     /// Parses the configs of the round's starts and records their intents,
     /// made durable with one flush before any process is forked: a crash
-    /// after a fork then finds the intent and adopts the process.
+    /// after a fork then finds the intent and adopts the process. When the
+    /// intents cannot be made durable (a full disk), a vassal the store has
+    /// no record of is not started (it is retried with backoff); a respawn
+    /// of a recorded vassal goes ahead (a crash meanwhile makes the next
+    /// emperor replace that process once, never run it twice).
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
+        let mut failure: Option<String> = None;
+        let mut known = Vec::with_capacity(starts.len());
         for (spec, generation) in starts {
+            known.push(self.is_recorded(&spec.name));
             let launch = load(spec, &self.settings);
             if let Ok(launch) = &launch {
-                self.record(spec, *generation, mode_of(launch), None, Intent::Run);
+                if let Err(e) = self.record(spec, *generation, mode_of(launch), None, Intent::Run) {
+                    failure.get_or_insert(e.to_string());
+                }
             }
             self.prepared.insert((spec.name.clone(), *generation), launch);
         }
-        if let Err(e) = self.store.flush_if_written() {
-            tracing::error!(error = %e, "cannot flush the state store");
+        match self.store.flush_if_written() {
+            Ok(true) => crate::store_outage::write_succeeded(&self.store),
+            Ok(false) => {}
+            Err(e) => {
+                crate::store_outage::write_failed(&self.store, "spawn intents", &e);
+                failure.get_or_insert(e.to_string());
+            }
+        }
+        let Some(cause) = failure else { return };
+        for ((spec, generation), known) in starts.iter().zip(known) {
+            if !known {
+                self.unrecorded.insert((spec.name.clone(), *generation), cause.clone());
+            }
         }
     }
 
@@ -70,7 +90,7 @@ impl Executor for Supervisor {
             self.not_idle(&spec.name);
         }
         tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
-        self.record(spec, generation, mode, Some(pid), Intent::Run);
+        let _ = self.record(spec, generation, mode, Some(pid), Intent::Run);
         outcome
     }
 
@@ -87,12 +107,13 @@ impl Executor for Supervisor {
         let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
         self.timed.insert(name.clone());
         tracing::info!(vassal = %name, pid, "stopping vassal");
-        self.record(&spec, generation, mode, Some(pid), Intent::Stop);
+        let _ = self.record(&spec, generation, mode, Some(pid), Intent::Stop);
         true
     }
 
     fn forget(&mut self, name: &VassalName) {
         self.ondemand.sockets.release(name);
+        self.held_starts.remove(name);
         if let Err(e) = self.store.remove_vassal(name) {
             tracing::error!(vassal = %name, error = %e, "cannot update the state store");
         }
@@ -210,7 +231,13 @@ impl Supervisor {
             // A start the round did not announce: its intent is made durable all the same.
             self.intend(&[(spec.clone(), generation)]);
         }
-        let launch = self.prepared.remove(&key).expect("prepared above").map_err(|e| {
+        let launch = self.prepared.remove(&key).expect("prepared above");
+        if let Some(cause) = self.unrecorded.remove(&key) {
+            return Err(
+                self.hold_start(&spec.name, format!("its spawn intent cannot be recorded in the state store: {cause}"))
+            );
+        }
+        let launch = launch.map_err(|e| {
             match e {
                 LaunchError::NativeRefused { .. } | LaunchError::Identity(_) => {
                     tracing::warn!(vassal = %spec.name, source = %spec.source, error = %e, "vassal refused");
@@ -219,6 +246,9 @@ impl Supervisor {
             }
             StartError::Invalid(e.to_string())
         })?;
+        if let Err(why) = self.fd_reserve.check() {
+            return Err(self.hold_start(&spec.name, why));
+        }
         let mode = mode_of(&launch);
         if self.prepare_sockets(spec, &launch)? {
             self.wait_for_connection(spec.clone(), launch, generation);
@@ -229,7 +259,8 @@ impl Supervisor {
             Ok(proc) => {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
-                self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                self.held_starts.remove(&spec.name);
                 self.procs.insert(spec.name.clone(), proc);
                 Ok(())
             }
@@ -238,5 +269,17 @@ impl Supervisor {
                 Err(e)
             }
         }
+    }
+
+    /// A start held for a cause that passes (no durable intent, no fds to
+    /// spare): said once per vassal until it starts, and retried by the
+    /// controller with backoff.
+    fn hold_start(&mut self, name: &VassalName, why: String) -> StartError {
+        if self.held_starts.insert(name.clone()) {
+            tracing::error!(vassal = %name, reason = %why, "vassal not started; retrying with backoff");
+        } else {
+            tracing::debug!(vassal = %name, reason = %why, "vassal still not started");
+        }
+        StartError::Failed(why)
     }
 }

@@ -46,7 +46,7 @@ impl Supervisor {
     /// children on SIGCHLD and enforces stop timeouts, heartbeats and
     /// watchdogs. Cancel-safe: everything it learns is kept for the next call.
     pub async fn next_exit(&mut self) -> Option<(VassalName, u64)> {
-        self.ondemand.sockets.close_orphans(self.holder.as_ref());
+        self.ondemand.sockets.close_orphans(&mut self.holder);
         loop {
             if let Some(exit) = self.exits.pop_front() {
                 self.news.told(Instant::now());
@@ -59,26 +59,56 @@ impl Supervisor {
                 return None;
             }
             let deadline = [self.next_deadline(), self.news.deadline()].into_iter().flatten().min();
-            tokio::select! {
+            let wake = tokio::select! {
+                Some(()) = self.sigchld.recv() => Wake::Child,
+                Some(event) = self.event_rx.recv() => Wake::Event(event),
+                () = notify_readable(self.notify.as_ref()) => Wake::Notification,
+                () = sleep_until(deadline) => Wake::Deadline,
+                () = self.holder.broken() => Wake::Holder,
+            };
+            self.note_wake(Instant::now());
+            match wake {
                 // Notifications first: a STOPPING=1 sent just before an
                 // exit is read before the exit is reaped.
-                Some(()) = self.sigchld.recv() => {
+                Wake::Child => {
                     self.read_notifications();
                     self.reap_children();
                 }
-                Some(event) = self.event_rx.recv() => {
+                Wake::Event(event) => {
                     self.on_event(event);
                     // A burst (every vassal ready at once) makes one round.
                     while let Ok(event) = self.event_rx.try_recv() {
                         self.on_event(event);
                     }
                 }
-                () = notify_readable(self.notify.as_ref()) => self.read_notifications(),
+                Wake::Notification => self.read_notifications(),
                 // Pings still queued count before a watchdog is judged.
-                () = sleep_until(deadline) => {
+                Wake::Deadline => {
                     self.read_notifications();
-                    self.tick(Instant::now());
+                    let now = Instant::now();
+                    self.tick(now);
+                    if self.stale_retry_at.is_some_and(|at| at <= now) {
+                        self.rewrite_stale_records();
+                    }
                 }
+                Wake::Holder => self.holder.repair(),
+            }
+        }
+    }
+
+    /// Checks whether the emperor itself was away since its last wake-up
+    /// (see [`StallClock`](super::stall::StallClock)); if so, that time does not count as any
+    /// vassal's silence. Said once per stall.
+    fn note_wake(&mut self, now: Instant) {
+        let timeout = self.settings.heartbeat_timeout;
+        let Some(away) = self.stall.woke(now, !self.timed.is_empty(), timeout) else { return };
+        tracing::warn!(
+            away_secs = away.as_secs_f64(),
+            "the emperor itself was not running (stopped, starved of CPU, or busy); that time does not count against vassal heartbeats"
+        );
+        for name in &self.timed {
+            if let Some(proc) = self.procs.get_mut(name) {
+                proc.state.excuse(away);
             }
         }
     }
@@ -225,11 +255,15 @@ impl Supervisor {
         self.kills
     }
 
-    /// The next time [`Supervisor::tick`] has work.
+    /// The next time [`Supervisor::tick`] has work (a vassal's own watchdog
+    /// or the heartbeat timeout), the supervisor's pulse is due (see
+    /// [`StallClock`](super::stall::StallClock)), or records are to be
+    /// written again.
     fn next_deadline(&self) -> Option<Instant> {
         let default = self.settings.heartbeat_timeout;
         let deadline = |p: &super::Proc| p.state.deadline(p.heartbeat_timeout(default));
-        self.timed.iter().filter_map(|name| deadline(self.procs.get(name)?)).min()
+        let due = self.timed.iter().filter_map(|name| deadline(self.procs.get(name)?)).min();
+        due.into_iter().chain(self.stall.next_pulse(default)).chain(self.stale_retry_at).min()
     }
 }
 
@@ -238,6 +272,20 @@ async fn notify_readable(socket: Option<&super::notify::NotifySocket>) {
         Some(socket) => socket.readable().await,
         None => std::future::pending().await,
     }
+}
+
+/// What woke [`Supervisor::next_exit`].
+enum Wake {
+    /// SIGCHLD.
+    Child,
+    /// A watched process did something.
+    Event(ProcEvent),
+    /// A native vassal's notification is waiting.
+    Notification,
+    /// A stop timeout, heartbeat deadline or the pulse.
+    Deadline,
+    /// The fd holder went away, or another attempt to start one is due.
+    Holder,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -73,12 +73,9 @@ impl FdHolder {
         send(self.conn.as_fd(), format!("DROP {key}").as_bytes(), None)
     }
 
-    /// Makes the holder close its copies of both channel ends and the log
-    /// pipe of generation `generation` of the vassal `name`.
-    pub fn release(&self, name: &str, generation: u64) {
-        for kind in ["control", "config", "log"] {
-            let _ = self.drop_key(&key(kind, generation, name));
-        }
+    /// The holder's process id (the kernel's record of the peer).
+    pub fn pid(&self) -> io::Result<i32> {
+        Ok(peer::credentials(&self.conn)?.pid)
     }
 
     /// Takes back a copy of every fd the holder keeps.

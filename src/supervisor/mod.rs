@@ -13,7 +13,9 @@ mod adopt;
 mod channel;
 mod executor;
 mod exits;
+mod fd_reserve;
 pub(crate) mod fdholder;
+mod holder_link;
 mod inject;
 mod launch;
 mod logpipe;
@@ -26,18 +28,20 @@ mod own_pid;
 mod proc;
 mod process;
 mod readiness;
+mod records;
 mod sockets;
+mod stall;
 mod status;
 mod tyrant;
 mod user;
 mod watch;
 
-use crate::sys::{self, spawn};
+use crate::sys::spawn;
 use channel::Pair;
 use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
-use fdholder::FdHolder;
+use holder_link::HolderLink;
 pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
@@ -47,7 +51,7 @@ pub use logs::path as log_path;
 use proc::Proc;
 use process::Handle;
 use reconciler::{SourceId, StartError, VassalName, VassalSpec};
-use state::{Intent, Mode, Store, VassalRecord};
+use state::Store;
 pub use status::{LastExit, ProcStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
@@ -105,7 +109,8 @@ pub struct Supervisor {
     /// Processes gone and reaped, not yet handed to the main loop.
     exits: VecDeque<(VassalName, u64)>,
     base_env: Vec<(String, String)>,
-    holder: Option<FdHolder>,
+    /// The fd holder, and the registry of what it keeps.
+    holder: HolderLink,
     /// The reader of the vassals' output pipes.
     log_pipes: logpipe::LogPipes,
     /// Vassals with a stop deadline or a heartbeat to check, so idle
@@ -114,8 +119,23 @@ pub struct Supervisor {
     /// Our children, by pid (SIGCHLD names pids), so every exited child is
     /// reaped, a vassal or not.
     children: HashMap<i32, (VassalName, u64)>,
+    /// The supervisor's own wake-ups, to tell a stalled emperor from silent vassals.
+    stall: stall::StallClock,
     /// Configs parsed by [`Executor::intend`] for the starts of this round.
     prepared: HashMap<(VassalName, u64), Result<Launch, launch::LaunchError>>,
+    /// Starts of this round whose intent could not be made durable, with
+    /// why: they are not started (see [`Executor::intend`]).
+    unrecorded: HashMap<(VassalName, u64), String>,
+    /// Vassals whose start is held (no durable intent, no fds to spare),
+    /// already reported: said once until they start.
+    held_starts: HashSet<VassalName>,
+    /// Vassals whose record could not be written: written again once the
+    /// store takes writes (see `records`).
+    stale_records: HashSet<VassalName>,
+    /// When to try them again.
+    stale_retry_at: Option<std::time::Instant>,
+    /// Fds kept free for the emperor itself.
+    fd_reserve: fd_reserve::FdReserve,
     /// How each vassal's last process ended, for operators.
     last_exits: HashMap<VassalName, LastExit>,
     /// Why each vassal's last start failed, for operators.
@@ -144,12 +164,7 @@ impl Supervisor {
         let (event_tx, event_rx) = unbounded_channel();
         let mut base_env = launch::vassal_env_mapping(std::env::vars());
         base_env.push(("EMPEROR_ID".into(), store.emperor_id().to_owned()));
-        let holder = logs::open_named(&settings.log_dir, "fd-holder.log")
-            .and_then(|log| FdHolder::connect_or_spawn(state_dir, log))
-            .inspect_err(
-                |e| tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash"),
-            )
-            .ok();
+        let holder = HolderLink::new(state_dir.to_owned(), settings.log_dir.clone());
         let log_pipes = logpipe::LogPipes::new(settings.log_dir.clone(), settings.log_rotation);
         let notify = notify::NotifySocket::bind(state_dir)
             .inspect_err(|e| {
@@ -169,7 +184,13 @@ impl Supervisor {
             log_pipes,
             timed: HashSet::new(),
             children: HashMap::new(),
+            stall: stall::StallClock::default(),
             prepared: HashMap::new(),
+            unrecorded: HashMap::new(),
+            held_starts: HashSet::new(),
+            stale_records: HashSet::new(),
+            stale_retry_at: None,
+            fd_reserve: fd_reserve::FdReserve::new(),
             last_exits: HashMap::new(),
             start_errors: HashMap::new(),
             kills: 0,
@@ -188,9 +209,7 @@ impl Supervisor {
     /// once every vassal has stopped.
     pub fn retire_holder(&mut self) {
         self.log_pipes.finish();
-        if let Some(holder) = self.holder.take() {
-            holder.quit();
-        }
+        self.holder.quit();
     }
 
     /// Sends `signal` to a live vassal's whole process group.
@@ -201,23 +220,28 @@ impl Supervisor {
     }
 
     /// Gives the fd holder copies of a new vassal's channel ends.
-    fn hold(&self, name: &VassalName, generation: u64, control: Option<&UnixStream>, config: Option<&UnixStream>) {
-        let Some(holder) = &self.holder else { return };
+    fn hold(
+        &mut self,
+        name: &VassalName,
+        generation: u64,
+        control: Option<&UnixStream>,
+        config: Option<&UnixStream>,
+    ) -> std::io::Result<()> {
         for (kind, stream) in [("control", control), ("config", config)] {
             if let Some(stream) = stream {
                 let key = fdholder::key(kind, generation, name.as_str());
-                if let Err(e) = holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
-                    tracing::warn!(vassal = %name, error = %e, "cannot hand the channel to the fd holder");
+                if let Err(e) = self.holder.put(&key, std::os::fd::AsFd::as_fd(stream)) {
+                    self.holder.release(name.as_str(), generation);
+                    return Err(e);
                 }
             }
         }
+        Ok(())
     }
 
     /// Makes the fd holder close its copies of a vassal's channel ends.
-    fn release(&self, name: &str, generation: u64) {
-        if let Some(holder) = &self.holder {
-            holder.release(name, generation);
-        }
+    fn release(&mut self, name: &str, generation: u64) {
+        self.holder.release(name, generation);
     }
 
     /// Whether no process is left.
@@ -289,7 +313,8 @@ impl Supervisor {
         }
         // The fd holder gets its copies before the fork: from the moment the
         // vassal exists, an emperor crash cannot close its channel.
-        self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours));
+        self.hold(&spec.name, generation, control.as_ref().map(|p| &p.ours), config.as_ref().map(|(p, _)| &p.ours))
+            .map_err(|e| failed("cannot keep a copy of the channel for the fd holder", &e))?;
         self.hold_output(&spec.name, generation, &output);
         let output::Output { writer: log, pipe } = output;
         let umask = Some(self.settings.vassal_umask);
@@ -327,21 +352,5 @@ impl Supervisor {
         let control = control.map(|pair| pair.ours);
         let handle = Handle::Child(pid);
         Ok(self.watch_proc(Watched { generation, handle, spec: spec.clone(), launch: launch.clone(), control, config }))
-    }
-
-    fn record(&self, spec: &VassalSpec, generation: u64, mode: Mode, pid: Option<i32>, intent: Intent) {
-        let record = VassalRecord {
-            name: spec.name.clone(),
-            source: spec.source.clone(),
-            version: spec.version.clone(),
-            generation,
-            mode,
-            pid,
-            start_time: pid.and_then(sys::proc::start_time),
-            intent,
-        };
-        if let Err(e) = self.store.put_vassal(&record) {
-            tracing::error!(vassal = %spec.name, error = %e, "cannot record the vassal in the state store");
-        }
     }
 }

@@ -159,7 +159,7 @@ impl Supervisor {
     /// A bad address holds the vassal; a failed bind is retried later.
     pub(super) fn prepare_sockets(&mut self, spec: &VassalSpec, launch: &Launch) -> Result<bool, StartError> {
         let wanted = wanted(spec, launch, &self.settings);
-        let acquired = self.ondemand.sockets.acquire(&spec.name, &wanted.addresses, self.holder.as_ref());
+        let acquired = self.ondemand.sockets.acquire(&spec.name, &wanted.addresses, &mut self.holder);
         if let Err(e) = acquired {
             tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal: socket");
             return Err(match e {
@@ -283,12 +283,11 @@ impl Supervisor {
     /// Takes back the sockets the fd holder kept for the vassals of the
     /// previous emperor (`recorded` says which names it managed).
     pub(super) fn take_back_sockets(&mut self, recorded: impl Fn(&str) -> bool) {
-        let Some(holder) = &self.holder else { return };
-        let listed = holder.list().unwrap_or_else(|e| {
+        let listed = self.holder.list().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the fd holder");
             Vec::new()
         });
-        self.ondemand.sockets.take_back(listed, Some(holder), recorded);
+        self.ondemand.sockets.take_back(listed, &mut self.holder, recorded);
     }
 }
 

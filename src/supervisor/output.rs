@@ -39,10 +39,10 @@ impl Supervisor {
     }
 
     /// Gives the fd holder a copy of the read end of a new vassal's pipe.
-    pub(super) fn hold_output(&self, name: &VassalName, generation: u64, output: &Output) {
-        let (Some(holder), Some(pipe)) = (&self.holder, &output.pipe) else { return };
+    pub(super) fn hold_output(&mut self, name: &VassalName, generation: u64, output: &Output) {
+        let Some(pipe) = &output.pipe else { return };
         let key = fdholder::key(HELD_KIND, generation, name.as_str());
-        if let Err(e) = holder.put(&key, pipe.as_fd()) {
+        if let Err(e) = self.holder.put(&key, pipe.as_fd()) {
             tracing::warn!(vassal = %name, error = %e, "cannot hand the log pipe to the fd holder");
         }
     }

@@ -103,6 +103,14 @@ impl ProcState {
         }
     }
 
+    /// Does not count `away`, time the emperor itself was not running, as
+    /// silence: the heartbeat deadline moves back by as much.
+    pub(super) fn excuse(&mut self, away: Duration) {
+        if let ProcState::Running { heartbeat: Some(last) } = self {
+            *last += away;
+        }
+    }
+
     /// Begins (or begins again) a stop whose grace period ends at `deadline`.
     pub(super) fn stop(&mut self, deadline: Instant) {
         *self = ProcState::Stopping { deadline, killed: false };
@@ -179,6 +187,19 @@ mod tests {
         assert_eq!(s, ProcState::STARTED);
         assert_eq!(s.check(at(100, t0), HB), None);
         assert!(s.heartbeat(at(101, t0)), "a new heartbeat arms it again");
+    }
+
+    #[test]
+    fn time_the_emperor_was_away_is_not_silence() {
+        let t0 = Instant::now();
+        let mut s = ProcState::STARTED;
+        s.heartbeat(t0);
+        s.excuse(Duration::from_secs(60));
+        assert_eq!(s.check(at(65, t0), HB), None);
+        assert_eq!(s.check(at(70, t0), HB), Some(Overdue::MissedHeartbeat));
+        let mut quiet = ProcState::STARTED;
+        quiet.excuse(Duration::from_secs(60));
+        assert_eq!(quiet, ProcState::STARTED, "no heartbeat, no deadline");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! not close them either; the next emperor takes them back.
 
 use super::address::{AddressError, SocketAddress};
-use super::fdholder::FdHolder;
+use super::holder_link::HolderLink;
 use reconciler::VassalName;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
@@ -53,7 +53,7 @@ impl HeldSockets {
         &mut self,
         vassal: &VassalName,
         addresses: &[String],
-        holder: Option<&FdHolder>,
+        holder: &mut HolderLink,
     ) -> Result<&[Held], AddressError> {
         if addresses.is_empty() && !self.by_vassal.contains_key(vassal) && self.pool.is_empty() {
             return Ok(&[]);
@@ -116,7 +116,7 @@ impl HeldSockets {
     }
 
     /// Closes what the fd holder kept for `vassal` that it did not claim.
-    fn close_pooled(&mut self, vassal: &VassalName, holder: Option<&FdHolder>) {
+    fn close_pooled(&mut self, vassal: &VassalName, holder: &mut HolderLink) {
         if self.pool.is_empty() {
             return;
         }
@@ -132,7 +132,7 @@ impl HeldSockets {
     /// Closes the sockets of the vassals released and not started again
     /// since (a restart releases, then starts in the same round: its
     /// sockets stay open all along).
-    pub(super) fn close_orphans(&mut self, holder: Option<&FdHolder>) {
+    pub(super) fn close_orphans(&mut self, holder: &mut HolderLink) {
         for vassal in std::mem::take(&mut self.orphans) {
             if let Some(held) = self.by_vassal.remove(&vassal) {
                 close(&vassal, held, holder);
@@ -147,37 +147,36 @@ impl HeldSockets {
     pub(super) fn take_back(
         &mut self,
         listed: Vec<(String, OwnedFd)>,
-        holder: Option<&FdHolder>,
+        holder: &mut HolderLink,
         wanted: impl Fn(&str) -> bool,
     ) {
         for (key, fd) in listed {
             let Some((vassal, address)) = parse_key(&key) else { continue };
             if wanted(vassal) {
+                if let Err(e) = holder.keep(&key, fd.as_fd()) {
+                    tracing::warn!(vassal, address, error = %e, "cannot keep a copy of a held socket");
+                }
                 self.pool.insert((vassal.to_owned(), address.to_owned()), fd);
-            } else if let Some(holder) = holder {
+            } else {
                 tracing::info!(vassal, address, "closing a held socket no vassal claims");
-                let _ = holder.drop_key(&key);
+                holder.drop_key(&key);
             }
         }
     }
 }
 
 /// Gives the fd holder a copy of a new socket.
-fn hand_over(holder: Option<&FdHolder>, vassal: &VassalName, address: &str, fd: &OwnedFd) {
-    if let Some(holder) = holder {
-        if let Err(e) = holder.put(&key(vassal.as_str(), address), fd.as_fd()) {
-            tracing::warn!(vassal = %vassal, address, error = %e, "cannot hand the socket to the fd holder");
-        }
+fn hand_over(holder: &mut HolderLink, vassal: &VassalName, address: &str, fd: &OwnedFd) {
+    if let Err(e) = holder.put(&key(vassal.as_str(), address), fd.as_fd()) {
+        tracing::warn!(vassal = %vassal, address, error = %e, "cannot hand the socket to the fd holder");
     }
 }
 
 /// Closes sockets, and the fd holder's copies of them; a unix socket's
 /// file goes too, so that no client waits on a socket nobody serves.
-fn close(vassal: &VassalName, held: Vec<Held>, holder: Option<&FdHolder>) {
+fn close(vassal: &VassalName, held: Vec<Held>, holder: &mut HolderLink) {
     for Held { address, fd } in held {
-        if let Some(holder) = holder {
-            let _ = holder.drop_key(&key(vassal.as_str(), &address));
-        }
+        holder.drop_key(&key(vassal.as_str(), &address));
         drop(fd);
         if address.starts_with('/') {
             let _ = std::fs::remove_file(&address);
@@ -199,7 +198,7 @@ mod tests {
     fn keys_round_trip_with_paths_and_ports() {
         assert_eq!(parse_key(&key("a.ini", "/run/a/b.sock")), Some(("a.ini", "/run/a/b.sock")));
         assert_eq!(parse_key(&key("a.ini", ":80")), Some(("a.ini", ":80")));
-        assert_eq!(parse_key("control:1:a.ini"), None);
+        assert_eq!(parse_key("control:1:a.ini"), &mut HolderLink::detached());
     }
 
     #[test]
@@ -208,14 +207,14 @@ mod tests {
         let path = format!("{}/a.sock", dir.path().display());
         let mut held = HeldSockets::default();
         let a = name("a.ini");
-        let first = held.acquire(&a, std::slice::from_ref(&path), None).unwrap()[0].fd.as_raw_fd();
+        let first = held.acquire(&a, std::slice::from_ref(&path), &mut HolderLink::detached()).unwrap()[0].fd.as_raw_fd();
         held.release(&a);
-        let again = held.acquire(&a, std::slice::from_ref(&path), None).unwrap()[0].fd.as_raw_fd();
+        let again = held.acquire(&a, std::slice::from_ref(&path), &mut HolderLink::detached()).unwrap()[0].fd.as_raw_fd();
         assert_eq!(first, again, "the same socket, never closed");
-        held.close_orphans(None);
+        held.close_orphans(&mut HolderLink::detached());
         assert_eq!(held.of(&a).len(), 1);
         held.release(&a);
-        held.close_orphans(None);
+        held.close_orphans(&mut HolderLink::detached());
         assert!(held.of(&a).is_empty());
     }
 
@@ -225,12 +224,12 @@ mod tests {
         let (p1, p2) = (format!("{}/1.sock", dir.path().display()), format!("{}/2.sock", dir.path().display()));
         let mut held = HeldSockets::default();
         let a = name("a.ini");
-        held.acquire(&a, std::slice::from_ref(&p1), None).unwrap();
+        held.acquire(&a, std::slice::from_ref(&p1), &mut HolderLink::detached()).unwrap();
         assert!(std::os::unix::net::UnixStream::connect(&p1).is_ok());
-        let now = held.acquire(&a, std::slice::from_ref(&p2), None).unwrap();
+        let now = held.acquire(&a, std::slice::from_ref(&p2), &mut HolderLink::detached()).unwrap();
         assert_eq!(now[0].address, p2);
         assert!(std::os::unix::net::UnixStream::connect(&p1).is_err(), "old socket closed");
-        let err = held.acquire(&a, &["nope".to_owned()], None).unwrap_err().to_string();
+        let err = held.acquire(&a, &["nope".to_owned()], &mut HolderLink::detached()).unwrap_err().to_string();
         assert!(err.contains("a.ini") && err.contains("nope"), "{err}");
     }
 
@@ -245,12 +244,12 @@ mod tests {
         let mut held = HeldSockets::default();
         let first = listed(&p1, "a.ini");
         let raw = first.1.as_raw_fd();
-        held.take_back(vec![first, listed(&p2, "a.ini"), listed(&format!("{p1}.x"), "gone.ini")], None, |v| {
+        held.take_back(vec![first, listed(&p2, "a.ini"), listed(&format!("{p1}.x"), "gone.ini")], &mut HolderLink::detached(), |v| {
             v == "a.ini"
         });
         assert_eq!(held.pool.len(), 2, "the unrecorded vassal's socket is not kept");
         let a = name("a.ini");
-        assert_eq!(held.acquire(&a, std::slice::from_ref(&p1), None).unwrap()[0].fd.as_raw_fd(), raw);
+        assert_eq!(held.acquire(&a, std::slice::from_ref(&p1), &mut HolderLink::detached()).unwrap()[0].fd.as_raw_fd(), raw);
         assert!(held.pool.is_empty(), "what a.ini no longer asks for is closed");
         assert!(std::os::unix::net::UnixStream::connect(&p2).is_err());
     }

@@ -11,11 +11,14 @@
 #![forbid(unsafe_code)]
 
 mod events;
+mod integrity;
 mod record;
+mod room;
 mod stopped;
 
 pub use events::{EventTail, Events};
 pub use record::{Intent, Mode, VassalRecord};
+pub use room::MIN_FREE;
 
 use reconciler::{SourceId, VassalName, VassalSpec};
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,23 @@ pub enum StateError {
     /// A read or write failed.
     #[error("state store: {0}")]
     Io(#[from] sled::Error),
+    /// The database opened, but what it holds is damaged (see the
+    /// `integrity` module).
+    #[error("state store {path} is damaged: {reason}")]
+    Damaged {
+        /// The database directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The state dir's filesystem is (nearly) full: nothing was written.
+    #[error("state dir {dir} is full: {free} bytes free, {MIN_FREE} needed to write")]
+    Full {
+        /// The state directory.
+        dir: PathBuf,
+        /// The bytes free.
+        free: u64,
+    },
     /// A record could not be decoded.
     #[error("state store: corrupt record {key}: {message}")]
     Corrupt {
@@ -86,8 +106,12 @@ pub struct Store {
     /// The last events, by sequence number (see [`Events`]).
     events: sled::Tree,
     emperor_id: Arc<str>,
+    /// The flush count that tells a damaged log (see the `integrity` module).
+    seal: Arc<integrity::Seal>,
     /// Whether any handle wrote since the last flush.
     written: Arc<AtomicBool>,
+    /// Free space, checked before each write.
+    room: room::Room,
 }
 
 impl Store {
@@ -119,6 +143,7 @@ impl Store {
         if found != SCHEMA_VERSION {
             return Err(StateError::Schema { dir: dir.to_owned(), found });
         }
+        let seal = integrity::Seal::check(dir, &meta)?;
         let emperor_id = emperor_id(dir, &meta)?;
         let store = Self {
             vassals: db.open_tree("vassals")?,
@@ -130,8 +155,11 @@ impl Store {
             meta,
             db,
             emperor_id: emperor_id.into(),
+            seal: Arc::new(seal),
             written: Arc::default(),
+            room: room::Room::new(dir),
         };
+        store.verify(dir)?;
         store.flush()?;
         Ok(store)
     }
@@ -143,6 +171,11 @@ impl Store {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let aside = dir.join(format!("state.sled.broken-{secs}"));
         std::fs::rename(dir.join("state.sled"), &aside)?;
+        // The seal file counted the flushes of the store moved aside.
+        match std::fs::remove_file(integrity::Seal::file_of(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(aside)
     }
 
@@ -161,6 +194,7 @@ impl Store {
 
     /// Records the next unused generation number.
     pub fn set_next_generation(&self, next: u64) -> Result<(), StateError> {
+        self.room.check()?;
         self.meta.insert("next_generation", encode(&next))?;
         self.wrote();
         Ok(())
@@ -168,6 +202,7 @@ impl Store {
 
     /// Writes (or replaces) a vassal's record.
     pub fn put_vassal(&self, record: &VassalRecord) -> Result<(), StateError> {
+        self.room.check()?;
         self.vassals.insert(record.name.as_str(), encode(record))?;
         self.wrote();
         Ok(())
@@ -180,6 +215,7 @@ impl Store {
 
     /// Deletes a vassal's record.
     pub fn remove_vassal(&self, name: &VassalName) -> Result<(), StateError> {
+        self.room.check()?;
         self.vassals.remove(name.as_str())?;
         self.wrote();
         Ok(())
@@ -198,18 +234,21 @@ impl Store {
 
     /// Records one vassal a source wants (message sources, single-file changes).
     pub fn put_spec(&self, spec: &VassalSpec) -> Result<(), StateError> {
+        self.room.check()?;
         self.specs.insert(spec_key(&spec.source, &spec.name), encode(spec))?;
         self.mark_known(&spec.source, true)
     }
 
     /// Forgets one vassal a source wanted.
     pub fn remove_spec(&self, source: &SourceId, name: &VassalName) -> Result<(), StateError> {
+        self.room.check()?;
         self.specs.remove(spec_key(source, name))?;
         self.mark_known(source, true)
     }
 
     /// Replaces everything a source wants, atomically.
     pub fn replace_specs(&self, source: &SourceId, specs: &[VassalSpec], complete: bool) -> Result<(), StateError> {
+        self.room.check()?;
         let mut batch = sled::Batch::default();
         for key in self.specs.scan_prefix(source_prefix(source)).keys() {
             batch.remove(key?);
@@ -248,17 +287,23 @@ impl Store {
     /// The source cursors of this store, for the sources to keep their
     /// position with (made durable with the rest by the next flush).
     pub fn cursors(&self) -> Cursors {
-        Cursors { tree: self.cursors.clone(), written: self.written.clone() }
+        Cursors { tree: self.cursors.clone(), written: self.written.clone(), room: self.room.clone() }
     }
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StateError> {
         self.written.store(false, Ordering::Release);
-        if let Err(e) = self.db.flush() {
-            self.wrote();
-            return Err(e.into());
+        let flushed = self.seal.stage(&self.meta).and_then(|next| Ok((next, self.db.flush()?)));
+        match flushed {
+            Ok((next, _)) => {
+                self.seal.sealed(next);
+                Ok(())
+            }
+            Err(e) => {
+                self.wrote();
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Makes every write so far durable, if any handle wrote since the last
@@ -280,6 +325,8 @@ pub struct Cursors {
     tree: sled::Tree,
     /// The store's "written since the last flush" flag.
     written: Arc<AtomicBool>,
+    /// The store's free-space check.
+    room: room::Room,
 }
 
 impl Cursors {
@@ -290,6 +337,7 @@ impl Cursors {
 
     /// Stores `cursor` for `source`, replacing the previous one.
     pub fn put(&self, source: &SourceId, cursor: &[u8]) -> Result<(), StateError> {
+        self.room.check()?;
         self.tree.insert(source.0.as_str(), cursor)?;
         self.written.store(true, Ordering::Release);
         Ok(())
@@ -297,6 +345,7 @@ impl Cursors {
 
     /// Forgets the cursor of `source`.
     pub fn remove(&self, source: &SourceId) -> Result<(), StateError> {
+        self.room.check()?;
         self.tree.remove(source.0.as_str())?;
         self.written.store(true, Ordering::Release);
         Ok(())
@@ -447,7 +496,7 @@ mod tests {
 
     /// Opens the store again after a handle of this process was dropped:
     /// sled's background thread may hold the lock a moment longer.
-    fn reopen(dir: &Path) -> Result<Store, StateError> {
+    pub(crate) fn reopen(dir: &Path) -> Result<Store, StateError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match Store::open(dir) {

@@ -8,6 +8,7 @@ impl Store {
     /// Records that an operator stopped `name` (or started it again), and
     /// makes it durable at once: the emperor acts only after this returns.
     pub fn set_stopped(&self, name: &VassalName, stopped: bool) -> Result<(), StateError> {
+        self.room.check()?;
         if stopped {
             self.stopped.insert(name.as_str(), encode(name))?;
         } else {

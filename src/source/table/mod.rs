@@ -129,6 +129,9 @@ impl<B: Backend> Driver<B> {
         let fetched = tokio::time::timeout(QUERY_TIMEOUT, self.backend.fetch(&mut conn)).await;
         Some(match fetched {
             Ok(Ok(rows)) => {
+                if self.outage.is_down() {
+                    self.ctx.report_up();
+                }
                 self.outage.ok();
                 let specs = rows::collect(&self.ctx.id, &rows, &mut self.complaints);
                 if !self.publisher.publish(specs).await {
@@ -137,6 +140,7 @@ impl<B: Backend> Driver<B> {
                 State::Waiting(conn, period)
             }
             Ok(Err(Failure::Query(e))) => {
+                self.ctx.report_down(format!("the vassal query failed: {e}"));
                 let delay = self.outage.failed("the vassal query failed", &e);
                 State::Waiting(conn, delay.min(period))
             }
@@ -165,7 +169,10 @@ impl<B: Backend> Driver<B> {
         }
     }
 
+    /// A failure that ends the connection: the source is down until a
+    /// fetch works again (a stalled server is caught by the query timeout).
     fn lost(&mut self, problem: &str, error: &dyn std::fmt::Display) -> State<B::Conn> {
+        self.ctx.report_down(format!("{problem}: {error}"));
         State::Backoff(self.outage.failed(problem, error))
     }
 }

@@ -1,0 +1,204 @@
+//! The emperor's link to its fd holder, kept alive: every fd handed to the
+//! holder is also kept here (one registry, whatever the fd is for), the
+//! connection is watched, and a holder that dies is replaced and handed
+//! every fd again.
+//!
+//! Without this, a holder killed while the emperor runs would leave the
+//! uWSGI vassals with no second copy of their channels: the next emperor
+//! crash would then close them and take every such vassal down.
+
+use super::fdholder::{self, FdHolder};
+use super::logs;
+use crate::sys::pidfd::Pidfd;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+
+/// The first delay before a failed holder start is tried again; it doubles
+/// up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(200);
+/// The longest delay between holder starts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A live connection to the holder, and a watch on its process: a pidfd
+/// turns readable once the process has exited, by which time its listening
+/// socket is closed too, so that a new holder is started rather than the
+/// dying one reached again.
+struct Connected {
+    holder: FdHolder,
+    exit: AsyncFd<Pidfd>,
+}
+
+/// The supervisor's side of the fd holder; see the module docs.
+pub(super) struct HolderLink {
+    state_dir: PathBuf,
+    log_dir: PathBuf,
+    conn: Option<Connected>,
+    /// Our own copy of every fd the holder should keep, by key.
+    held: HashMap<String, OwnedFd>,
+    /// The keys of each vassal generation, for [`HolderLink::release`].
+    by_vassal: HashMap<(String, u64), Vec<String>>,
+    /// When to try again to reach a holder, and the delay after that.
+    retry: Option<(Instant, Duration)>,
+}
+
+impl HolderLink {
+    /// Connects to the holder of `state_dir`, starting one if none answers;
+    /// when that fails, says so once and keeps trying in the background.
+    pub(super) fn new(state_dir: PathBuf, log_dir: PathBuf) -> Self {
+        let mut link =
+            Self { state_dir, log_dir, conn: None, held: HashMap::new(), by_vassal: HashMap::new(), retry: None };
+        if let Err(e) = link.connect() {
+            tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash until one starts");
+            link.retry = Some((Instant::now() + RETRY_MIN, RETRY_MIN));
+        }
+        link
+    }
+
+    /// Connects (or starts) a holder and watches the connection.
+    fn connect(&mut self) -> io::Result<()> {
+        let log = logs::open_named(&self.log_dir, "fd-holder.log")?;
+        let holder = FdHolder::connect_or_spawn(&self.state_dir, log)?;
+        let exit = Pidfd::open(holder.pid()?)?.into_async()?;
+        self.conn = Some(Connected { holder, exit });
+        Ok(())
+    }
+
+    /// Hands the holder a copy of `fd` under `key`, keeping one here too so
+    /// that a new holder can be given it again. Fails only when no copy
+    /// can be made (the emperor is out of fds).
+    pub(super) fn put(&mut self, key: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.keep(key, fd)?;
+        if let Some(conn) = &self.conn {
+            if let Err(e) = conn.holder.put(key, fd) {
+                // A dead holder is noticed through its pidfd and replaced.
+                tracing::debug!(key, error = %e, "cannot hand an fd to the fd holder");
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of `fd` under `key` without sending it (the holder
+    /// already has it: an fd taken back after a restart).
+    pub(super) fn keep(&mut self, key: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let copy = fd.try_clone_to_owned()?;
+        if self.held.insert(key.to_owned(), copy).is_none() {
+            if let Some((_, generation, name)) = fdholder::parse_key(key) {
+                self.by_vassal.entry((name.to_owned(), generation)).or_default().push(key.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the holder (and this registry) close the fd kept under `key`.
+    pub(super) fn drop_key(&mut self, key: &str) {
+        if self.held.remove(key).is_some() {
+            if let Some((_, generation, name)) = fdholder::parse_key(key) {
+                if let Some(keys) = self.by_vassal.get_mut(&(name.to_owned(), generation)) {
+                    keys.retain(|k| k != key);
+                }
+            }
+        }
+        if let Some(conn) = &self.conn {
+            let _ = conn.holder.drop_key(key);
+        }
+    }
+
+    /// A link to no holder, for tests of what hands fds to it.
+    #[cfg(test)]
+    pub(super) fn detached() -> Self {
+        Self {
+            state_dir: PathBuf::new(),
+            log_dir: PathBuf::new(),
+            conn: None,
+            held: HashMap::new(),
+            by_vassal: HashMap::new(),
+            retry: None,
+        }
+    }
+
+    /// Makes the holder (and this registry) close every fd of generation
+    /// `generation` of the vassal `name`.
+    pub(super) fn release(&mut self, name: &str, generation: u64) {
+        let keys = self.by_vassal.remove(&(name.to_owned(), generation)).unwrap_or_default();
+        for key in &keys {
+            self.held.remove(key);
+        }
+        if let Some(conn) = &self.conn {
+            // The channel kinds are dropped even when not registered here: a
+            // holder may keep them from an emperor before this one.
+            let fixed = ["control", "config", "log"].map(|kind| fdholder::key(kind, generation, name));
+            for key in keys.iter().chain(fixed.iter().filter(|k| !keys.contains(k))) {
+                let _ = conn.holder.drop_key(key);
+            }
+        }
+    }
+
+    /// Takes back a copy of every fd the holder keeps (empty when there is
+    /// no holder).
+    pub(super) fn list(&self) -> io::Result<Vec<(String, OwnedFd)>> {
+        match &self.conn {
+            Some(conn) => conn.holder.list(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Resolves when the link needs [`HolderLink::repair`]: the holder went
+    /// away, or a new attempt to start one is due.
+    pub(super) async fn broken(&self) {
+        match (&self.conn, self.retry) {
+            (Some(conn), _) => {
+                let _ = conn.exit.readable().await;
+            }
+            (None, Some((at, _))) => tokio::time::sleep_until(at.into()).await,
+            (None, None) => std::future::pending().await,
+        }
+    }
+
+    /// Replaces a holder that went away (or tries again to start one) and
+    /// hands the new one every fd of the registry. Logs the loss once and
+    /// the recovery once; failed attempts in between are retried quietly
+    /// with a growing delay.
+    pub(super) fn repair(&mut self) {
+        if self.conn.take().is_some() {
+            tracing::warn!(
+                fds = self.held.len(),
+                "the fd holder went away; starting a new one and handing it every channel again"
+            );
+        }
+        let delay = self.retry.map_or(RETRY_MIN, |(_, delay)| delay);
+        match self.connect().and_then(|()| self.resend()) {
+            Ok(sent) => {
+                self.retry = None;
+                tracing::info!(fds = sent, "fd holder running again; uWSGI vassals survive an emperor crash again");
+            }
+            Err(e) => {
+                if self.retry.is_none() {
+                    tracing::error!(error = %e, retry_in = ?delay, "cannot start a new fd holder; retrying until it works");
+                }
+                self.conn = None;
+                self.retry = Some((Instant::now() + delay, (delay * 2).min(RETRY_MAX)));
+            }
+        }
+    }
+
+    /// Hands the holder every fd of the registry; how many.
+    fn resend(&self) -> io::Result<usize> {
+        let conn = self.conn.as_ref().ok_or_else(|| io::Error::other("no fd holder"))?;
+        for (key, fd) in &self.held {
+            conn.holder.put(key, fd.as_fd())?;
+        }
+        Ok(self.held.len())
+    }
+
+    /// Ends the holder (after every vassal has stopped).
+    pub(super) fn quit(&mut self) {
+        self.retry = None;
+        if let Some(conn) = self.conn.take() {
+            conn.holder.quit();
+        }
+    }
+}
