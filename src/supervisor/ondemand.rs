@@ -119,7 +119,7 @@ impl Passed {
     pub(super) fn moved(&self) -> Vec<(i32, i32)> {
         self.copies.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect()
     }
-
+}
 
 impl OnDemand {
     /// Whether a vassal started or went back to waiting since the last call.
