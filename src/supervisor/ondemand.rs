@@ -321,6 +321,9 @@ mod tests {
             vassal_umask: 0o022,
             on_demand_extension: extension.map(str::to_owned),
             on_demand_directory: directory.map(Into::into),
+            log_rotation: None,
+            tyrant: false,
+            injection: Default::default(),
         }
     }
 

@@ -133,6 +133,7 @@ mod tests {
             stop_signal: libc::SIGTERM,
             stop_timeout: None,
             reload: ReloadMode::Restart,
+            sockets: Vec::new(),
         })
     }
 
