@@ -70,14 +70,20 @@ impl ActionKind {
 
 /// Every vassal state, so that `emperor_vassals` has a series for each,
 /// 0 included.
-const STATES: [State; 6] =
-    [State::Running, State::Waiting, State::Stopping, State::Crashed, State::Held, State::Stopped];
+const STATES: [State; 7] =
+    [State::Running, State::Starting, State::Waiting, State::Stopping, State::Crashed, State::Held, State::Stopped];
 
 /// Fails to compile when a state is added without being listed in [`STATES`].
 #[allow(dead_code)]
 fn every_state_is_listed(state: State) {
     match state {
-        State::Running | State::Waiting | State::Stopping | State::Crashed | State::Held | State::Stopped => {}
+        State::Running
+        | State::Starting
+        | State::Waiting
+        | State::Stopping
+        | State::Crashed
+        | State::Held
+        | State::Stopped => {}
     }
 }
 

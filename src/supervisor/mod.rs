@@ -46,8 +46,8 @@ pub use inject::Injection;
 pub use launch::NativePolicy;
 use launch::{CommandLine, Launch};
 pub use logpipe::Rotation;
-pub use own_pid::{exec_with_own_pid, SHIM_FLAG as OWN_PID_SHIM};
 pub use logs::path as log_path;
+pub use own_pid::{exec_with_own_pid, SHIM_FLAG as OWN_PID_SHIM};
 use proc::Proc;
 use process::Handle;
 use reconciler::{SourceId, StartError, VassalName, VassalSpec};
@@ -269,8 +269,7 @@ impl Supervisor {
     }
 
     fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
-        let CommandLine { program, args, cwd, env } =
-            launch::command_line(spec, launch, &self.settings.vassal_binary);
+        let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
         self.note_unused_owner(spec);
         let user = tyrant::identity(spec, launch, self.settings.tyrant)
             .map_err(|e| StartError::Invalid(e.to_string()))?

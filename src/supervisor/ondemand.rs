@@ -178,7 +178,7 @@ impl Supervisor {
         let watched = held.fd.try_clone();
         let task = tokio::spawn(connection(watched, spec.name.clone(), generation, self.event_tx.clone()));
         tracing::info!(vassal = %spec.name, address, generation, "on-demand vassal waits for a connection");
-        self.record(&spec, generation, mode_of(&launch), None, Intent::Run);
+        let _ = self.record(&spec, generation, mode_of(&launch), None, Intent::Run);
         self.ondemand.changed = true;
         self.ondemand.waiting.insert(spec.name.clone(), Waiting { generation, spec, launch, task });
     }
@@ -194,7 +194,7 @@ impl Supervisor {
         match result {
             Ok(proc) => {
                 tracing::info!(vassal = %name, pid = proc.pid(), generation, "connection: on-demand vassal started");
-                self.record(&waiting.spec, generation, mode_of(&waiting.launch), Some(proc.pid()), Intent::Run);
+                let _ = self.record(&waiting.spec, generation, mode_of(&waiting.launch), Some(proc.pid()), Intent::Run);
                 self.procs.insert(name.clone(), proc);
                 self.note_start(name, &Ok(()));
                 self.ondemand.changed = true;
@@ -264,7 +264,7 @@ impl Supervisor {
         }
         (waiting.spec, waiting.launch) = (spec.clone(), launch);
         let (generation, mode) = (waiting.generation, mode_of(&waiting.launch));
-        self.record(spec, generation, mode, None, Intent::Run);
+        let _ = self.record(spec, generation, mode, None, Intent::Run);
         Some(ReloadOutcome::Reloaded)
     }
 

@@ -54,7 +54,8 @@ mod tests {
 
     #[test]
     fn the_shim_goes_first_and_keeps_the_arguments() {
-        let (exe, args) = wrap(&["LISTEN_PID", "WATCHDOG_PID"], "python3".into(), vec!["-m".into(), "app".into()]).unwrap();
+        let (exe, args) =
+            wrap(&["LISTEN_PID", "WATCHDOG_PID"], "python3".into(), vec!["-m".into(), "app".into()]).unwrap();
         assert!(!exe.is_empty());
         assert_eq!(args, [SHIM_FLAG, "LISTEN_PID,WATCHDOG_PID", "python3", "-m", "app"]);
     }

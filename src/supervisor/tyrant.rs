@@ -134,6 +134,7 @@ mod tests {
             stop_timeout: None,
             reload: ReloadMode::Restart,
             sockets: Vec::new(),
+            readiness: Default::default(),
         })
     }
 

@@ -164,6 +164,9 @@ mod tests {
             assert_eq!(Key::from_name(key.name()), Some(key));
         }
         assert_eq!(Key::from_name("stop_signal"), None);
-        assert_eq!(Key::list(), "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog");
+        assert_eq!(
+            Key::list(),
+            "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog"
+        );
     }
 }
