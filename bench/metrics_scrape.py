@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""bench/metrics_scrape.py -- what a scrape of `--http`'s /metrics costs.
+"""bench/metrics_scrape.py -- what reading the status costs: a scrape of
+`--http`'s /metrics, the JSON lists, the --stats object, and a whole
+`emperor ctl list` (the client process included).
 
     python3 bench/metrics_scrape.py                 # 1000 vassals, 200 scrapes
     N=10000 SCRAPES=50 python3 bench/metrics_scrape.py
 
 Starts the emperor (EMPEROR, default target/release/emperor) on N native
 vassals (`sleep`), waits until /metrics shows all N running, then times
-SCRAPES sequential GETs of /metrics, /v1/vassals and one read of the --stats
-object each, and prints p50 / p90 / max and the body size. Every wait is
+SCRAPES sequential GETs of /metrics, /v1/vassals, one read of the --stats
+object and one run of `emperor ctl list` (table and `-o json`) each, and prints p50 / p90 / max and the body size. Every wait is
 bounded; the emperor and its vassals are stopped (SIGTERM, then the state
 dir is removed) on exit. Needs python3 (standard library only).
 """
@@ -43,6 +45,11 @@ def fetch(addr, request):
 
 def get(addr, path):
     return fetch(addr, f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+
+
+def run(argv):
+    """Runs a command to its end; its output."""
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
 
 
 def logged_addr(log, needle, deadline):
@@ -93,6 +100,9 @@ def main():
         timed("GET /metrics", lambda: get(http, "/metrics"))
         timed("GET /v1/vassals", lambda: get(http, "/v1/vassals"))
         timed("--stats object", lambda: fetch(stats, b""))
+        ctl = [EMPEROR, "ctl", "--state-dir", os.path.join(work, "state"), "list"]
+        timed("`emperor ctl list` (whole process)", lambda: run(ctl))
+        timed("`emperor ctl list -o json` (whole process)", lambda: run(ctl + ["-o", "json"]))
     finally:
         emperor.send_signal(signal.SIGTERM)
         try:
