@@ -434,9 +434,13 @@ fn uid_gid_and_socket_children_are_part_of_the_vassal() {
     c.set("/owner/vassals/app.ini/uid", b"www");
     assert!(h.wait_complaint("node /owner/vassals/app.ini").contains("uid"));
     h.wait_reaped(pid, "a vassal whose uid node went bad");
-    // Fixed, and given an on-demand socket: it runs again.
+    // Fixed, and given an on-demand socket: it runs again at the first connection.
     c.set("/owner/vassals/app.ini/uid", b"1001");
-    c.create("/owner/vassals/app.ini/socket", b"127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    c.create("/owner/vassals/app.ini/socket", path.to_str().unwrap().as_bytes());
+    let _client =
+        wait_until(DEADLINE, "the on-demand socket to listen", || std::os::unix::net::UnixStream::connect(&path).ok());
     let again = h.wait_starts("app.ini", 2);
     assert!(alive(again[1].pid));
     assert_eq!(h.complaints_about("node /owner/vassals/app.ini").len(), 1);

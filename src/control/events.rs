@@ -178,8 +178,13 @@ impl EventLog {
         }
         if let Some(store) = &self.store {
             let rows: Vec<(u64, Vec<u8>)> = new.iter().map(|p| (p.event.seq, p.line.clone().into_bytes())).collect();
-            if let Err(e) = store.append(&rows) {
-                tracing::error!(error = %e, events = rows.len(), "cannot store events");
+            match store.append(&rows) {
+                Ok(()) => {}
+                // Said once, by the store's other writers.
+                Err(e @ state::StateError::Full { .. }) => {
+                    tracing::debug!(error = %e, events = rows.len(), "cannot store events")
+                }
+                Err(e) => tracing::error!(error = %e, events = rows.len(), "cannot store events"),
             }
         }
         self.stored = self.pending.len();

@@ -15,6 +15,8 @@ pub struct Events {
     tree: sled::Tree,
     /// The store's "written since the last flush" flag.
     written: Arc<AtomicBool>,
+    /// The store's free-space check: a full disk refuses the append.
+    room: crate::room::Room,
 }
 
 /// Stored events after some sequence number.
@@ -31,7 +33,7 @@ pub struct EventTail {
 impl Store {
     /// The event tail of this store.
     pub fn events(&self) -> Events {
-        Events { tree: self.events.clone(), written: self.written.clone() }
+        Events { tree: self.events.clone(), written: self.written.clone(), room: self.room.clone() }
     }
 }
 
@@ -48,6 +50,7 @@ impl Events {
     /// drops those older than the last [`Events::KEEP`].
     pub fn append(&self, events: &[(u64, Vec<u8>)]) -> Result<(), StateError> {
         let Some(&(last, _)) = events.last() else { return Ok(()) };
+        self.room.check()?;
         let mut batch = sled::Batch::default();
         for (seq, event) in events {
             batch.insert(&seq.to_be_bytes(), event.as_slice());
