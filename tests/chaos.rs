@@ -2,12 +2,12 @@
 //! seeded PRNG while configs are added, rewritten and removed and vassals
 //! are killed, uWSGI-style and native alike, always on the same state dir.
 //! One more emperor then has to converge on exactly the wanted fleet: one
-//! process per wanted vassal, none for removed ones, and no process of ours
-//! that it does not manage.
+//! process per wanted vassal, none for removed ones, no process of ours that
+//! it does not manage, and one fd holder (not one per crash).
 //!
 //! The randomness is in *which* operation comes next and *which* condition
-//! the kill waits for (nothing, the emperor's "started" line, a new spawn
-//! record), never in a sleep.
+//! it and the kill wait for (nothing, the emperor's "started" line, the start
+//! record of a vassal just added, the wanted fleet running), never in a sleep.
 
 mod common;
 
@@ -289,5 +289,11 @@ fn repeated_kill9_under_churn_converges_to_exactly_the_wanted_vassals() {
         let own = stubs.values().filter(|v| vassal_name(v) == *name).count();
         assert_eq!(own, 0, "{name} was removed: no process may run for it");
     }
+    let socket = chaos.h.state.join("fd-holder.sock").display().to_string();
+    let holders: Vec<i32> = all_pids()
+        .into_iter()
+        .filter(|&pid| alive(pid) && cmdline(pid).iter().any(|a| a == "--fd-holder") && cmdline(pid).contains(&socket))
+        .collect();
+    assert_eq!(holders.len(), 1, "one fd holder, however often the emperor died: {holders:?}");
     assert_eq!(stubs.len(), wanted.len(), "no live stub the emperor does not manage: {stubs:?}");
 }
