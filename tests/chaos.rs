@@ -111,6 +111,7 @@ impl Chaos {
         self.h.log_text().matches("emperor started").count()
     }
 
+    /// Writes `name`'s config at the next revision: added, or rewritten.
     fn write(&mut self, name: &'static str) {
         self.rev += 1;
         put(&self.h.vassal(name), &config(name, self.rev));
