@@ -44,8 +44,14 @@ impl Step {
             .find(|s| *s as u8 == n)
     }
 
-    fn describe(self, credentials: &Credentials) -> String {
-        let (uid, gid) = (credentials.uid, credentials.gid);
+    fn describe(self, credentials: Option<&Credentials>) -> String {
+        let Some(&Credentials { uid, gid, .. }) = credentials else {
+            return match self {
+                Step::Chdir => "chdir".into(),
+                Step::Exec => "exec".into(),
+                other => other.describe(Some(&Credentials { uid: 0, gid: 0, groups: None })),
+            };
+        };
         match self {
             Step::Setsid => "setsid".into(),
             Step::Stdio => "setting up stdin/stdout/stderr".into(),
@@ -75,15 +81,16 @@ struct Plan {
     moved_len: usize,
     umask: Option<libc::mode_t>,
     groups: Option<(*const Gid, usize)>,
-    uid: Uid,
-    gid: Gid,
+    /// The uid and gid to switch to (none: the emperor's own).
+    ids: Option<(Uid, Gid)>,
     /// Written by a failing child: the step, and its errno.
     failed_step: AtomicU8,
     failed_errno: AtomicI32,
 }
 
-/// Starts `req` as `credentials`; returns the pid.
-pub(super) fn spawn(req: &SpawnRequest, credentials: &Credentials) -> std::io::Result<i32> {
+/// Starts `req`, as `credentials` when given (else as the emperor's own
+/// identity); returns the pid.
+pub(super) fn spawn(req: &SpawnRequest, credentials: Option<&Credentials>) -> std::io::Result<i32> {
     let program = cstring(resolve(&req.program)?.into_encoded_bytes())?;
     let argv: Vec<CString> = std::iter::once(cstring(req.program.clone()))
         .chain(req.args.iter().map(|a| cstring(a.clone())))
@@ -98,7 +105,7 @@ pub(super) fn spawn(req: &SpawnRequest, credentials: &Credentials) -> std::io::R
     };
     let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
     let groups: Option<Vec<Gid>> =
-        credentials.groups.as_ref().map(|g| g.iter().map(|&gid| Gid::from_raw(gid)).collect());
+        credentials.and_then(|c| c.groups.as_ref()).map(|g| g.iter().map(|&gid| Gid::from_raw(gid)).collect());
     let plan = Plan {
         program: program.as_ptr(),
         argv: argv_p.as_ptr(),
@@ -112,8 +119,7 @@ pub(super) fn spawn(req: &SpawnRequest, credentials: &Credentials) -> std::io::R
         moved_len: moved.len(),
         umask: req.umask.map(|m| m as libc::mode_t),
         groups: groups.as_ref().map(|g| (g.as_ptr(), g.len())),
-        uid: Uid::from_raw(credentials.uid),
-        gid: Gid::from_raw(credentials.gid),
+        ids: credentials.map(|c| (Uid::from_raw(c.uid), Gid::from_raw(c.gid))),
         failed_step: AtomicU8::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -247,11 +253,13 @@ unsafe fn run(plan: &Plan) -> (Step, i32) {
             return (Step::Groups, e.raw_os_error());
         }
     }
-    if let Err(e) = rustix::thread::set_thread_res_gid(plan.gid, plan.gid, plan.gid) {
-        return (Step::Gid, e.raw_os_error());
-    }
-    if let Err(e) = rustix::thread::set_thread_res_uid(plan.uid, plan.uid, plan.uid) {
-        return (Step::Uid, e.raw_os_error());
+    if let Some((uid, gid)) = plan.ids {
+        if let Err(e) = rustix::thread::set_thread_res_gid(gid, gid, gid) {
+            return (Step::Gid, e.raw_os_error());
+        }
+        if let Err(e) = rustix::thread::set_thread_res_uid(uid, uid, uid) {
+            return (Step::Uid, e.raw_os_error());
+        }
     }
     // As the vassal's user: it only starts where it may go itself.
     if !plan.cwd.is_null() && libc::chdir(plan.cwd) < 0 {
