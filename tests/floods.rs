@@ -5,8 +5,9 @@
 //! is lost, and the vassals left running are exactly the ones the last
 //! message of each name asks for, with the config that message carried.
 //!
-//! Measured on a 2-core machine (debug build): the emperor peaks at about
-//! 55 MiB during the zmq flood and 65 MiB during the amqp one. The bound
+//! Measured on a 2-core machine (debug build): the emperor sits at about
+//! 48 MiB idle and peaks at about 55 MiB during the zmq flood and 65 MiB
+//! during the amqp one. The bound
 //! leaves a wide margin for allocator and build differences while still
 //! catching memory that grows with the flood. The `dir://` latency during
 //! the zmq flood is printed (about 100 ms, most of it the dir source's quiet
