@@ -10,8 +10,9 @@
 //! during the amqp one. The bound
 //! leaves a wide margin for allocator and build differences while still
 //! catching memory that grows with the flood. The `dir://` latency during
-//! the zmq flood is printed (about 100 ms, most of it the dir source's quiet
-//! period); its target lives in `bench/`.
+//! the zmq flood is printed (about 100 ms on an idle machine, most of it the
+//! dir source's quiet period; up to 1 s with the CPU shared); its target
+//! lives in `bench/`.
 
 mod common;
 #[path = "brokers/libzmq.rs"]
