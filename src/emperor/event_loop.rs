@@ -13,6 +13,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
 
+/// Source events one round takes at most. Under a flood the queue never runs
+/// empty; without a cap a round (reconcile, persist, acknowledgements) would
+/// wait for the flood to end, and a change from another source with it.
+const ROUND_EVENTS: usize = crate::source::supervise::CAPACITY;
+
 /// The loop's state: what it reconciles, with what, and how it records.
 pub(super) struct Emperor<P> {
     pub(super) controller: Controller,
@@ -72,7 +77,7 @@ impl<P: Processes> Emperor<P> {
                 Some(event) = sources.recv() => {
                     sources_changed = true;
                     self.on_source(event);
-                    while let Ok(more) = sources.try_recv() {
+                    for more in std::iter::from_fn(|| sources.try_recv().ok()).take(ROUND_EVENTS - 1) {
                         self.on_source(more);
                     }
                 }

@@ -260,16 +260,24 @@ impl Publisher {
 
     /// Consumers on `queue` (0 when it does not exist).
     pub fn consumers(&self, queue: &str) -> u32 {
+        self.queue_counts(queue).map_or(0, |(_, consumers)| consumers)
+    }
+
+    /// Messages ready for delivery in `queue` (not counting those delivered
+    /// and not yet acknowledged), `None` when it does not exist.
+    pub fn ready(&self, queue: &str) -> Option<u32> {
+        self.queue_counts(queue).map(|(ready, _)| ready)
+    }
+
+    /// `(ready messages, consumers)` of `queue` by a passive declare.
+    fn queue_counts(&self, queue: &str) -> Option<(u32, u32)> {
         use lapin::options::QueueDeclareOptions;
         self.runtime.block_on(async {
-            let Ok(ch) = self.conn.create_channel().await else { return 0 };
+            let ch = self.conn.create_channel().await.ok()?;
             let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-            let n = match ch.queue_declare(queue.into(), opts, Default::default()).await {
-                Ok(q) => q.consumer_count(),
-                Err(_) => 0,
-            };
+            let counts = ch.queue_declare(queue.into(), opts, Default::default()).await.ok();
             let _ = ch.close(200, "bye".into()).await;
-            n
+            counts.map(|q| (q.message_count(), q.consumer_count()))
         })
     }
 }
