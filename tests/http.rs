@@ -190,11 +190,22 @@ fn wrong_requests_get_404_405_400_and_a_silent_client_is_dropped() {
         assert_eq!(request(&addr, "POST", path).0, 405, "POST {path}");
     }
     assert_eq!(request(&addr, "DELETE", "/metrics").0, 405);
-    for garbage in ["GARBAGE\r\n\r\n", "GET /metrics HTTP/9\r\n\r\n", "GET /metrics HTTP/1.1\r\nno-colon\r\n\r\n"] {
-        let answer = raw(&addr, garbage.as_bytes());
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{garbage:?} -> {answer}");
+    let garbage: [&[u8]; 6] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /metrics HTTP/9\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nno-colon\r\n\r\n",
+        b"GET metrics HTTP/1.1\r\n\r\n",
+        b"\x00\xff\xfe /metrics HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for request in garbage {
+        let answer = raw(&addr, request);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{:?} -> {answer}", String::from_utf8_lossy(request));
     }
     assert!(raw(&addr, &vec![b'A'; 64 * 1024]).starts_with("HTTP/1.1 413 "), "an endless head is refused");
+    let huge_body = b"GET /metrics HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+    assert!(raw(&addr, huge_body).starts_with("HTTP/1.1 413 "), "a huge body is refused before it is read");
+    assert_eq!(get(&addr, "/metrics").0, 200, "the listener still serves");
 
     // A client that never finishes its request does not hold the server up,
     // and is disconnected.

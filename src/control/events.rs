@@ -36,6 +36,9 @@ pub enum Kind {
     /// A vassal will be started again after a delay (`respawn_in` seconds).
     Crashed,
     /// A vassal's config cannot be used; it waits for a new one (`reason`).
+    /// Or its start is held for a cause that passes (a full state dir, no
+    /// fds or processes to spare) and retried with backoff: said once, when
+    /// the hold begins.
     Held,
     /// A source delivers again.
     SourceUp,

@@ -24,7 +24,9 @@ pub enum State {
     Stopping,
     /// It exited on its own and waits for its respawn (backing off).
     Crashed,
-    /// Its config cannot be used; it waits for a new version.
+    /// Its config cannot be used; it waits for a new version. Or its start
+    /// waits for a cause that passes (a full state dir, no fds or processes
+    /// to spare) and is retried with backoff, at its `restart_at`.
     Held,
     /// An operator stopped it.
     Stopped,
@@ -369,7 +371,9 @@ fn actual_view(name: &VassalName, have: &ActualVassal, proc: &ProcStatus, clock:
                 (None, Some(exit)) => format!("exited ({exit}); backing off"),
                 (None, None) => "exited; backing off".into(),
             };
-            (State::Crashed, Some(why), Some(epoch(clock.ahead(restart_at))))
+            // A start held for a cause that passes is retried like a crash, but nothing crashed.
+            let state = if proc.held { State::Held } else { State::Crashed };
+            (state, Some(why), Some(epoch(clock.ahead(restart_at))))
         }
         Phase::Held => (State::Held, Some(proc.start_error.clone().unwrap_or_else(|| "unusable config".into())), None),
     };
@@ -456,6 +460,24 @@ mod tests {
         let stopped = &table.vassals["a.ini"];
         assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
         assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
+    }
+
+    #[test]
+    fn a_held_start_is_held_until_its_retry() {
+        let (mut c, name) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        c.on_exit(&name, 1, 20_000, &mut Ok);
+        let held = |_: &VassalName| ProcStatus {
+            start_error: Some("start failed: out of processes".into()),
+            held: true,
+            ..ProcStatus::default()
+        };
+        let table = tracker.build(&c, held, 20_000);
+        let view = &table.vassals["a.ini"];
+        assert_eq!(view.state, State::Held);
+        assert_eq!(view.reason.as_deref(), Some("start failed: out of processes"));
+        assert!(view.restart_at.is_some(), "a held start is retried");
+        assert_eq!(table.counts(), VassalCounts { held: 1, ..VassalCounts::default() });
     }
 
     #[test]

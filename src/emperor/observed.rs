@@ -24,8 +24,9 @@ impl<P: Processes> Executor for Observed<'_, P> {
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let result = self.metrics.counting(&mut *self.procs).start(spec, generation);
         let name = &spec.name;
+        let was_held = self.procs.status(name).held;
+        let result = self.metrics.counting(&mut *self.procs).start(spec, generation);
         match &result {
             Ok(()) => {
                 let pid = self.procs.status(name).pid;
@@ -38,6 +39,14 @@ impl<P: Processes> Executor for Observed<'_, P> {
             Err(StartError::Invalid(why)) => {
                 let detail = Detail { generation: Some(generation), reason: Some(why.clone()), ..Detail::default() };
                 self.hook.vassal_event(name, Kind::Held, detail);
+            }
+            // A held start (a cause that passes) is said once, not at each retry.
+            Err(StartError::Failed(why)) if self.procs.status(name).held => {
+                if !was_held {
+                    let detail =
+                        Detail { generation: Some(generation), reason: Some(why.clone()), ..Detail::default() };
+                    self.hook.vassal_event(name, Kind::Held, detail);
+                }
             }
             Err(StartError::Failed(why)) => self.maybe_crashed.push((name.clone(), generation, Some(why.clone()))),
         }

@@ -1,6 +1,7 @@
 //! The supervisor as the reconciler's executor: start, reload and stop, and
 //! how each run mode is asked to reload or stop.
 
+use super::held::StartFailure;
 use super::launch::{self, Launch, LaunchError};
 use super::{channel, ondemand, tyrant, Proc, Settings, Supervisor};
 use crate::sys::spawn;
@@ -46,7 +47,7 @@ impl Executor for Supervisor {
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
-        let result = self.start_proc(spec, generation);
+        let result = self.start_proc(spec, generation).map_err(|failure| self.start_failed(&spec.name, failure));
         self.note_start(&spec.name, &result);
         result
     }
@@ -225,7 +226,7 @@ fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> 
 
 impl Supervisor {
     /// Starts `spec` as `generation`: the body of [`Executor::start`].
-    fn start_proc(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
+    fn start_proc(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartFailure> {
         let key = (spec.name.clone(), generation);
         if !self.prepared.contains_key(&key) {
             // A start the round did not announce: its intent is made durable all the same.
@@ -233,9 +234,7 @@ impl Supervisor {
         }
         let launch = self.prepared.remove(&key).expect("prepared above");
         if let Some(cause) = self.unrecorded.remove(&key) {
-            return Err(
-                self.hold_start(&spec.name, format!("its spawn intent cannot be recorded in the state store: {cause}"))
-            );
+            return Err(StartFailure::Held(format!("its spawn intent cannot be recorded in the state store: {cause}")));
         }
         let launch = launch.map_err(|e| {
             match e {
@@ -246,9 +245,7 @@ impl Supervisor {
             }
             StartError::Invalid(e.to_string())
         })?;
-        if let Err(why) = self.fd_reserve.check() {
-            return Err(self.hold_start(&spec.name, why));
-        }
+        self.fd_reserve.check().map_err(StartFailure::Held)?;
         let mode = mode_of(&launch);
         if self.prepare_sockets(spec, &launch)? {
             self.wait_for_connection(spec.clone(), launch, generation);
@@ -260,26 +257,14 @@ impl Supervisor {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
                 let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
-                self.held_starts.remove(&spec.name);
                 self.procs.insert(spec.name.clone(), proc);
                 Ok(())
             }
-            Err(e) => {
+            Err(StartFailure::Error(e)) => {
                 tracing::error!(vassal = %spec.name, error = %e, "cannot start vassal");
-                Err(e)
+                Err(e.into())
             }
+            Err(held) => Err(held),
         }
-    }
-
-    /// A start held for a cause that passes (no durable intent, no fds to
-    /// spare): said once per vassal until it starts, and retried by the
-    /// controller with backoff.
-    fn hold_start(&mut self, name: &VassalName, why: String) -> StartError {
-        if self.held_starts.insert(name.clone()) {
-            tracing::error!(vassal = %name, reason = %why, "vassal not started; retrying with backoff");
-        } else {
-            tracing::debug!(vassal = %name, reason = %why, "vassal still not started");
-        }
-        StartError::Failed(why)
     }
 }

@@ -15,6 +15,7 @@ mod executor;
 mod exits;
 mod fd_reserve;
 pub(crate) mod fdholder;
+mod held;
 mod holder_link;
 mod inject;
 mod launch;
@@ -41,6 +42,7 @@ use channel::Pair;
 use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
+use held::StartFailure;
 use holder_link::HolderLink;
 pub use inject::Injection;
 pub use launch::NativePolicy;
@@ -126,8 +128,8 @@ pub struct Supervisor {
     /// Starts of this round whose intent could not be made durable, with
     /// why: they are not started (see [`Executor::intend`]).
     unrecorded: HashMap<(VassalName, u64), String>,
-    /// Vassals whose start is held (no durable intent, no fds to spare),
-    /// already reported: said once until they start.
+    /// Vassals whose start is held (no durable intent, no fds or processes
+    /// to spare), already reported: said once until they start.
     held_starts: HashSet<VassalName>,
     /// Vassals whose record could not be written: written again once the
     /// store takes writes (see `records`).
@@ -268,7 +270,7 @@ impl Supervisor {
             .collect()
     }
 
-    fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartError> {
+    fn spawn_proc(&mut self, spec: &VassalSpec, launch: &Launch, generation: u64) -> Result<Proc, StartFailure> {
         let CommandLine { program, args, cwd, env } = launch::command_line(spec, launch, &self.settings.vassal_binary);
         self.note_unused_owner(spec);
         let user = tyrant::identity(spec, launch, self.settings.tyrant)
@@ -281,7 +283,7 @@ impl Supervisor {
         let (program, mut args) = match own_pid.is_empty() {
             true => (program, args),
             false if !spawn::resolvable(&program) => {
-                return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")));
+                return Err(StartError::Invalid(format!("cannot execute {program:?}: not found")).into());
             }
             false => own_pid::wrap(&own_pid, program, args).map_err(|e| failed("the own-pid shim", &e))?,
         };
@@ -330,13 +332,15 @@ impl Supervisor {
             user,
             umask,
         };
+        let user = request.user.clone();
         let pid = spawn::spawn(request).map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    StartError::Invalid(format!("cannot execute: {e}"))
+                    StartError::Invalid(format!("cannot execute: {e}")).into()
                 }
-                _ => failed("spawn", &e),
+                _ => held::out_of_processes(&e, user.as_ref())
+                    .map_or_else(|| failed("spawn", &e).into(), StartFailure::Held),
             }
         })?;
         if let Some(pipe) = pipe {

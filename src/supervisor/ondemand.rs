@@ -12,6 +12,7 @@
 //! running: the wait is the supervisor's business alone.
 
 use super::exits::{ProcEvent, ProcEventKind};
+use super::held::StartFailure;
 use super::launch::{self, Launch};
 use super::proc::Proc;
 use super::sockets::HeldSockets;
@@ -199,8 +200,11 @@ impl Supervisor {
                 self.note_start(name, &Ok(()));
                 self.ondemand.changed = true;
             }
-            Err(e) => {
-                tracing::error!(vassal = %name, error = %e, "cannot start on-demand vassal");
+            Err(failure) => {
+                if let StartFailure::Error(e) = &failure {
+                    tracing::error!(vassal = %name, error = %e, "cannot start on-demand vassal");
+                }
+                let e = self.start_failed(name, failure);
                 self.note_start(name, &Err(e));
                 self.exits.push_back((name.clone(), generation));
             }

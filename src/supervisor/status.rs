@@ -49,6 +49,10 @@ pub struct ProcStatus {
     pub last_exit: Option<LastExit>,
     /// Why its last start failed, if it did.
     pub start_error: Option<String>,
+    /// Whether that start is held for a cause that passes (no durable
+    /// intent, no fds or processes to spare) and retried with backoff,
+    /// rather than failed.
+    pub held: bool,
     /// The address an on-demand vassal without a process waits on.
     pub waiting_on: Option<String>,
     /// Whether its process is ready (see the readiness of each run mode in
@@ -69,6 +73,7 @@ impl Supervisor {
             pid: proc.map(|p| p.pid()),
             last_exit: self.last_exits.get(name).copied(),
             start_error: self.start_errors.get(name).cloned(),
+            held: self.is_held(name),
             waiting_on: self.waiting_on(name),
             ready: since_ready.is_some(),
             since_ready,
@@ -81,11 +86,17 @@ impl Supervisor {
         self.last_exits.insert(name.clone(), exit);
     }
 
-    /// Remembers why a start of `name` failed, or forgets it after a success.
+    /// Remembers why a start of `name` failed, or forgets it (and any
+    /// hold) after a success.
     pub(super) fn note_start(&mut self, name: &VassalName, result: &Result<(), StartError>) {
         match result {
-            Ok(()) => self.start_errors.remove(name),
-            Err(e) => self.start_errors.insert(name.clone(), e.to_string()),
-        };
+            Ok(()) => {
+                self.held_starts.remove(name);
+                self.start_errors.remove(name);
+            }
+            Err(e) => {
+                self.start_errors.insert(name.clone(), e.to_string());
+            }
+        }
     }
 }

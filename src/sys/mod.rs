@@ -14,6 +14,7 @@
 pub mod dgram;
 pub mod epoll;
 pub mod host;
+pub mod limits;
 pub mod peer;
 pub mod pidfd;
 pub mod pipe;
