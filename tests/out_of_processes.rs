@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 const LIMITED: u32 = 4_000_321;
 /// The uid (and gid) of a vassal the limit leaves room for.
 const OTHER: u32 = 4_000_322;
-/// How many processes the limited uid may run on top of those it runs already.
-const ROOM: usize = 2;
+/// The `RLIMIT_NPROC` of the emperor.
+const LIMIT: usize = 2;
 /// Vassals of the limited uid: more than fit.
 const VASSALS: usize = 5;
 /// The retry delay of held starts (`--backoff-min` and `--backoff-max`).
@@ -97,12 +97,14 @@ fn out_of_processes_holds_the_starts_that_do_not_fit_until_the_limit_is_raised()
     put(&h.vassal(other), &format!("[vassal]\nexec = {STUB} native\n"));
     chown(h.vassal(other), Some(OTHER), Some(OTHER)).expect("chown config");
 
-    let limit = processes_of(LIMITED) + ROOM;
+    // Processes of an earlier run (killed, perhaps not reaped yet) would
+    // still count against the limit.
+    wait_until(DEADLINE, format!("no process of uid {LIMITED} left"), || cond(processes_of(LIMITED) == 0));
     let source = h.dir_source();
     let options = ["--tyrant", "--vassal-umask", "0", "--backoff-min", BACKOFF, "--backoff-max", BACKOFF];
     let args: Vec<&str> = options.iter().copied().chain([source.as_str()]).collect();
     // The soft limit only: raising a hard limit may be refused even to root.
-    h.start_after(&format!("prlimit --pid $$ --nproc={limit}:"), &args);
+    h.start_after(&format!("prlimit --pid $$ --nproc={LIMIT}:"), &args);
     let emperor = h.emperor_pid();
 
     // The ones that fit run; the others are held, with the reason.
@@ -113,12 +115,12 @@ fn out_of_processes_holds_the_starts_that_do_not_fit_until_the_limit_is_raised()
             names.iter().filter(|n| entry(&list, n).is_some_and(|v| v["state"] == "held")).collect();
         (started.len() + held.len() == names.len()).then_some((started, held))
     });
-    eprintln!("{} vassals of uid {LIMITED} started under RLIMIT_NPROC {limit}, {} held", started.len(), held.len());
+    eprintln!("{} vassals of uid {LIMITED} started under RLIMIT_NPROC {LIMIT}, {} held", started.len(), held.len());
     if held.is_empty() {
         // Only the kernel decides whether an exec over the limit fails: no
         // start of the emperor's can go through one that does.
         eprintln!(
-            "SKIPPED out_of_processes: this kernel let {VASSALS} vassals exec as uid {LIMITED} under RLIMIT_NPROC {limit} (a process started by root), so processes cannot run out here"
+            "SKIPPED out_of_processes: this kernel let {VASSALS} vassals exec as uid {LIMITED} under RLIMIT_NPROC {LIMIT} (a process started by root), so processes cannot run out here"
         );
         return;
     }
@@ -163,7 +165,7 @@ fn out_of_processes_holds_the_starts_that_do_not_fit_until_the_limit_is_raised()
 
     // The limit raised, the held vassals start by themselves; none of the
     // others was restarted meanwhile.
-    let raised = format!("--nproc={}:", limit + VASSALS + 1);
+    let raised = format!("--nproc={}:", LIMIT + VASSALS + 1);
     let status = Command::new("prlimit").args(["--pid", &emperor.to_string(), &raised]).status().expect("run prlimit");
     assert!(status.success(), "prlimit --pid EMPEROR");
     for name in &held {
