@@ -25,9 +25,9 @@ impl From<StartError> for StartFailure {
 
 /// The reason to hold a start whose spawn failed with `error`, when it is
 /// the kernel saying there is no process to spare (`EAGAIN`): the uid the
-/// vassal runs as already runs as many processes as `RLIMIT_NPROC` allows
-/// (its exec fails), or the system is out of pids or threads (the clone
-/// fails). `None` for any other failure.
+/// vassal runs as already runs more processes than its `RLIMIT_NPROC` (its
+/// exec fails), or the system is out of pids or threads (the clone fails).
+/// `None` for any other failure.
 pub(super) fn out_of_processes(error: &std::io::Error, user: Option<&Credentials>) -> Option<String> {
     if error.kind() != std::io::ErrorKind::WouldBlock {
         return None;
