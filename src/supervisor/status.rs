@@ -86,12 +86,16 @@ impl Supervisor {
         self.last_exits.insert(name.clone(), exit);
     }
 
-    /// Remembers why a start of `name` failed, or forgets it (and any
-    /// hold) after a success.
+    /// Remembers why a start of `name` failed, or forgets it after a
+    /// success. A hold ends once a process runs: an on-demand vassal that
+    /// waits for a connection again is still held should its next spawn
+    /// fail for the same cause, and that is not said again.
     pub(super) fn note_start(&mut self, name: &VassalName, result: &Result<(), StartError>) {
         match result {
             Ok(()) => {
-                self.held_starts.remove(name);
+                if self.procs.contains_key(name) {
+                    self.held_starts.remove(name);
+                }
                 self.start_errors.remove(name);
             }
             Err(e) => {
