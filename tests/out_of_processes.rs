@@ -97,9 +97,9 @@ fn out_of_processes_holds_the_starts_that_do_not_fit_until_the_limit_is_raised()
     put(&h.vassal(other), &format!("[vassal]\nexec = {STUB} native\n"));
     chown(h.vassal(other), Some(OTHER), Some(OTHER)).expect("chown config");
 
-    // Processes of an earlier run (killed, perhaps not reaped yet) would
-    // still count against the limit.
-    wait_until(DEADLINE, format!("no process of uid {LIMITED} left"), || cond(processes_of(LIMITED) == 0));
+    // Processes of an earlier run (killed, but zombies until init reaps
+    // them, which can take seconds) would still count against the limit.
+    wait_until(DEADLINE * 3, format!("no process of uid {LIMITED} left"), || cond(processes_of(LIMITED) == 0));
     let source = h.dir_source();
     let options = ["--tyrant", "--vassal-umask", "0", "--backoff-min", BACKOFF, "--backoff-max", BACKOFF];
     let args: Vec<&str> = options.iter().copied().chain([source.as_str()]).collect();
