@@ -10,8 +10,8 @@ mod mongodb_status;
 mod servers;
 
 use common::*;
-use servers::{lit, PgClient, Postgres, Proxy};
 use serde_json::Value;
+use servers::{lit, PgClient, Postgres, Proxy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -54,14 +54,18 @@ fn ctl_list(h: &Harness) -> Option<Seen> {
 }
 
 fn ctl_list_at(socket: &Path) -> Option<Seen> {
-    let out = Command::new(EMPEROR).arg("ctl").arg("--control-socket").arg(socket).args(["list", "-o", "json"]);
-    let out = out.output().expect("run emperor ctl");
+    let mut ctl = Command::new(EMPEROR);
+    let out = ctl.arg("ctl").arg("--control-socket").arg(socket).args(["list", "-o", "json"]).output();
+    let out = out.expect("run emperor ctl");
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
     Some(
         list.iter()
             .map(|v| {
                 let pid = v["pid"].as_i64().map(|p| p as i32);
-                (v["name"].as_str().unwrap_or_default().to_owned(), (v["state"].as_str().unwrap_or_default().to_owned(), pid))
+                (
+                    v["name"].as_str().unwrap_or_default().to_owned(),
+                    (v["state"].as_str().unwrap_or_default().to_owned(), pid),
+                )
             })
             .collect(),
     )
@@ -294,7 +298,9 @@ fn an_idle_host_writes_only_its_heartbeat() {
     assert_eq!(xmins(&mut sql), versions, "no status row has a new version");
     let beats = hosts_after.1 - hosts_before.1;
     let bound = (WINDOW.as_secs() + 1) as i64;
-    eprintln!("idle budget: {VASSALS} vassals, {WINDOW:?}: status rows written 0, heartbeat updates {beats} (bound {bound})");
+    eprintln!(
+        "idle budget: {VASSALS} vassals, {WINDOW:?}: status rows written 0, heartbeat updates {beats} (bound {bound})"
+    );
     assert!(beats <= bound, "at most one heartbeat update per period: {beats} in {WINDOW:?}");
     assert_eq!((hosts_after.0, hosts_after.2), (hosts_before.0, hosts_before.2), "heartbeats only update");
 }

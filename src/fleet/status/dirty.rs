@@ -178,7 +178,8 @@ impl Dirty {
             match self.desired.get(name) {
                 Some(row) if batch.upserts.len() < MAX_ROWS => {
                     let stored = self.written.get(name);
-                    let new_since = stored.is_none_or(|s| s.state != row.state || s.since.is_some_and(|t| Some(t) != row.since));
+                    let new_since =
+                        stored.is_none_or(|s| s.state != row.state || s.since.is_some_and(|t| Some(t) != row.since));
                     let age = new_since.then(|| row.since.map(|since| (now - since).max(0.0))).flatten();
                     batch.upserts.push(Upsert { name: name.clone(), row: row.clone(), age });
                 }

@@ -107,8 +107,13 @@ fn statements_carry_at_most_max_rows() {
 
 fn arb_row() -> impl Strategy<Value = Row> {
     let states = prop::sample::select(vec!["running", "starting", "crashed", "stopped", "held"]);
-    (states, prop::option::of(1..5i32), 0..3u8, 0..3i32)
-        .prop_map(|(state, pid, since, restarts)| Row { state, pid, since: Some(f64::from(since)), restarts, last_exit: None })
+    (states, prop::option::of(1..5i32), 0..3u8, 0..3i32).prop_map(|(state, pid, since, restarts)| Row {
+        state,
+        pid,
+        since: Some(f64::from(since)),
+        restarts,
+        last_exit: None,
+    })
 }
 
 fn arb_table() -> impl Strategy<Value = BTreeMap<String, Row>> {

@@ -109,9 +109,18 @@ pub trait Store: Send + Sync + 'static {
     /// Renews the heartbeat; `false` when the row is no longer ours.
     fn beat(&self, conn: &mut Self::Conn, me: &Me, counts: &str) -> impl Future<Output = Result<bool, String>> + Send;
     /// Every vassal row of `host` (with `since` unknown).
-    fn read(&self, conn: &mut Self::Conn, host: &str) -> impl Future<Output = Result<HashMap<String, Row>, String>> + Send;
+    fn read(
+        &self,
+        conn: &mut Self::Conn,
+        host: &str,
+    ) -> impl Future<Output = Result<HashMap<String, Row>, String>> + Send;
     /// Writes one batch (its upserts, then its deletes).
-    fn write(&self, conn: &mut Self::Conn, host: &str, batch: &Batch) -> impl Future<Output = Result<(), String>> + Send;
+    fn write(
+        &self,
+        conn: &mut Self::Conn,
+        host: &str,
+        batch: &Batch,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Where a source wants status written.

@@ -151,7 +151,12 @@ impl Store for MongoStatus {
             let command = doc! { "update": conn.status.name(), "updates": updates, "ordered": false };
             let reply = conn.db.run_command(command).await.map_err(|e| e.to_string())?;
             if let Ok(errors) = reply.get_array("writeErrors") {
-                return Err(format!("{} of {} upserts failed: {:?}", errors.len(), batch.upserts.len(), errors.first()));
+                return Err(format!(
+                    "{} of {} upserts failed: {:?}",
+                    errors.len(),
+                    batch.upserts.len(),
+                    errors.first()
+                ));
             }
         }
         if !batch.deletes.is_empty() {

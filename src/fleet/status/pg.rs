@@ -72,7 +72,10 @@ impl PgStatus {
     async fn ensure_tables(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
         let hosts = self.hosts_table();
         let exists = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", &[&quote(&self.table), &quote(&hosts)])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+                &[&quote(&self.table), &quote(&hosts)],
+            )
             .await?;
         if !exists.get::<_, bool>(0) {
             let ddl = DDL.replace("{status}", &quote(&self.table)).replace("{hosts}", &quote(&hosts));
@@ -115,7 +118,8 @@ impl PgStatus {
                    last_exit = EXCLUDED.last_exit, updated_at = now()"
             ))
             .await?;
-        let delete = client.prepare(&format!("DELETE FROM {status} WHERE host = $1 AND name = ANY($2::text[])")).await?;
+        let delete =
+            client.prepare(&format!("DELETE FROM {status} WHERE host = $1 AND name = ANY($2::text[])")).await?;
         Ok(Conn { client, claim, owner, beat, read, upsert, delete })
     }
 }

@@ -48,7 +48,11 @@ struct Writer<S: Store> {
 
 /// Connects and claims the host name (waiting at most [`START_TIMEOUT`]),
 /// then runs the writer as a task of its own.
-pub async fn start<S: Store>(store: S, me: Me, table: watch::Receiver<Arc<Table>>) -> Result<JoinHandle<()>, StatusError> {
+pub async fn start<S: Store>(
+    store: S,
+    me: Me,
+    table: watch::Receiver<Arc<Table>>,
+) -> Result<JoinHandle<()>, StatusError> {
     let outage = Outage::new(SourceId(format!("{} (status)", store.source())));
     let mut writer = Writer { store, me, table, dirty: Dirty::default(), outage, ready: false };
     let first = match timeout(START_TIMEOUT, writer.open()).await {
@@ -205,7 +209,8 @@ impl<S: Store> Writer<S> {
                     next_beat = now + period;
                 }
                 if now >= next_sync {
-                    let stored = self.op("reading back the status rows", self.store.read(&mut conn, &self.me.host)).await?;
+                    let stored =
+                        self.op("reading back the status rows", self.store.read(&mut conn, &self.me.host)).await?;
                     self.dirty.stored(stored, now);
                     next_sync = now + ANTI_ENTROPY;
                 }

@@ -68,7 +68,13 @@ impl PgSource {
             } else if let Some(secs) = last.strip_prefix("interval=") {
                 let secs = seconds::parse_positive(secs).map_err(|e| invalid(format!("interval: {e}")))?;
                 interval.get_or_insert(secs);
-            } else if last.split_once('=').map(|(k, v)| status.take(k, v)).transpose().map_err(invalid)?.unwrap_or(false) {
+            } else if last
+                .split_once('=')
+                .map(|(k, v)| status.take(k, v))
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or(false)
+            {
                 // A status option.
             } else if last.is_empty() && !query.is_empty() {
                 // A trailing `;` ending the SQL.
