@@ -109,20 +109,29 @@ fn rows_follow_the_vassals_and_the_heartbeat_advances() {
 
     // A crash shows: the killed process's exit, then its new process.
     let (_, old_pid) = rows["b.ini"].clone();
+    let killed = std::time::Instant::now();
     kill(old_pid.expect("b.ini has a pid"), libc::SIGKILL);
     wait_until(DEADLINE, "b.ini's crash in its status row", || {
         let found = sql.query(
-            "SELECT restarts, last_exit FROM emperor_status WHERE host = 'web-1' AND name = 'b.ini' \
-             AND last_exit = 'signal SIGKILL' AND restarts >= 1",
+            "SELECT state FROM emperor_status WHERE host = 'web-1' AND name = 'b.ini' \
+             AND last_exit = 'signal SIGKILL'",
         );
         cond(!found.is_empty())
     });
+    let crash_latency = killed.elapsed();
     let rows = wait_rows_match(&mut sql, &h, "web-1", &["a.ini", "b.ini", "c.ini"]);
     assert_ne!(rows["b.ini"].1, old_pid, "the new process is written");
+    let restarts = sql.query("SELECT restarts FROM emperor_status WHERE name = 'b.ini'")[0].get::<_, i32>(0);
+    assert_eq!(restarts, 1, "one restart");
 
     // A removed vassal's row is deleted.
+    let removed = std::time::Instant::now();
     sql.exec("DELETE FROM vassals WHERE name = 'c.ini'");
     wait_rows_match(&mut sql, &h, "web-1", &["a.ini", "b.ini"]);
+    eprintln!(
+        "status latency: kill → crash row {crash_latency:?}, row removed → status row deleted {:?}",
+        removed.elapsed()
+    );
 
     // The heartbeat advances and carries the counts.
     let (first, id, _) = wait_until(DEADLINE, "a heartbeat row", || heartbeat(&mut sql, "web-1"));

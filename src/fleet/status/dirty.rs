@@ -60,9 +60,21 @@ impl Row {
             && (stored.since.is_none() || self.since == stored.since)
     }
 
-    /// Whether a change to this state is urgent.
-    fn is_urgent(&self) -> bool {
-        [State::Crashed, State::Stopping, State::Stopped, State::Held].iter().any(|s| s.as_str() == self.state)
+    /// Whether writing `self` over `stored` is urgent: a change to a state
+    /// that needs attention (crashed, stopping, stopped, held), or a process
+    /// that ended (a crash respawned at once shows only as a new `last_exit`
+    /// or another restart).
+    fn is_urgent_over(&self, stored: Option<&Row>) -> bool {
+        const URGENT_STATES: [State; 4] = [State::Crashed, State::Stopping, State::Stopped, State::Held];
+        let urgent_state = URGENT_STATES.iter().any(|s| s.as_str() == self.state);
+        match stored {
+            None => urgent_state,
+            Some(stored) => {
+                (urgent_state && stored.state != self.state)
+                    || stored.last_exit != self.last_exit
+                    || stored.restarts != self.restarts
+            }
+        }
     }
 }
 
@@ -143,7 +155,7 @@ impl Dirty {
     fn refresh(&mut self, name: &str, now: Instant) {
         let due = match (self.desired.get(name), self.written.get(name)) {
             (Some(row), Some(stored)) if row.matches(stored) => None,
-            (Some(row), stored) if row.is_urgent() && stored.is_none_or(|s| s.state != row.state) => Some(now + URGENT),
+            (Some(row), stored) if row.is_urgent_over(stored) => Some(now + URGENT),
             (Some(_), _) | (None, Some(_)) => Some(now + NORMAL),
             (None, None) => None,
         };

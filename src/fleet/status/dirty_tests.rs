@@ -54,6 +54,17 @@ fn urgent_changes_are_due_sooner_and_since_is_kept_without_a_state_change() {
 }
 
 #[test]
+fn a_crash_respawned_at_once_is_urgent() {
+    let now = Instant::now();
+    let mut dirty = Dirty::default();
+    dirty.observe(table(&[("a.ini", row("running", Some(10), 100.0))]), now);
+    flush(&mut dirty);
+    let respawned = Row { last_exit: Some("signal SIGKILL".into()), restarts: 1, ..row("starting", Some(11), 101.0) };
+    dirty.observe(table(&[("a.ini", respawned)]), now);
+    assert_eq!(dirty.due(), Some(now + URGENT));
+}
+
+#[test]
 fn removed_vassals_are_deleted_and_the_newest_value_wins() {
     let now = Instant::now();
     let mut dirty = Dirty::default();
