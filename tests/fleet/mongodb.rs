@@ -1,6 +1,7 @@
 //! Status write-back to MongoDB (`mongodb://…;status=COLLECTION`) against
 //! the stand-in server: documents follow the vassals, a crash shows, a
-//! removed vassal's document goes, the heartbeat advances.
+//! removed vassal's document goes, the heartbeat advances, a second
+//! emperor with the same host name is refused.
 
 use super::{ctl_list, Seen};
 use crate::common::*;
@@ -69,4 +70,11 @@ fn mongodb_documents_follow_the_vassals() {
     let (first, _) = wait_until(DEADLINE, "a heartbeat document", || beat(&client));
     let (_, counts) = wait_until(DEADLINE, "the heartbeat to advance", || beat(&client).filter(|(at, _)| *at > first));
     assert!(counts.contains_key("running"), "the counts: {counts}");
+
+    // A second live emperor as m1 is refused.
+    let twin = Harness::new();
+    let mut run = twin.spawn(&["--host", "m1", &uri], &[]);
+    assert!(!run.wait_exit_within(DEADLINE).success(), "a second emperor as m1 must not start");
+    let log = twin.log_text();
+    assert!(log.contains("another emperor") && log.contains("\"m1\""), "the refusal names the host: {log}");
 }
