@@ -135,9 +135,20 @@ impl Dirty {
     /// Notes what the emperor shows now (the rows of the latest table).
     pub fn observe(&mut self, desired: BTreeMap<String, Row>, now: Instant) {
         self.desired = desired;
-        let names: Vec<String> = self.desired.keys().chain(self.written.keys()).cloned().collect();
-        for name in names {
-            self.refresh(&name, now);
+        let gone = self.written.keys().filter(|name| !self.desired.contains_key(*name));
+        // Only the names that are or become pending are touched (and cloned):
+        // an idle round costs one comparison per vassal.
+        let changes: Vec<(String, Option<Instant>)> = self
+            .desired
+            .keys()
+            .chain(gone)
+            .filter_map(|name| {
+                let due = self.due_of(name, now);
+                (due.is_some() || self.pending.contains_key(name)).then(|| (name.clone(), due))
+            })
+            .collect();
+        for (name, due) in changes {
+            self.set_due(name, due);
         }
         self.pending.retain(|name, _| self.desired.contains_key(name) || self.written.contains_key(name));
     }
@@ -151,20 +162,26 @@ impl Dirty {
         self.observe(desired, now);
     }
 
-    /// Re-decides whether `name` is pending, and when it is due.
-    fn refresh(&mut self, name: &str, now: Instant) {
-        let due = match (self.desired.get(name), self.written.get(name)) {
+    /// When a write of `name` would be due if it became pending `now`;
+    /// `None` when the store already holds what the emperor shows.
+    fn due_of(&self, name: &str, now: Instant) -> Option<Instant> {
+        match (self.desired.get(name), self.written.get(name)) {
             (Some(row), Some(stored)) if row.matches(stored) => None,
             (Some(row), stored) if row.is_urgent_over(stored) => Some(now + URGENT),
             (Some(_), _) | (None, Some(_)) => Some(now + NORMAL),
             (None, None) => None,
-        };
+        }
+    }
+
+    /// Makes `name` pending until `due` (an entry keeps its earlier
+    /// deadline), or not pending.
+    fn set_due(&mut self, name: String, due: Option<Instant>) {
         match due {
             None => {
-                self.pending.remove(name);
+                self.pending.remove(&name);
             }
             Some(due) => {
-                let at = self.pending.entry(name.to_owned()).or_insert(due);
+                let at = self.pending.entry(name).or_insert(due);
                 *at = (*at).min(due);
             }
         }
@@ -217,7 +234,8 @@ impl Dirty {
         let names: Vec<String> = batch.upserts.iter().map(|u| &u.name).chain(&batch.deletes).cloned().collect();
         let now = Instant::now();
         for name in names {
-            self.refresh(&name, now);
+            let due = self.due_of(&name, now);
+            self.set_due(name, due);
         }
     }
 }
