@@ -2,12 +2,15 @@
 //! with the real binary: rows follow the vassals as `ctl list` shows them,
 //! one heartbeat row per emperor, one host name per live emperor, no write
 //! while idle, no wake-up of a peer, and catching up after an outage of the
-//! status store. The same for MongoDB is in `fleet/mongodb.rs`.
+//! status store. The same for MongoDB is in `fleet/mongodb.rs`, for
+//! ZooKeeper in `fleet/zoo.rs`.
 
 mod common;
 #[path = "fleet/mongodb.rs"]
 mod mongodb_status;
 mod servers;
+#[path = "fleet/zoo.rs"]
+mod zoo_status;
 
 use common::*;
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! Status write-back: the emperor writes what runs on its host to a table
-//! (`pg://…;status=TABLE`) or collection (`mongodb://…;status=COLLECTION`)
-//! next to its vassal source, so one query shows the whole fleet.
+//! (`pg://…;status=TABLE`), a collection (`mongodb://…;status=COLLECTION`)
+//! or a subtree (`zoo://…?register=PATH&status=1`, see [`zoo`]) next to its
+//! vassal source, so one query shows the whole fleet.
 //!
 //! Two records, written separately:
 //! * one heartbeat row per emperor in `TABLE_hosts` (`host, emperor_id, pid,
@@ -22,6 +23,7 @@ pub mod dirty;
 pub mod mongodb;
 pub mod pg;
 pub mod writer;
+pub mod zoo;
 
 use crate::control::Table;
 use dirty::{Batch, Row};
@@ -130,6 +132,8 @@ pub enum Target {
     Pg(pg::PgStatus),
     /// A MongoDB collection.
     Mongo(mongodb::MongoStatus),
+    /// A ZooKeeper subtree.
+    Zoo(zoo::ZooStatus),
 }
 
 /// Starts writing status to `target` for `me`, from the tables the main loop
@@ -139,6 +143,7 @@ pub async fn start(target: Target, me: Me, table: watch::Receiver<Arc<Table>>) -
     match target {
         Target::Pg(store) => writer::start(store, me, table).await,
         Target::Mongo(store) => writer::start(store, me, table).await,
+        Target::Zoo(store) => writer::start(store, me, table).await,
     }
 }
 
