@@ -235,6 +235,8 @@ fn a_status_write_wakes_no_peer() {
 fn an_outage_of_the_status_store_keeps_vassals_and_rows_catch_up() {
     let pg = Postgres::shared();
     let mut sql = pg.create_db("status_outage");
+    // Here the tables come from the shipped DDL (elsewhere the emperor creates them).
+    sql.exec(include_str!("../deploy/pg/fleet.sql"));
     let proxy = Proxy::new(pg.port);
     let mut h = Harness::new();
     crate::common::put(&h.vassal("one.ini"), &uwsgi_ini(""));
@@ -245,7 +247,12 @@ fn an_outage_of_the_status_store_keeps_vassals_and_rows_catch_up() {
         "pg://host=127.0.0.1 port={} user=postgres dbname=status_outage;SELECT name, config, ts FROM vassals WHERE false;{STATUS}",
         proxy.port
     );
+    // The store is down at start: the emperor runs its vassals all the same.
+    proxy.cut();
     h.start(&["--host", "solo", &h.dir_source(), &status]);
+    h.wait_start("one.ini");
+    h.wait_start("two.ini");
+    proxy.restore();
     let rows = wait_rows_match(&mut sql, &h, "solo", &["one.ini", "two.ini"]);
 
     proxy.cut();

@@ -18,7 +18,7 @@ use tokio::time::{timeout, Instant};
 /// Longest one statement (or a connection attempt) may take.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the emperor's start waits for the store, to check its host name.
-pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+pub const START_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the rows are read back and compared, besides every reconnect.
 pub const ANTI_ENTROPY: Duration = Duration::from_secs(600);
 
