@@ -55,6 +55,7 @@ pub async fn start<S: Store>(
 ) -> Result<JoinHandle<()>, StatusError> {
     let outage = Outage::new(SourceId(format!("{} (status)", store.source())));
     let mut writer = Writer { store, me, table, dirty: Dirty::default(), outage, ready: false };
+    tracing::info!(source = %writer.store.source(), host = %writer.me.host, "writing this host's vassal status back to the source's server");
     let first = match timeout(START_TIMEOUT, writer.open()).await {
         Ok(Ok(conn)) => Some(conn),
         Ok(Err(Failure::Taken(claim))) => return Err(writer.taken(claim)),
