@@ -49,6 +49,10 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
 
+    /// This emperor's name in everything it writes to a fleet's sources (default: the machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
     /// Directory of per-vassal log files (default <state-dir>/logs).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,

@@ -140,6 +140,12 @@ impl Hook {
         self.counts.subscribe()
     }
 
+    /// The tables published after each round, from the next one on (what
+    /// the status writer follows).
+    pub fn tables(&self) -> watch::Receiver<Arc<Table>> {
+        self.table.subscribe()
+    }
+
     /// The next command, or `None` once a source went up or down (its
     /// event is recorded; the round that follows publishes it).
     pub async fn next(&mut self) -> Option<Request> {

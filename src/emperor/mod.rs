@@ -20,7 +20,7 @@ mod tests;
 
 use crate::cli::Cli;
 use crate::supervisor::{Settings, Supervisor};
-use crate::{control, source};
+use crate::{control, fleet, source};
 use anyhow::Context;
 use event_loop::Emperor;
 use journal::Journal;
@@ -108,6 +108,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         controller.set_stopped(&name, true);
     }
     let (mut hook, handle) = control::Hook::new(ids, Some(events));
+    // Before the sources start: another live emperor with this host name stops this one here.
+    let status_writers = start_status_writers(&cli, &sources, &emperor_id, &hook).await?;
     let settings = source::supervise::Settings {
         resync: cli.resync,
         emperor_id,
@@ -135,12 +137,31 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         metrics: control::LoopMetrics::new(counters, tracked),
     };
     let result = emperor.serve(src_rx, shutdown).await;
-    monitors.iter().for_each(|task| task.abort());
+    monitors.iter().chain(&status_writers).for_each(|task| task.abort());
     if let Some(server) = server {
         server.abort();
         let _ = std::fs::remove_file(&control_path);
     }
     result
+}
+
+/// Starts a status writer for every source whose URI asks for one (`status=`).
+async fn start_status_writers(
+    cli: &Cli,
+    sources: &[Box<dyn source::Source>],
+    emperor_id: &str,
+    hook: &control::Hook,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let me = fleet::status::Me {
+        host: fleet::host::host_name(cli.host.as_deref()),
+        emperor_id: emperor_id.to_owned(),
+        pid: std::process::id() as i32,
+    };
+    let mut writers = Vec::new();
+    for target in sources.iter().filter_map(|s| s.status()) {
+        writers.push(fleet::status::start(target, me.clone(), hook.tables()).await?);
+    }
+    Ok(writers)
 }
 
 /// Tyrant mode switches every vassal to another user: only root can.

@@ -295,6 +295,11 @@ pub trait Source: Send + Sync {
     fn lists(&self) -> bool {
         true
     }
+    /// Where the emperor writes back the status of its vassals, when the
+    /// source's URI asks for it (`status=`).
+    fn status(&self) -> Option<crate::fleet::status::Target> {
+        None
+    }
 }
 
 /// Builds a source from the rest of its URI (after `scheme://`).

@@ -211,6 +211,21 @@ impl PgClient {
     }
 }
 
+impl PgClient {
+    /// Runs one query and returns its rows (reconnecting once if the server restarted).
+    pub fn query(&mut self, sql: &str) -> Vec<tokio_postgres::Row> {
+        for attempt in 0..2 {
+            let client = self.client.as_ref().expect("connected");
+            match self.rt.block_on(client.query(sql, &[])) {
+                Ok(rows) => return rows,
+                Err(e) if e.is_closed() && attempt == 0 => self.reconnect(),
+                Err(e) => panic!("SQL failed: {e:?}\n{sql}"),
+            }
+        }
+        unreachable!("the second attempt returns or panics")
+    }
+}
+
 /// `text` as an SQL string literal.
 pub fn lit(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))

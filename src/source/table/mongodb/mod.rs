@@ -45,6 +45,13 @@ impl Source for MongoSource {
         let backend = Mongo { source: self.clone(), refusal_logged: AtomicBool::new(false) };
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
+
+    fn status(&self) -> Option<crate::fleet::status::Target> {
+        let collection = self.status.name.clone()?;
+        let heartbeat = self.status.heartbeat();
+        let store = crate::fleet::status::mongodb::MongoStatus { source: self.clone(), collection, heartbeat };
+        Some(crate::fleet::status::Target::Mongo(store))
+    }
 }
 
 /// A MongoDB collection as a table backend.
@@ -70,22 +77,39 @@ fn watch_refused(e: &MongoError) -> bool {
 
 impl Mongo {
     async fn client(&self) -> Result<Client, MongoError> {
-        let mut options = match &self.source.target {
-            Target::ConnectionString(uri) => ClientOptions::parse(uri).await?,
-            Target::Hosts { hosts, replica, credential } => {
-                let mut o = ClientOptions::default();
-                o.hosts.clone_from(hosts);
-                o.repl_set_name.clone_from(replica);
-                o.credential = credential.as_deref().cloned();
-                o.direct_connection = Some(hosts.len() == 1 && replica.is_none());
-                o
-            }
-        };
-        options.app_name.get_or_insert_with(|| "emperor".to_owned());
-        options.server_selection_timeout.get_or_insert(SELECTION_TIMEOUT);
-        options.connect_timeout.get_or_insert(SELECTION_TIMEOUT);
-        Client::with_options(options)
+        client(&self.source).await
     }
+}
+
+impl MongoSource {
+    /// The database the collection is in.
+    pub(crate) fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The source's id (its URI, password masked).
+    pub(crate) fn masked_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A client for the server of `source`.
+pub(crate) async fn client(source: &MongoSource) -> Result<Client, MongoError> {
+    let mut options = match &source.target {
+        Target::ConnectionString(uri) => ClientOptions::parse(uri).await?,
+        Target::Hosts { hosts, replica, credential } => {
+            let mut o = ClientOptions::default();
+            o.hosts.clone_from(hosts);
+            o.repl_set_name.clone_from(replica);
+            o.credential = credential.as_deref().cloned();
+            o.direct_connection = Some(hosts.len() == 1 && replica.is_none());
+            o
+        }
+    };
+    options.app_name.get_or_insert_with(|| "emperor".to_owned());
+    options.server_selection_timeout.get_or_insert(SELECTION_TIMEOUT);
+    options.connect_timeout.get_or_insert(SELECTION_TIMEOUT);
+    Client::with_options(options)
 }
 
 impl Backend for Mongo {

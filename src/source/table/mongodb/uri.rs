@@ -34,6 +34,8 @@ pub struct MongoSource {
     pub(super) collection: String,
     pub(super) filter: Document,
     pub(super) interval: Duration,
+    /// Where status is written back (`status=COLLECTION`).
+    pub(super) status: crate::fleet::status::Options,
 }
 
 impl MongoSource {
@@ -50,6 +52,7 @@ impl MongoSource {
     pub(super) fn parse(rest: &str) -> Result<Self, SourceError> {
         let id = secret::mask(&format!("mongodb://{rest}"));
         let invalid = |message: String| SourceError::Invalid { uri: id.clone(), message };
+        let (rest, status) = crate::fleet::status::Options::strip_trailing(rest).map_err(&invalid)?;
         let (head, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         if head.contains('/') || !fragment.is_empty() {
             let uri = format!("mongodb://{head}");
@@ -58,7 +61,7 @@ impl MongoSource {
             let (database, collection) = namespace(ns).map_err(invalid)?;
             let filter = parse_filter(filter).map_err(invalid)?;
             let target = Target::ConnectionString(uri);
-            return Ok(Self { id, target, database, collection, filter, interval: DEFAULT_INTERVAL });
+            return Ok(Self { id, target, database, collection, filter, interval: DEFAULT_INTERVAL, status });
         }
         // HOST[,HOST…],NS[,FILTER]: the filter starts at the first `,{`.
         let (pre, filter) = match head.find(",{") {
@@ -70,7 +73,7 @@ impl MongoSource {
         let hosts = hosts.split(',').map(|h| address(h).map_err(&invalid)).collect::<Result<_, _>>()?;
         let filter = parse_filter(filter).map_err(invalid)?;
         let target = Target::Hosts { hosts, replica: None, credential: None };
-        Ok(Self { id, target, database, collection, filter, interval: DEFAULT_INTERVAL })
+        Ok(Self { id, target, database, collection, filter, interval: DEFAULT_INTERVAL, status })
     }
 
     pub(super) fn parse_kv(rest: &str) -> Result<Self, SourceError> {
@@ -80,6 +83,7 @@ impl MongoSource {
         let invalid = |message: String| SourceError::Invalid { uri: id.clone(), message };
         let (mut addr, mut replica, mut ns, mut db, mut filter) = (None, None, None, None, "");
         let (mut username, mut password, mut interval) = (None, None, DEFAULT_INTERVAL);
+        let mut status = crate::fleet::status::Options::default();
         for pair in pairs.into_iter().filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').ok_or_else(|| invalid(format!("{pair:?} is not key=value")))?;
             match key.trim() {
@@ -94,6 +98,7 @@ impl MongoSource {
                 "interval" => {
                     interval = seconds::parse_positive(value).map_err(|e| invalid(format!("interval: {e}")))?
                 }
+                other if status.take(other, value).map_err(&invalid)? => {}
                 other => return Err(invalid(format!("unknown key {other:?}"))),
             }
         }
@@ -111,7 +116,8 @@ impl MongoSource {
         let hosts = vec![address(addr.unwrap_or("")).map_err(&invalid)?];
         let filter = parse_filter(filter).map_err(invalid)?;
         let target = Target::Hosts { hosts, replica, credential };
-        Ok(Self { id, target, database, collection, filter, interval })
+        status.check().map_err(&invalid)?;
+        Ok(Self { id, target, database, collection, filter, interval, status })
     }
 }
 
@@ -211,6 +217,9 @@ mod tests {
         let s = MongoSource::parse("127.0.0.1:27019/").unwrap();
         assert_eq!(s.database, "uwsgi");
         assert!(MongoSource::parse("h:1/#ev").is_err());
+        let s = MongoSource::parse("127.0.0.1:27019/#e.v,{enabled:1};status=st;status-heartbeat=1").unwrap();
+        assert_eq!((s.collection.as_str(), s.status.name.as_deref()), ("v", Some("st")));
+        assert_eq!(s.filter, doc! { "enabled": 1_i32 });
     }
 
     #[test]
@@ -232,6 +241,8 @@ mod tests {
         let s = MongoSource::parse_kv("").unwrap();
         assert_eq!((s.database.as_str(), s.collection.as_str()), ("uwsgi", "emperor.vassals"));
         assert!(MongoSource::parse_kv("colour=red").is_err());
+        assert_eq!(MongoSource::parse_kv("status=st").unwrap().status.name.as_deref(), Some("st"));
+        assert!(MongoSource::parse_kv("status-heartbeat=1").is_err());
         assert!(MongoSource::parse_kv("filter={a:nope}").is_err());
     }
 }

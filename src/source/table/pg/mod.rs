@@ -1,5 +1,5 @@
-//! `pg://CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS]`: every row of a
-//! PostgreSQL query is a vassal with an inline config.
+//! `pg://CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS][;status=TABLE]`:
+//! every row of a PostgreSQL query is a vassal with an inline config.
 //!
 //! The query returns 3 to 6 columns `name, config, ts[, uid, gid[, socket]]`
 //! (default `SELECT name,config,ts FROM vassals`). One persistent connection:
@@ -8,8 +8,11 @@
 //! re-query every `--resync` seconds (or `interval`); without it, it polls
 //! every `interval` seconds (default 3, as upstream). A lost connection or a
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
-//! with exponential backoff.
+//! with exponential backoff. With `status=TABLE` (and optionally
+//! `status-heartbeat=SECS`) the emperor writes what runs on its host back to
+//! `TABLE` and `TABLE_hosts` ([`crate::fleet::status`]).
 
+use crate::fleet::status;
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::util::seconds;
@@ -38,6 +41,7 @@ pub struct PgSource {
     query: String,
     listen: Option<String>,
     interval: Option<Duration>,
+    status: status::Options,
 }
 
 impl PgSource {
@@ -46,12 +50,12 @@ impl PgSource {
         Self::parse(rest).map(|s| Box::new(s) as Box<dyn Source>)
     }
 
-    /// Parses `CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS]`.
+    /// Parses `CONNINFO[;QUERY][;listen=CHANNEL][;interval=SECS][;status=TABLE[;status-heartbeat=SECS]]`.
     fn parse(rest: &str) -> Result<Self, SourceError> {
         let invalid = |message: String| SourceError::Invalid { uri: format!("pg://{}", mask(rest)), message };
         let (conninfo, tail) = rest.split_once(';').unwrap_or((rest, ""));
         let mut query = tail.trim();
-        let (mut listen, mut interval) = (None, None);
+        let (mut listen, mut interval, mut status) = (None, None, status::Options::default());
         // Options are trailing `;key=value` segments; the query keeps the rest.
         loop {
             let (head, last) = query.rsplit_once(';').unwrap_or(("", query));
@@ -64,6 +68,14 @@ impl PgSource {
             } else if let Some(secs) = last.strip_prefix("interval=") {
                 let secs = seconds::parse_positive(secs).map_err(|e| invalid(format!("interval: {e}")))?;
                 interval.get_or_insert(secs);
+            } else if last
+                .split_once('=')
+                .map(|(k, v)| status.take(k, v))
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or(false)
+            {
+                // A status option.
             } else if last.is_empty() && !query.is_empty() {
                 // A trailing `;` ending the SQL.
             } else {
@@ -71,11 +83,12 @@ impl PgSource {
             }
             query = head.trim();
         }
+        status.check().map_err(invalid)?;
         let query = if query.is_empty() { DEFAULT_QUERY.to_owned() } else { query.to_owned() };
         let mut config = tokio_postgres::Config::from_str(conninfo.trim())
             .map_err(|e| invalid(format!("bad connection string: {e}")))?;
         apply_defaults(&mut config);
-        Ok(Self { id: format!("pg://{}", mask(rest)), config, query, listen, interval })
+        Ok(Self { id: format!("pg://{}", mask(rest)), config, query, listen, interval, status })
     }
 
     /// Seconds between two queries when no notification comes.
@@ -140,6 +153,17 @@ impl Source for PgSource {
     fn build(&self, ctx: SourceContext) -> Built<'_> {
         let backend = self.clone();
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
+    }
+
+    fn status(&self) -> Option<status::Target> {
+        let table = self.status.name.clone()?;
+        let store = status::pg::PgStatus {
+            source: self.id.clone(),
+            config: self.config.clone(),
+            table,
+            heartbeat: self.status.heartbeat(),
+        };
+        Some(status::Target::Pg(store))
     }
 }
 
@@ -271,6 +295,10 @@ mod tests {
         assert_eq!(s.poll_period(Duration::from_secs(60)), Duration::from_secs(60));
         assert!(PgSource::parse("host=db;SELECT 1;interval=-1").is_err());
         assert!(PgSource::parse("host=db;SELECT 1;listen=").is_err());
+        let s = parse("host=db;SELECT 1,2,3;listen=ch;status=emperor_status;status-heartbeat=2");
+        assert_eq!((s.query.as_str(), s.status.name.as_deref()), ("SELECT 1,2,3", Some("emperor_status")));
+        assert_eq!(s.status.heartbeat(), Duration::from_secs(2));
+        assert!(PgSource::parse("host=db;status-heartbeat=2").is_err());
         assert!(PgSource::parse("bogus").is_err());
     }
 

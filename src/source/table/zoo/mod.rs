@@ -26,6 +26,7 @@ use crate::source::util::secret::mask;
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use futures::future::join_all;
 use reconciler::{SourceId, VassalName};
+pub(crate) use register::acls;
 use register::Registration;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -77,6 +78,18 @@ impl Source for ZooSource {
             self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, self.started, authed));
         backend.counts = Some(ctx.counts());
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
+    }
+
+    fn status(&self) -> Option<crate::fleet::status::Target> {
+        let dir = self.uri.register.clone().filter(|_| self.uri.status)?;
+        let store = crate::fleet::status::zoo::ZooStatus {
+            source: self.uri.id.clone(),
+            hosts: self.uri.hosts.clone(),
+            auth: self.uri.auth.as_ref().map(|(user, password)| format!("{user}:{}", password.expose())),
+            dir,
+            session_timeout: self.uri.session_timeout,
+        };
+        Some(crate::fleet::status::Target::Zoo(store))
     }
 }
 

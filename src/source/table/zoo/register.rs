@@ -67,10 +67,7 @@ impl Registration {
     }
 
     fn acls(&self) -> zk::Acls<'static> {
-        match self.authed {
-            true => zk::Acls::new(&AUTHED),
-            false => zk::Acls::anyone_all(),
-        }
+        acls(self.authed)
     }
 
     /// Creates the node for `client`'s session (and its parents), holding
@@ -135,6 +132,15 @@ impl Registration {
             };
             tokio::time::sleep(COUNTS_EVERY).await;
         }
+    }
+}
+
+/// The ACLs of the nodes an emperor creates: full rights for its
+/// credentials and reading for anyone when it logs in, else open.
+pub fn acls(authed: bool) -> zk::Acls<'static> {
+    match authed {
+        true => zk::Acls::new(&AUTHED),
+        false => zk::Acls::anyone_all(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `zoo://` URI grammar:
-//! `zoo://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/PATH[?session-timeout=SECS&register=PATH]`.
+//! `zoo://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/PATH[?session-timeout=SECS&register=PATH[&status=1]]`.
 //!
 //! The host list is comma-separated, so the URI is split by hand rather than
 //! as a URL. The password (percent-encoded where it holds `@`, `/`, `:` or
@@ -32,6 +32,8 @@ pub struct ZooUri {
     pub session_timeout: Duration,
     /// Where to keep this emperor's ephemeral registration node.
     pub register: Option<String>,
+    /// Whether to keep a node per vassal under `register/<host>/` (`status=1`).
+    pub status: bool,
 }
 
 /// Parses the part after `zoo://`; the error says what is wrong.
@@ -47,14 +49,20 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
     let base = znode_path(path, "the base path")?;
     let mut session_timeout = DEFAULT_SESSION_TIMEOUT;
     let mut register = None;
+    let mut status = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("session-timeout", secs)) => {
                 session_timeout = seconds::parse_positive(secs).map_err(|e| format!("session-timeout: {e}"))?;
             }
             Some(("register", path)) => register = Some(znode_path(path, "register")?),
-            _ => return Err(format!("unknown option `{pair}` (known: session-timeout=SECS, register=PATH)")),
+            Some(("status", "1")) => status = true,
+            Some(("status", "0")) => status = false,
+            _ => return Err(format!("unknown option `{pair}` (known: session-timeout=SECS, register=PATH, status=1)")),
         }
+    }
+    if status && register.is_none() {
+        return Err("status=1 needs register=PATH (the status nodes go under it)".into());
     }
     if let Some(reg) = &register {
         if within(reg, &base) || within(&base, reg) {
@@ -64,7 +72,7 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
     let user = auth.as_ref().map_or(String::new(), |(user, _)| format!("{user}:***@"));
     let query = if query.is_empty() { String::new() } else { format!("?{query}") };
     let id = format!("zoo://{user}{hosts}{base}{query}");
-    Ok(ZooUri { id, hosts, auth, base, session_timeout, register })
+    Ok(ZooUri { id, hosts, auth, base, session_timeout, register, status })
 }
 
 /// `USER:PASSWORD`, each percent-decoded.
@@ -147,7 +155,11 @@ mod tests {
         assert_eq!(u.session_timeout, Duration::from_millis(2500));
         assert_eq!(u.register.as_deref(), Some("/emperor/hosts"));
         assert_eq!(u.id, "zoo://h:1/v?session-timeout=2.5&register=/emperor/hosts");
+        assert!(!u.status);
+        assert!(parse("h:1/v?register=/emperor/hosts&status=1").unwrap().status);
         for bad in [
+            "h:1/v?status=1",
+            "h:1/v?register=/r&status=yes",
             "h:1/v?session-timeout=0",
             "h:1/v?session-timeout=x",
             "h:1/v?interval=3",

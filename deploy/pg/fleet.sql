@@ -1,0 +1,30 @@
+-- The status tables of pg://…;status=emperor_status: what runs where.
+-- The emperor creates them itself when missing; run this file instead where
+-- it has no right to create tables (it then needs SELECT, INSERT, UPDATE and
+-- DELETE on both). The tables carry no trigger: writing status never wakes a
+-- listening emperor. For another name, replace emperor_status throughout.
+--
+--   psql -d emperor -f deploy/pg/fleet.sql
+
+-- One row per vassal per host, written when it changes.
+CREATE TABLE IF NOT EXISTS emperor_status (
+    host       text        NOT NULL,               -- the emperor's --host
+    name       text        NOT NULL,               -- the vassal
+    state      text        NOT NULL,               -- running, waiting, starting, stopping, crashed, held, stopped
+    pid        integer,                            -- its process on that host
+    since      timestamptz,                        -- when it entered its state (server clock)
+    restarts   integer     NOT NULL DEFAULT 0,     -- starts again since the emperor started
+    last_exit  text,                               -- code 1, signal SIGKILL, unknown
+    updated_at timestamptz NOT NULL DEFAULT now(), -- the last write of this row
+    PRIMARY KEY (host, name)
+) WITH (fillfactor = 80);
+
+-- One heartbeat row per emperor, renewed every 10 s (status-heartbeat=SECS).
+CREATE TABLE IF NOT EXISTS emperor_status_hosts (
+    host         text        PRIMARY KEY,
+    emperor_id   text        NOT NULL,               -- random per state dir: a restart is the same emperor
+    pid          integer,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(), -- older than 3 periods: the emperor is dead
+    vassals      jsonb       NOT NULL DEFAULT '{}'   -- counts per state
+);
