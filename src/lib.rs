@@ -11,6 +11,7 @@ pub mod cli;
 pub mod control;
 pub mod emperor;
 mod failpoint;
+pub mod fleet;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

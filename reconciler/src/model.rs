@@ -33,6 +33,9 @@ pub struct Desired {
     /// Names an operator stopped: kept stopped whatever the sources say,
     /// until started again.
     stopped: BTreeSet<VassalName>,
+    /// Singletons this emperor does not hold the lease of: another emperor
+    /// of the fleet may run them, so this one does not.
+    standby: BTreeSet<VassalName>,
 }
 
 impl Desired {
@@ -58,7 +61,27 @@ impl Desired {
     /// The spec in force for `name`: the first source offering it, unless
     /// an operator stopped it.
     pub fn get(&self, name: &VassalName) -> Option<&VassalSpec> {
-        self.offered(name).filter(|_| !self.stopped.contains(name))
+        self.offered(name).filter(|_| !self.stopped.contains(name) && !self.standby.contains(name))
+    }
+
+    /// Marks `name` a singleton on standby (or no longer); returns whether
+    /// that changed anything.
+    pub fn set_standby(&mut self, name: &VassalName, standby: bool) -> bool {
+        if standby {
+            self.standby.insert(name.clone())
+        } else {
+            self.standby.remove(name)
+        }
+    }
+
+    /// Whether `name` is a singleton on standby.
+    pub fn is_standby(&self, name: &VassalName) -> bool {
+        self.standby.contains(name)
+    }
+
+    /// The singletons on standby.
+    pub fn standby(&self) -> &BTreeSet<VassalName> {
+        &self.standby
     }
 
     /// The spec the sources offer for `name`, whether or not an operator

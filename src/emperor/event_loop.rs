@@ -34,6 +34,8 @@ pub(super) struct Emperor<P> {
     pub(super) notify: crate::control::Notifier,
     /// What `/metrics` counts: actions, and how soon they follow events.
     pub(super) metrics: crate::control::LoopMetrics,
+    /// Singletons and their leases.
+    pub(super) singletons: super::singletons::Singletons,
 }
 
 struct Signals {
@@ -99,6 +101,10 @@ impl<P: Processes> Emperor<P> {
                         self.on_command(request);
                     }
                 }
+                // A singleton's lease was taken, renewed or lost.
+                Some(notice) = self.singletons.next() => {
+                    self.singletons.on_notice(notice, &mut self.controller, &mut self.supervisor);
+                }
                 // The service manager's watchdog, or READY=1 overdue.
                 _ = sleep_until(self.notify.next_timer()) => {
                     self.notify.on_timer();
@@ -137,6 +143,7 @@ impl<P: Processes> Emperor<P> {
             }
             let now = self.now();
             wake = self.observed(|controller, exec| controller.reconcile(now, exec));
+            self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
             self.persist();
             self.publish();
@@ -173,6 +180,7 @@ impl<P: Processes> Emperor<P> {
                 let detail = crate::control::Detail { vassals: Some(specs.len()), ..Default::default() };
                 self.control.source_event(&source, crate::control::Kind::SourceSynced, detail);
                 self.metrics.source_event(&source);
+                self.singletons.on_specs(&source, &specs, &mut self.controller);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }

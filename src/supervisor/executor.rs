@@ -262,6 +262,7 @@ impl Supervisor {
                 let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
                 self.held_starts.remove(&spec.name);
                 self.procs.insert(spec.name.clone(), proc);
+                self.watch_fence(&spec.name);
                 Ok(())
             }
             Err(e) => {

@@ -15,6 +15,7 @@ mod executor;
 mod exits;
 mod fd_reserve;
 pub(crate) mod fdholder;
+mod fence;
 mod holder_link;
 mod inject;
 mod launch;
@@ -35,12 +36,14 @@ mod status;
 mod tyrant;
 mod user;
 mod watch;
+mod watchdog;
 
 use crate::sys::spawn;
 use channel::Pair;
 use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
+pub use fence::FENCE_VARIABLE;
 use holder_link::HolderLink;
 pub use inject::Injection;
 pub use launch::NativePolicy;
@@ -153,6 +156,8 @@ pub struct Supervisor {
     /// What changed for operators since the main loop last heard from the
     /// supervisor.
     news: news::News,
+    /// The singletons' tokens and SIGKILL deadlines.
+    fences: fence::Fences,
 }
 
 impl Supervisor {
@@ -199,6 +204,7 @@ impl Supervisor {
             notify,
             native_pids: HashMap::new(),
             news: news::News::default(),
+            fences: fence::Fences::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -288,6 +294,7 @@ impl Supervisor {
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
+        vars.extend(self.fence_env(&spec.name));
         vars.extend(sockets.env.iter().cloned());
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
