@@ -71,8 +71,10 @@ impl<P: Processes> Emperor<P> {
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
         let mut sources_changed = false;
-        // The state recovery left, before any source has spoken.
+        // The state recovery left, before any source has spoken; the
+        // singletons found running are renewed at once.
         self.publish();
+        self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
             let deadline = self.deadline(wake);
             tokio::select! {

@@ -1,0 +1,355 @@
+//! Singleton vassals against a real PostgreSQL: three emperors on one
+//! machine, each with its own state dir, `--host` and TCP proxy to the
+//! server, share one `vassals` row marked `singleton = true`.
+//!
+//! The vassal is a probe that appends `start`, `alive` (every 50 ms) and
+//! `exit` lines with its emperor, token, pid and CLOCK_MONOTONIC
+//! nanoseconds to one O_APPEND file. Every process shares that clock, so
+//! two incarnations overlap exactly when their `[start, last line]`
+//! intervals intersect: every test checks there is no overlap at all.
+#![allow(unsafe_code)] // clock_gettime, for the probe's clock
+
+mod common;
+mod servers;
+
+use common::*;
+use servers::{lit, PgClient, Postgres, Proxy};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The tests measure timings: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The lease the tests run with (the other timeouts in proportion).
+const LEASE: &str = "6";
+/// How long a failover may take (the default timings promise 20 s).
+const FAILOVER: Duration = Duration::from_secs(20);
+
+const PROBE: &str = r#"import os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+who = "%s %s %d" % (os.environ.get("EMPEROR_ID", "?"), os.environ.get("EMPEROR_FENCE", "none"), os.getpid())
+def line(kind):
+    os.write(fd, ("%s %s %d\n" % (kind, who, time.monotonic_ns())).encode())
+def stop(*_):
+    line("exit")
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+line("start")
+while True:
+    time.sleep(0.05)
+    line("alive")
+"#;
+
+/// The system's python3 (a version manager's shim would start slower).
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the probe's clock.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live timespec the call fills in.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One line of the probe's log.
+#[derive(Debug, Clone)]
+struct Line {
+    kind: String,
+    emperor: String,
+    token: String,
+    pid: i32,
+    ns: u64,
+}
+
+/// One run of the probe: its first and last line.
+#[derive(Debug, Clone)]
+struct Incarnation {
+    emperor: String,
+    token: String,
+    pid: i32,
+    start: u64,
+    last: u64,
+}
+
+/// One emperor of the fleet.
+struct Host {
+    name: &'static str,
+    h: Harness,
+    proxy: Proxy,
+    run: Option<Run>,
+    args: Vec<String>,
+}
+
+impl Host {
+    fn start(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.run = Some(self.h.spawn(&args, &[]));
+    }
+
+    fn id(&self) -> String {
+        wait_until(DEADLINE, "the emperor id", || std::fs::read_to_string(self.h.state.join("emperor-id")).ok())
+            .trim()
+            .to_owned()
+    }
+
+    /// `name`'s state in `ctl list`, if it is listed.
+    fn state(&self, name: &str) -> Option<String> {
+        let out = Command::new(EMPEROR)
+            .args(["ctl", "--control-socket"])
+            .arg(self.h.state.join("control.sock"))
+            .args(["list", "-o", "json"])
+            .output()
+            .ok()?;
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        list.into_iter().find(|v| v["name"] == name).and_then(|v| v["state"].as_str().map(str::to_owned))
+    }
+
+    fn wait_state(&self, name: &str, state: &str, within: Duration) {
+        wait_until(within, format!("{name} to be {state} on {}", self.name), || {
+            cond(self.state(name).as_deref() == Some(state))
+        });
+    }
+
+    /// The pid of this host's fd holder.
+    fn fd_holder(&self) -> Option<i32> {
+        let socket = self.h.state.join("fd-holder.sock").display().to_string();
+        all_pids().into_iter().find(|&pid| {
+            let argv = cmdline(pid);
+            argv.iter().any(|a| a == "--fd-holder") && argv.iter().any(|a| *a == socket)
+        })
+    }
+}
+
+/// Three emperors, one database, one singleton.
+struct Fleet {
+    _pg: Arc<Postgres>,
+    sql: PgClient,
+    hosts: Vec<Host>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const NAME: &str = "probe.ini";
+
+impl Fleet {
+    fn new(db: &str, extra: &[&str]) -> Fleet {
+        let pg = Postgres::shared();
+        let sql = pg.create_db(db);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("probe.log");
+        std::fs::write(dir.path().join("probe.py"), PROBE).expect("write the probe");
+        let hosts = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| {
+                let proxy = Proxy::new(pg.port);
+                let uri = format!(
+                    "pg://host=127.0.0.1 port={} user=postgres dbname={db};SELECT name, config, ts FROM vassals;listen=emperor_vassals",
+                    proxy.port
+                );
+                let mut args: Vec<String> = ["--host", name, "--lease", LEASE].map(str::to_owned).to_vec();
+                args.extend(extra.iter().map(|s| s.to_string()));
+                args.push(uri);
+                Host { name, h: Harness::new(), proxy, run: None, args }
+            })
+            .collect();
+        let mut fleet = Fleet { _pg: pg, sql, hosts, log, _dir: dir };
+        fleet.hosts.iter_mut().for_each(Host::start);
+        fleet
+    }
+
+    fn insert_probe(&mut self) {
+        let config = format!(
+            "[vassal]\nexec = {} {} {}\nsingleton = true\nstop-timeout = 1\n",
+            python(),
+            self.log.with_file_name("probe.py").display(),
+            self.log.display()
+        );
+        self.sql.exec(&format!("INSERT INTO vassals (name, config, host) VALUES ({}, {}, '')", lit(NAME), lit(&config)));
+    }
+
+    fn lines(&self) -> Vec<Line> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let [kind, emperor, token, pid, ns] = f[..] else { return None };
+                Some(Line {
+                    kind: kind.into(),
+                    emperor: emperor.into(),
+                    token: token.into(),
+                    pid: pid.parse().ok()?,
+                    ns: ns.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every run of the probe so far, in start order.
+    fn incarnations(&self) -> Vec<Incarnation> {
+        let mut by_pid: BTreeMap<i32, Incarnation> = BTreeMap::new();
+        for line in self.lines() {
+            let run = by_pid.entry(line.pid).or_insert_with(|| Incarnation {
+                emperor: line.emperor.clone(),
+                token: line.token.clone(),
+                pid: line.pid,
+                start: line.ns,
+                last: line.ns,
+            });
+            if line.kind == "start" {
+                run.start = line.ns;
+            }
+            run.last = run.last.max(line.ns);
+        }
+        let mut runs: Vec<Incarnation> = by_pid.into_values().collect();
+        runs.sort_by_key(|r| r.start);
+        runs
+    }
+
+    /// No two runs of the probe were ever alive at once.
+    fn assert_no_overlap(&self) {
+        let runs = self.incarnations();
+        for pair in runs.windows(2) {
+            assert!(
+                pair[1].start > pair[0].last,
+                "two incarnations overlap by {} ns: {:?} and {:?}",
+                pair[0].last - pair[1].start,
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+
+    /// Waits for the `n`-th run of the probe and returns it.
+    fn wait_run(&self, n: usize, within: Duration) -> Incarnation {
+        wait_until(within, format!("incarnation {n} of the singleton"), || self.incarnations().into_iter().nth(n - 1))
+    }
+
+    fn host_of(&self, run: &Incarnation) -> usize {
+        self.hosts.iter().position(|h| h.id() == run.emperor).expect("the probe's emperor is one of ours")
+    }
+
+    /// The first run on exactly one host, the others on standby.
+    fn wait_first_run(&mut self) -> (usize, Incarnation) {
+        self.insert_probe();
+        let run = self.wait_run(1, FAILOVER);
+        let holder = self.host_of(&run);
+        self.hosts[holder].wait_state(NAME, "running", DEADLINE);
+        for (i, host) in self.hosts.iter().enumerate().filter(|(i, _)| *i != holder) {
+            host.wait_state(NAME, "standby", DEADLINE);
+            assert_ne!(i, holder);
+        }
+        assert_eq!(run.token, "1", "the first holder's token");
+        (holder, run)
+    }
+}
+
+fn failover_ms(since: u64, run: &Incarnation) -> u64 {
+    (run.start - since) / 1_000_000
+}
+
+#[test]
+fn one_host_runs_it_and_a_partition_moves_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_partition", &[]);
+    let (holder, first) = fleet.wait_first_run();
+
+    // A partition without FIN or RST: the holder keeps running until it
+    // fences itself by its own clock, and a peer takes over after that.
+    let cut_at = monotonic_ns();
+    fleet.hosts[holder].proxy.blackhole();
+    let second = fleet.wait_run(2, FAILOVER);
+    eprintln!("partition failover: {} ms", failover_ms(cut_at, &second));
+    assert_ne!(fleet.host_of(&second), holder, "a peer took over");
+    assert_eq!(second.token, "2", "a new holder, a new token");
+    assert!(dead(first.pid), "the partitioned holder stopped its singleton");
+    assert!(
+        fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid),
+        "the partitioned holder stopped it with SIGTERM first"
+    );
+    fleet.assert_no_overlap();
+
+    // After the heal the old holder stays on standby and does not start it again.
+    fleet.hosts[holder].proxy.restore();
+    fleet.hosts[holder].wait_state(NAME, "standby", FAILOVER);
+    assert_eq!(fleet.incarnations().len(), 2);
+    fleet.assert_no_overlap();
+}
+
+#[test]
+fn host_death_moves_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_host_death", &[]);
+    let (holder, first) = fleet.wait_first_run();
+
+    let holder_pid = fleet.hosts[holder].fd_holder().expect("the holder host's fd holder");
+    let died_at = monotonic_ns();
+    fleet.hosts[holder].run.take().expect("running").kill9();
+    kill(holder_pid, libc::SIGKILL);
+    kill(-first.pid, libc::SIGKILL);
+    let second = fleet.wait_run(2, FAILOVER);
+    eprintln!("host death failover: {} ms", failover_ms(died_at, &second));
+    assert_ne!(fleet.host_of(&second), holder);
+    assert_eq!(second.token, "2");
+    fleet.assert_no_overlap();
+}
+
+#[test]
+fn a_restarted_emperor_keeps_its_singleton() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_restart", &[]);
+    let (holder, first) = fleet.wait_first_run();
+
+    let killed_at = monotonic_ns();
+    fleet.hosts[holder].run.take().expect("running").kill9();
+    fleet.hosts[holder].start();
+    fleet.hosts[holder].wait_state(NAME, "running", DEADLINE);
+    // Past every deadline the dead emperor gave: the restarted one renewed
+    // the lease under the same token, so nothing killed or moved it.
+    let lease = Duration::from_secs(LEASE.parse().expect("lease")).as_nanos() as u64;
+    wait_every(Duration::from_secs(15), Duration::from_millis(100), "a lease past the crash", || {
+        cond(monotonic_ns() > killed_at + 2 * lease)
+    });
+    assert!(alive(first.pid), "the same process runs on");
+    assert_eq!(fleet.incarnations().len(), 1, "no second start anywhere");
+    assert_eq!(env_of(first.pid, "EMPEROR_FENCE").as_deref(), Some("1"));
+    let renewed = fleet.sql.rows("SELECT holder, token FROM emperor_leases WHERE name = 'probe.ini'");
+    assert_eq!(renewed, vec![vec![Some(fleet.hosts[holder].name.to_owned()), Some("1".to_owned())]]);
+    fleet.assert_no_overlap();
+}
+
+#[test]
+fn a_dead_emperors_fd_holder_kills_its_singleton() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_watchdog", &[]);
+    let (holder, first) = fleet.wait_first_run();
+
+    let killed_at = monotonic_ns();
+    fleet.hosts[holder].run.take().expect("running").kill9();
+    // Nobody renews: the fd holder kills the vassal at the last deadline it
+    // was given, without SIGTERM, and a peer starts it after the lease expired.
+    let second = fleet.wait_run(2, FAILOVER);
+    eprintln!("emperor death failover: {} ms", failover_ms(killed_at, &second));
+    assert!(dead(first.pid), "the fd holder killed the orphaned singleton");
+    assert!(!fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "killed, not stopped");
+    assert_ne!(fleet.host_of(&second), holder);
+    fleet.assert_no_overlap();
+}
+
+#[test]
+fn singletons_from_a_source_without_leases_are_refused() {
+    let mut h = Harness::new();
+    put(&h.vassal("solo.ini"), "[vassal]\nexec = sleep 60\nsingleton = true\n");
+    h.start_dir(&[]);
+    let line = h.wait_complaint("solo.ini");
+    assert!(line.contains("singleton = true needs a source that can hold a lease"), "{line}");
+    assert!(h.starts("solo.ini").is_empty());
+}
