@@ -124,7 +124,7 @@ impl Host {
         let socket = self.h.state.join("fd-holder.sock").display().to_string();
         all_pids().into_iter().find(|&pid| {
             let argv = cmdline(pid);
-            argv.iter().any(|a| a == "--fd-holder") && argv.iter().any(|a| *a == socket)
+            argv.iter().any(|a| a == "--fd-holder") && argv.contains(&socket)
         })
     }
 }
@@ -173,7 +173,11 @@ impl Fleet {
             self.log.with_file_name("probe.py").display(),
             self.log.display()
         );
-        self.sql.exec(&format!("INSERT INTO vassals (name, config, host) VALUES ({}, {}, '')", lit(NAME), lit(&config)));
+        self.sql.exec(&format!(
+            "INSERT INTO vassals (name, config, host) VALUES ({}, {}, '')",
+            lit(NAME),
+            lit(&config)
+        ));
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -341,6 +345,26 @@ fn a_dead_emperors_fd_holder_kills_its_singleton() {
     assert!(dead(first.pid), "the fd holder killed the orphaned singleton");
     assert!(!fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "killed, not stopped");
     assert_ne!(fleet.host_of(&second), holder);
+    fleet.assert_no_overlap();
+}
+
+#[test]
+fn a_clean_stop_hands_it_over_within_a_renew_period() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_clean_stop", &[]);
+    let (holder, first) = fleet.wait_first_run();
+
+    let mut run = fleet.hosts[holder].run.take().expect("running");
+    kill(run.pid(), libc::SIGTERM);
+    run.wait_exit();
+    let stopped_at = monotonic_ns();
+    assert!(fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "stopped with SIGTERM");
+    // The lease was released: a peer needs no expiry, only its next try.
+    let lease = Duration::from_secs(LEASE.parse().expect("lease"));
+    let second = fleet.wait_run(2, lease);
+    eprintln!("clean stop handover: {} ms", failover_ms(stopped_at, &second));
+    assert_ne!(fleet.host_of(&second), holder);
+    assert_eq!(second.token, "2");
     fleet.assert_no_overlap();
 }
 

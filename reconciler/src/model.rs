@@ -67,11 +67,7 @@ impl Desired {
     /// Marks `name` a singleton on standby (or no longer); returns whether
     /// that changed anything.
     pub fn set_standby(&mut self, name: &VassalName, standby: bool) -> bool {
-        if standby {
-            self.standby.insert(name.clone())
-        } else {
-            self.standby.remove(name)
-        }
+        mark(&mut self.standby, name, standby)
     }
 
     /// Whether `name` is a singleton on standby.
@@ -93,11 +89,7 @@ impl Desired {
     /// Marks `name` stopped by an operator (or no longer); returns whether
     /// that changed anything.
     pub fn set_stopped(&mut self, name: &VassalName, stopped: bool) -> bool {
-        if stopped {
-            self.stopped.insert(name.clone())
-        } else {
-            self.stopped.remove(name)
-        }
+        mark(&mut self.stopped, name, stopped)
     }
 
     /// Whether an operator stopped `name`.
@@ -136,6 +128,15 @@ impl Desired {
             }
         }
         out
+    }
+}
+
+/// Puts `name` in `set` or takes it out; whether that changed anything.
+fn mark(set: &mut BTreeSet<VassalName>, name: &VassalName, on: bool) -> bool {
+    if on {
+        set.insert(name.clone())
+    } else {
+        set.remove(name)
     }
 }
 

@@ -134,6 +134,7 @@ impl<P: Processes> Emperor<P> {
                 self.persist();
                 self.control.release_events();
                 if self.supervisor.is_idle() {
+                    self.singletons.release_all().await;
                     self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
                     return Ok(());

@@ -149,6 +149,23 @@ impl Singletons {
     }
 }
 
+impl Singletons {
+    /// Gives up every lease (the emperor stops, its vassals are gone), so
+    /// that peers take over within a renew period rather than a lease; waits
+    /// at most a second for the store.
+    pub(super) async fn release_all(&mut self) {
+        for tx in self.tasks.values() {
+            tx.send_replace(Wanted::new());
+        }
+        self.tasks.clear();
+        let handles = std::mem::take(&mut self.handles);
+        let all = futures::future::join_all(handles);
+        if tokio::time::timeout(std::time::Duration::from_secs(1), all).await.is_err() {
+            tracing::warn!("the singletons' leases could not be released in time; peers take over once they expire");
+        }
+    }
+}
+
 /// Whether a spec's config asks to be a singleton (inline configs only: the
 /// sources that hold leases carry their configs).
 fn is_singleton(spec: &VassalSpec) -> bool {

@@ -215,7 +215,8 @@ impl PgClient {
     /// The rows of one query, every value as text (`None` for NULL).
     pub fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
         let client = self.client.as_ref().expect("connected");
-        let messages = self.rt.block_on(client.simple_query(sql)).unwrap_or_else(|e| panic!("SQL failed: {e:?}\n{sql}"));
+        let messages =
+            self.rt.block_on(client.simple_query(sql)).unwrap_or_else(|e| panic!("SQL failed: {e:?}\n{sql}"));
         messages
             .into_iter()
             .filter_map(|m| match m {
