@@ -369,6 +369,23 @@ fn a_clean_stop_hands_it_over_within_a_renew_period() {
 }
 
 #[test]
+fn a_uwsgi_style_singleton_gets_its_token() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("singleton_uwsgi");
+    let mut h = Harness::new();
+    let uri =
+        format!("pg://{};SELECT name, config, ts FROM vassals;listen=emperor_vassals", pg.conninfo("singleton_uwsgi"));
+    h.start(&["--host", "solo", "--lease", LEASE, &uri]);
+    let config = uwsgi_ini("[emperor]\nsingleton = true");
+    sql.exec(&format!("INSERT INTO vassals (name, config) VALUES ('web.ini', {})", lit(&config)));
+    let pid = h.wait_start("web.ini").pid;
+    assert_eq!(env_of(pid, "EMPEROR_FENCE").as_deref(), Some("1"));
+    let lease = sql.rows("SELECT holder, token FROM emperor_leases WHERE name = 'web.ini'");
+    assert_eq!(lease, vec![vec![Some("solo".to_owned()), Some("1".to_owned())]]);
+}
+
+#[test]
 fn singletons_from_a_source_without_leases_are_refused() {
     let mut h = Harness::new();
     put(&h.vassal("solo.ini"), "[vassal]\nexec = sleep 60\nsingleton = true\n");
