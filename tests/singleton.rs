@@ -247,17 +247,31 @@ impl Fleet {
         let run = self.wait_run(1, FAILOVER);
         let holder = self.host_of(&run);
         self.hosts[holder].wait_state(NAME, "running", DEADLINE);
-        for (i, host) in self.hosts.iter().enumerate().filter(|(i, _)| *i != holder) {
+        for (_, host) in self.hosts.iter().enumerate().filter(|(i, _)| *i != holder) {
             host.wait_state(NAME, "standby", DEADLINE);
-            assert_ne!(i, holder);
         }
         assert_eq!(run.token, "1", "the first holder's token");
         (holder, run)
     }
 }
 
-fn failover_ms(since: u64, run: &Incarnation) -> u64 {
-    (run.start - since) / 1_000_000
+impl Fleet {
+    /// Waits (at most `within`) for a peer of `holder` to start the
+    /// singleton under the next token, reports how long it took after
+    /// `since` as `what`, and checks that no runs overlapped.
+    fn wait_takeover(&self, holder: usize, since: u64, within: Duration, what: &str) -> Incarnation {
+        let second = self.wait_run(2, within);
+        eprintln!("{what}: {} ms", (second.start - since) / 1_000_000);
+        assert_ne!(self.host_of(&second), holder, "a peer took over");
+        assert_eq!(second.token, "2", "a new holder, a new token");
+        self.assert_no_overlap();
+        second
+    }
+}
+
+/// The lease the tests run with.
+fn lease() -> Duration {
+    Duration::from_secs(LEASE.parse().expect("lease"))
 }
 
 #[test]
@@ -270,10 +284,7 @@ fn one_host_runs_it_and_a_partition_moves_it() {
     // fences itself by its own clock, and a peer takes over after that.
     let cut_at = monotonic_ns();
     fleet.hosts[holder].proxy.blackhole();
-    let second = fleet.wait_run(2, FAILOVER);
-    eprintln!("partition failover: {} ms", failover_ms(cut_at, &second));
-    assert_ne!(fleet.host_of(&second), holder, "a peer took over");
-    assert_eq!(second.token, "2", "a new holder, a new token");
+    fleet.wait_takeover(holder, cut_at, FAILOVER, "partition failover");
     assert!(dead(first.pid), "the partitioned holder stopped its singleton");
     assert!(
         fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid),
@@ -299,11 +310,7 @@ fn host_death_moves_it() {
     fleet.hosts[holder].run.take().expect("running").kill9();
     kill(holder_pid, libc::SIGKILL);
     kill(-first.pid, libc::SIGKILL);
-    let second = fleet.wait_run(2, FAILOVER);
-    eprintln!("host death failover: {} ms", failover_ms(died_at, &second));
-    assert_ne!(fleet.host_of(&second), holder);
-    assert_eq!(second.token, "2");
-    fleet.assert_no_overlap();
+    fleet.wait_takeover(holder, died_at, FAILOVER, "host death failover");
 }
 
 #[test]
@@ -318,7 +325,7 @@ fn a_restarted_emperor_keeps_its_singleton() {
     fleet.hosts[holder].wait_state(NAME, "running", DEADLINE);
     // Past every deadline the dead emperor gave: the restarted one renewed
     // the lease under the same token, so nothing killed or moved it.
-    let lease = Duration::from_secs(LEASE.parse().expect("lease")).as_nanos() as u64;
+    let lease = lease().as_nanos() as u64;
     wait_every(Duration::from_secs(15), Duration::from_millis(100), "a lease past the crash", || {
         cond(monotonic_ns() > killed_at + 2 * lease)
     });
@@ -331,6 +338,30 @@ fn a_restarted_emperor_keeps_its_singleton() {
 }
 
 #[test]
+fn a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new("singleton_moved", &[]);
+    let (holder, first) = fleet.wait_first_run();
+    // The peers stop, so that only the restarted emperor could run it.
+    for (_, host) in fleet.hosts.iter_mut().enumerate().filter(|(i, _)| *i != holder) {
+        host.run.take().expect("running").kill9();
+    }
+    fleet.hosts[holder].run.take().expect("running").kill9();
+    // Meanwhile the lease moved on (as if a peer had taken it).
+    fleet.sql.exec("UPDATE emperor_leases SET token = token + 1, holder = 'elsewhere' WHERE name = 'probe.ini'");
+    let restarted_at = monotonic_ns();
+    fleet.hosts[holder].start();
+    // Its renewal under the old token fails: the process is killed at once,
+    // long before the deadline the dead emperor gave the fd holder.
+    wait_until(DEADLINE, "the singleton killed", || cond(dead(first.pid)));
+    let killed_ms = (monotonic_ns() - restarted_at) / 1_000_000;
+    let lease_ms = lease().as_millis() as u64;
+    assert!(killed_ms < lease_ms / 2, "killed after {killed_ms} ms");
+    fleet.hosts[holder].wait_state(NAME, "standby", DEADLINE);
+    assert_eq!(fleet.incarnations().len(), 1);
+}
+
+#[test]
 fn a_dead_emperors_fd_holder_kills_its_singleton() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new("singleton_watchdog", &[]);
@@ -340,12 +371,9 @@ fn a_dead_emperors_fd_holder_kills_its_singleton() {
     fleet.hosts[holder].run.take().expect("running").kill9();
     // Nobody renews: the fd holder kills the vassal at the last deadline it
     // was given, without SIGTERM, and a peer starts it after the lease expired.
-    let second = fleet.wait_run(2, FAILOVER);
-    eprintln!("emperor death failover: {} ms", failover_ms(killed_at, &second));
+    fleet.wait_takeover(holder, killed_at, FAILOVER, "emperor death failover");
     assert!(dead(first.pid), "the fd holder killed the orphaned singleton");
     assert!(!fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "killed, not stopped");
-    assert_ne!(fleet.host_of(&second), holder);
-    fleet.assert_no_overlap();
 }
 
 #[test]
@@ -360,12 +388,7 @@ fn a_clean_stop_hands_it_over_within_a_renew_period() {
     let stopped_at = monotonic_ns();
     assert!(fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "stopped with SIGTERM");
     // The lease was released: a peer needs no expiry, only its next try.
-    let lease = Duration::from_secs(LEASE.parse().expect("lease"));
-    let second = fleet.wait_run(2, lease);
-    eprintln!("clean stop handover: {} ms", failover_ms(stopped_at, &second));
-    assert_ne!(fleet.host_of(&second), holder);
-    assert_eq!(second.token, "2");
-    fleet.assert_no_overlap();
+    fleet.wait_takeover(holder, stopped_at, lease(), "clean stop handover");
 }
 
 #[test]
