@@ -1,6 +1,7 @@
-//! Singleton vassals against a real PostgreSQL: three emperors on one
-//! machine, each with its own state dir, `--host` and TCP proxy to the
-//! server, share one `vassals` row marked `singleton = true`.
+//! Singleton vassals against a real PostgreSQL and a MongoDB-compatible
+//! server: three emperors on one machine, each with its own state dir,
+//! `--host` and TCP proxy to the server, share one `vassals` row (document)
+//! marked `singleton = true`.
 //!
 //! The vassal is a probe that appends `start`, `alive` (every 50 ms) and
 //! `exit` lines with its emperor, token, pid and CLOCK_MONOTONIC
@@ -13,7 +14,8 @@ mod common;
 mod servers;
 
 use common::*;
-use servers::{lit, PgClient, Postgres, Proxy};
+use mongodb::bson::{doc, Bson, DateTime};
+use servers::{lit, Mongo, MongoClient, PgClient, Postgres, Proxy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -129,10 +131,107 @@ impl Host {
     }
 }
 
+/// Which store the fleet shares.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Pg,
+    Mongo,
+}
+
+/// The shared store, and the test's own client on it.
+enum Db {
+    Pg(Arc<Postgres>, PgClient, String),
+    Mongo(Arc<Mongo>, MongoClient, String),
+}
+
+impl Db {
+    fn new(kind: Kind, db: &str) -> Db {
+        match kind {
+            Kind::Pg => {
+                let pg = Postgres::shared();
+                let sql = pg.create_db(db);
+                Db::Pg(pg, sql, db.to_owned())
+            }
+            Kind::Mongo => {
+                let mongo = Mongo::shared();
+                let client = mongo.client();
+                Db::Mongo(mongo, client, db.to_owned())
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Db::Pg(pg, ..) => pg.port,
+            Db::Mongo(mongo, ..) => mongo.port,
+        }
+    }
+
+    /// The source URI of an emperor that reaches the server on `port`.
+    fn uri(&self, port: u16) -> String {
+        match self {
+            Db::Pg(_, _, db) => format!(
+                "pg://host=127.0.0.1 port={port} user=postgres dbname={db};SELECT name, config, ts FROM vassals;listen=emperor_vassals"
+            ),
+            Db::Mongo(_, _, db) => format!("mongodb://127.0.0.1:{port},{db}.vassals"),
+        }
+    }
+
+    fn insert(&mut self, name: &str, config: &str) {
+        match self {
+            Db::Pg(_, sql, _) => sql.exec(&format!(
+                "INSERT INTO vassals (name, config, host) VALUES ({}, {}, '')",
+                lit(name),
+                lit(config)
+            )),
+            Db::Mongo(_, client, db) => {
+                let vassal = doc! { "name": name, "config": config, "ts": DateTime::now() };
+                client.run(client.coll(db, "vassals").insert_one(vassal)).expect("insert_one");
+            }
+        }
+    }
+
+    /// The holder and token of `name`'s lease.
+    fn lease(&mut self, name: &str) -> (String, String) {
+        match self {
+            Db::Pg(_, sql, _) => {
+                let rows = sql.rows(&format!("SELECT holder, token FROM emperor_leases WHERE name = {}", lit(name)));
+                let row = rows.into_iter().next().expect("a lease row");
+                (row[0].clone().unwrap_or_default(), row[1].clone().unwrap_or_default())
+            }
+            Db::Mongo(_, client, db) => {
+                let lease = client.run(client.coll(db, "emperor_leases").find_one(doc! { "_id": name }));
+                let lease = lease.expect("find_one").expect("a lease document");
+                let token = match lease.get("token") {
+                    Some(Bson::Int32(n)) => n.to_string(),
+                    Some(Bson::Int64(n)) => n.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (lease.get_str("holder").unwrap_or_default().to_owned(), token)
+            }
+        }
+    }
+
+    /// Moves `name`'s lease on, as if another emperor had taken it.
+    fn move_lease(&mut self, name: &str) {
+        match self {
+            Db::Pg(_, sql, _) => sql.exec(&format!(
+                "UPDATE emperor_leases SET token = token + 1, holder = 'elsewhere' WHERE name = {}",
+                lit(name)
+            )),
+            Db::Mongo(_, client, db) => {
+                let moved = doc! { "$inc": { "token": 1 }, "$set": { "holder": "elsewhere" } };
+                client
+                    .run(client.coll(db, "emperor_leases").update_one(doc! { "_id": name }, moved))
+                    .expect("update_one");
+            }
+        }
+    }
+}
+
 /// Three emperors, one database, one singleton.
 struct Fleet {
-    _pg: Arc<Postgres>,
-    sql: PgClient,
+    db: Db,
     hosts: Vec<Host>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -141,27 +240,21 @@ struct Fleet {
 const NAME: &str = "probe.ini";
 
 impl Fleet {
-    fn new(db: &str, extra: &[&str]) -> Fleet {
-        let pg = Postgres::shared();
-        let sql = pg.create_db(db);
+    fn new(kind: Kind, name: &str) -> Fleet {
+        let db = Db::new(kind, name);
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("probe.log");
         std::fs::write(dir.path().join("probe.py"), PROBE).expect("write the probe");
         let hosts = ["a", "b", "c"]
             .into_iter()
             .map(|name| {
-                let proxy = Proxy::new(pg.port);
-                let uri = format!(
-                    "pg://host=127.0.0.1 port={} user=postgres dbname={db};SELECT name, config, ts FROM vassals;listen=emperor_vassals",
-                    proxy.port
-                );
+                let proxy = Proxy::new(db.port());
                 let mut args: Vec<String> = ["--host", name, "--lease", LEASE].map(str::to_owned).to_vec();
-                args.extend(extra.iter().map(|s| s.to_string()));
-                args.push(uri);
+                args.push(db.uri(proxy.port));
                 Host { name, h: Harness::new(), proxy, run: None, args }
             })
             .collect();
-        let mut fleet = Fleet { _pg: pg, sql, hosts, log, _dir: dir };
+        let mut fleet = Fleet { db, hosts, log, _dir: dir };
         fleet.hosts.iter_mut().for_each(Host::start);
         fleet
     }
@@ -173,11 +266,7 @@ impl Fleet {
             self.log.with_file_name("probe.py").display(),
             self.log.display()
         );
-        self.sql.exec(&format!(
-            "INSERT INTO vassals (name, config, host) VALUES ({}, {}, '')",
-            lit(NAME),
-            lit(&config)
-        ));
+        self.db.insert(NAME, &config);
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -275,9 +364,18 @@ fn lease() -> Duration {
 }
 
 #[test]
-fn one_host_runs_it_and_a_partition_moves_it() {
+fn pg_one_host_runs_it_and_a_partition_moves_it() {
+    one_host_runs_it_and_a_partition_moves_it(Kind::Pg);
+}
+
+#[test]
+fn mongodb_one_host_runs_it_and_a_partition_moves_it() {
+    one_host_runs_it_and_a_partition_moves_it(Kind::Mongo);
+}
+
+fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_partition", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_partition_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
 
     // A partition without FIN or RST: the holder keeps running until it
@@ -300,9 +398,18 @@ fn one_host_runs_it_and_a_partition_moves_it() {
 }
 
 #[test]
-fn host_death_moves_it() {
+fn pg_host_death_moves_it() {
+    host_death_moves_it(Kind::Pg);
+}
+
+#[test]
+fn mongodb_host_death_moves_it() {
+    host_death_moves_it(Kind::Mongo);
+}
+
+fn host_death_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_host_death", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_host_death_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
 
     let holder_pid = fleet.hosts[holder].fd_holder().expect("the holder host's fd holder");
@@ -314,9 +421,18 @@ fn host_death_moves_it() {
 }
 
 #[test]
-fn a_restarted_emperor_keeps_its_singleton() {
+fn pg_a_restarted_emperor_keeps_its_singleton() {
+    a_restarted_emperor_keeps_its_singleton(Kind::Pg);
+}
+
+#[test]
+fn mongodb_a_restarted_emperor_keeps_its_singleton() {
+    a_restarted_emperor_keeps_its_singleton(Kind::Mongo);
+}
+
+fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_restart", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_restart_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
 
     let killed_at = monotonic_ns();
@@ -332,15 +448,23 @@ fn a_restarted_emperor_keeps_its_singleton() {
     assert!(alive(first.pid), "the same process runs on");
     assert_eq!(fleet.incarnations().len(), 1, "no second start anywhere");
     assert_eq!(env_of(first.pid, "EMPEROR_FENCE").as_deref(), Some("1"));
-    let renewed = fleet.sql.rows("SELECT holder, token FROM emperor_leases WHERE name = 'probe.ini'");
-    assert_eq!(renewed, vec![vec![Some(fleet.hosts[holder].name.to_owned()), Some("1".to_owned())]]);
+    assert_eq!(fleet.db.lease(NAME), (fleet.hosts[holder].name.to_owned(), "1".to_owned()));
     fleet.assert_no_overlap();
 }
 
 #[test]
-fn a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
+fn pg_a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
+    a_restarted_emperor_whose_lease_moved_on_kills_at_once(Kind::Pg);
+}
+
+#[test]
+fn mongodb_a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
+    a_restarted_emperor_whose_lease_moved_on_kills_at_once(Kind::Mongo);
+}
+
+fn a_restarted_emperor_whose_lease_moved_on_kills_at_once(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_moved", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_moved_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
     // The peers stop, so that only the restarted emperor could run it.
     for (_, host) in fleet.hosts.iter_mut().enumerate().filter(|(i, _)| *i != holder) {
@@ -348,7 +472,7 @@ fn a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
     }
     fleet.hosts[holder].run.take().expect("running").kill9();
     // Meanwhile the lease moved on (as if a peer had taken it).
-    fleet.sql.exec("UPDATE emperor_leases SET token = token + 1, holder = 'elsewhere' WHERE name = 'probe.ini'");
+    fleet.db.move_lease(NAME);
     let restarted_at = monotonic_ns();
     fleet.hosts[holder].start();
     // Its renewal under the old token fails: the process is killed at once,
@@ -362,9 +486,18 @@ fn a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
 }
 
 #[test]
-fn a_dead_emperors_fd_holder_kills_its_singleton() {
+fn pg_a_dead_emperors_fd_holder_kills_its_singleton() {
+    a_dead_emperors_fd_holder_kills_its_singleton(Kind::Pg);
+}
+
+#[test]
+fn mongodb_a_dead_emperors_fd_holder_kills_its_singleton() {
+    a_dead_emperors_fd_holder_kills_its_singleton(Kind::Mongo);
+}
+
+fn a_dead_emperors_fd_holder_kills_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_watchdog", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_watchdog_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
 
     let killed_at = monotonic_ns();
@@ -377,9 +510,18 @@ fn a_dead_emperors_fd_holder_kills_its_singleton() {
 }
 
 #[test]
-fn a_clean_stop_hands_it_over_within_a_renew_period() {
+fn pg_a_clean_stop_hands_it_over_within_a_renew_period() {
+    a_clean_stop_hands_it_over_within_a_renew_period(Kind::Pg);
+}
+
+#[test]
+fn mongodb_a_clean_stop_hands_it_over_within_a_renew_period() {
+    a_clean_stop_hands_it_over_within_a_renew_period(Kind::Mongo);
+}
+
+fn a_clean_stop_hands_it_over_within_a_renew_period(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fleet = Fleet::new("singleton_clean_stop", &[]);
+    let mut fleet = Fleet::new(kind, &format!("singleton_clean_stop_{kind:?}").to_lowercase());
     let (holder, first) = fleet.wait_first_run();
 
     let mut run = fleet.hosts[holder].run.take().expect("running");

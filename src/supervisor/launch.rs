@@ -90,7 +90,7 @@ pub enum LaunchError {
         policy: NativePolicy,
     },
     /// `singleton = true` from a source that cannot hold a lease.
-    #[error("{vassal}: singleton = true needs a source that can hold a lease (pg://); {source_id} cannot, so the vassal is refused")]
+    #[error("{vassal}: singleton = true needs a source that can hold a lease (pg://, mongodb://); {source_id} cannot, so the vassal is refused")]
     SingletonRefused {
         /// The vassal.
         vassal: VassalName,

@@ -16,9 +16,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// Whether vassals of `source` may be singletons: its scheme keeps leases
-/// (`pg://`). A singleton from any other source is refused.
+/// (`pg://`, `mongodb://`, `mongodb2://`). A singleton from any other source
+/// is refused.
 pub fn holds_leases(source: &reconciler::SourceId) -> bool {
-    source.0.starts_with("pg://")
+    ["pg://", "mongodb://", "mongodb2://"].iter().any(|scheme| source.0.starts_with(scheme))
 }
 
 /// A future a [`LeaseStore`] returns.

@@ -13,6 +13,7 @@
 //! per batch of changes (plus every `--resync` seconds); when the server
 //! refuses change streams it polls every `interval` seconds (default 3).
 
+mod lease;
 pub(crate) mod relaxed_json;
 mod uri;
 
@@ -44,6 +45,11 @@ impl Source for MongoSource {
     fn build(&self, ctx: SourceContext) -> Built<'_> {
         let backend = Mongo { source: self.clone(), refusal_logged: AtomicBool::new(false) };
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
+    }
+
+    fn lease_store(&self, holder: &str, lease: Duration) -> Option<Box<dyn crate::fleet::lease::LeaseStore>> {
+        let mongo = Mongo { source: self.clone(), refusal_logged: AtomicBool::new(false) };
+        Some(Box::new(lease::MongoLeases::new(mongo, holder, lease)))
     }
 }
 
