@@ -21,16 +21,25 @@ use fleet::*;
 use servers::{lit, Postgres};
 use std::time::Duration;
 
-#[test]
-fn pg_one_host_runs_it_and_a_partition_moves_it() {
-    one_host_runs_it_and_a_partition_moves_it(Kind::Pg);
+/// Runs the fleet test `$name` on PostgreSQL (`$name::pg`) and on the
+/// MongoDB stand-in (`$name::mongodb`).
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn pg() {
+                super::$name(super::Kind::Pg);
+            }
+
+            #[test]
+            fn mongodb() {
+                super::$name(super::Kind::Mongo);
+            }
+        }
+    };
 }
 
-#[test]
-fn mongodb_one_host_runs_it_and_a_partition_moves_it() {
-    one_host_runs_it_and_a_partition_moves_it(Kind::Mongo);
-}
-
+on_both_stores!(one_host_runs_it_and_a_partition_moves_it);
 fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_partition_{kind:?}").to_lowercase());
@@ -55,16 +64,7 @@ fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     fleet.assert_no_overlap();
 }
 
-#[test]
-fn pg_host_death_moves_it() {
-    host_death_moves_it(Kind::Pg);
-}
-
-#[test]
-fn mongodb_host_death_moves_it() {
-    host_death_moves_it(Kind::Mongo);
-}
-
+on_both_stores!(host_death_moves_it);
 fn host_death_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_host_death_{kind:?}").to_lowercase());
@@ -78,16 +78,7 @@ fn host_death_moves_it(kind: Kind) {
     fleet.wait_takeover(holder, died_at, FAILOVER, "host death failover");
 }
 
-#[test]
-fn pg_a_restarted_emperor_keeps_its_singleton() {
-    a_restarted_emperor_keeps_its_singleton(Kind::Pg);
-}
-
-#[test]
-fn mongodb_a_restarted_emperor_keeps_its_singleton() {
-    a_restarted_emperor_keeps_its_singleton(Kind::Mongo);
-}
-
+on_both_stores!(a_restarted_emperor_keeps_its_singleton);
 fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_restart_{kind:?}").to_lowercase());
@@ -110,16 +101,7 @@ fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     fleet.assert_no_overlap();
 }
 
-#[test]
-fn pg_a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
-    a_restarted_emperor_whose_lease_moved_on_kills_at_once(Kind::Pg);
-}
-
-#[test]
-fn mongodb_a_restarted_emperor_whose_lease_moved_on_kills_at_once() {
-    a_restarted_emperor_whose_lease_moved_on_kills_at_once(Kind::Mongo);
-}
-
+on_both_stores!(a_restarted_emperor_whose_lease_moved_on_kills_at_once);
 fn a_restarted_emperor_whose_lease_moved_on_kills_at_once(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_moved_{kind:?}").to_lowercase());
@@ -143,16 +125,7 @@ fn a_restarted_emperor_whose_lease_moved_on_kills_at_once(kind: Kind) {
     assert_eq!(fleet.incarnations().len(), 1);
 }
 
-#[test]
-fn pg_a_dead_emperors_fd_holder_kills_its_singleton() {
-    a_dead_emperors_fd_holder_kills_its_singleton(Kind::Pg);
-}
-
-#[test]
-fn mongodb_a_dead_emperors_fd_holder_kills_its_singleton() {
-    a_dead_emperors_fd_holder_kills_its_singleton(Kind::Mongo);
-}
-
+on_both_stores!(a_dead_emperors_fd_holder_kills_its_singleton);
 fn a_dead_emperors_fd_holder_kills_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_watchdog_{kind:?}").to_lowercase());
@@ -167,16 +140,7 @@ fn a_dead_emperors_fd_holder_kills_its_singleton(kind: Kind) {
     assert!(!fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "killed, not stopped");
 }
 
-#[test]
-fn pg_a_clean_stop_hands_it_over_within_a_renew_period() {
-    a_clean_stop_hands_it_over_within_a_renew_period(Kind::Pg);
-}
-
-#[test]
-fn mongodb_a_clean_stop_hands_it_over_within_a_renew_period() {
-    a_clean_stop_hands_it_over_within_a_renew_period(Kind::Mongo);
-}
-
+on_both_stores!(a_clean_stop_hands_it_over_within_a_renew_period);
 fn a_clean_stop_hands_it_over_within_a_renew_period(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_clean_stop_{kind:?}").to_lowercase());
