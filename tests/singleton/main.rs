@@ -181,3 +181,19 @@ fn singletons_from_a_source_without_leases_are_refused() {
     assert!(line.contains("singleton = true needs a source that can hold a lease"), "{line}");
     assert!(h.starts("solo.ini").is_empty());
 }
+
+#[test]
+fn unsafe_lease_timings_are_refused_at_start() {
+    let h = Harness::new();
+    let source = h.dir_source();
+    for (args, why) in [
+        (["--lease-renew", "5"], "quarter of --lease"),
+        (["--lease-deadline", "13"], "leaving a kill grace"),
+        (["--lease-deadline", "3"], "1.2 × --lease-renew"),
+    ] {
+        let mut run = h.spawn(&[args[0], args[1], &source], &[]);
+        assert!(!run.wait_exit().success(), "{args:?} must be refused");
+        let log = h.log_text();
+        assert!(log.contains(why), "{args:?}: {log}");
+    }
+}
