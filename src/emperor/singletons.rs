@@ -122,12 +122,13 @@ impl Singletons {
     }
 
     /// Tells each lease task which singletons to hold: those its source
-    /// offers, and those still running here (released only once gone). A
-    /// singleton neither offered nor running is no longer held.
+    /// offers (unless an operator stopped them here: another emperor may
+    /// run them), and those still running here (released only once gone).
+    /// A singleton neither wanted nor running is no longer held.
     pub(super) fn publish(&mut self, controller: &Controller, procs: &mut impl Processes) {
         let mut all = BTreeSet::new();
         for (source, tx) in &self.tasks {
-            let offered = self.names.get(source).into_iter().flatten();
+            let offered = self.names.get(source).into_iter().flatten().filter(|n| !controller.desired().is_stopped(n));
             let here = |name: &&VassalName| controller.actual().get(*name).is_some_and(|have| have.source == *source);
             let running = self.held.keys().chain(self.recovering.keys()).filter(here);
             let wanted: Wanted =

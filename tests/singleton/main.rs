@@ -155,6 +155,27 @@ fn a_clean_stop_hands_it_over_within_a_renew_period(kind: Kind) {
     fleet.wait_takeover(holder, stopped_at, lease(), "clean stop handover");
 }
 
+/// `emperor ctl stop` on the holder stops it there and gives up the lease:
+/// a peer runs it instead.
+#[test]
+fn an_operator_stop_on_the_holder_hands_it_to_a_peer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new(Kind::Pg, "singleton_ctl_stop");
+    let (holder, first) = fleet.wait_first_run();
+    let socket = fleet.hosts[holder].h.state.join("control.sock");
+    let out = std::process::Command::new(EMPEROR)
+        .args(["ctl", "--control-socket"])
+        .arg(&socket)
+        .args(["stop", "--wait", NAME])
+        .output()
+        .expect("run emperor ctl");
+    assert!(out.status.success(), "ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    let stopped_at = fleet.incarnations()[0].last;
+    assert!(dead(first.pid));
+    fleet.wait_takeover(holder, stopped_at, lease(), "operator stop handover");
+    fleet.hosts[holder].wait_state(NAME, "stopped", DEADLINE);
+}
+
 #[test]
 fn a_uwsgi_style_singleton_gets_its_token() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
