@@ -13,7 +13,7 @@
 -- ---------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS emperor_leases (
     name        text        PRIMARY KEY,                 -- the singleton's vassal name
-    holder      text,                                    -- the --host of the emperor that holds it; NULL: free
+    holder      text,                                    -- '<--host>/<emperor id prefix>' of its holder; NULL: free
     token       bigint      NOT NULL DEFAULT 0,          -- fencing token: +1 whenever the holder changes
     expires_at  timestamptz NOT NULL DEFAULT '-infinity', -- by the server's now(); renewed every few seconds
     acquired_at timestamptz                              -- when the current holder took it

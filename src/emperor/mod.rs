@@ -107,7 +107,10 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let running = |name: &VassalName| {
         controller.actual().get(name).is_some_and(|a| matches!(a.phase, reconciler::Phase::Running { .. }))
     };
-    let mut singletons = singletons::Singletons::start(&sources, &host, timing, lease_tokens, running);
+    // The holder of a lease is this emperor, not only its host: two
+    // emperors given the same --host never both hold one lease.
+    let holder = format!("{host}/{}", &emperor_id[..emperor_id.len().min(8)]);
+    let mut singletons = singletons::Singletons::start(&sources, &holder, timing, lease_tokens, running);
     for (id, snapshot) in restored {
         singletons.on_specs(&id, &snapshot.specs, &mut controller);
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();

@@ -36,12 +36,13 @@ impl Drop for Singletons {
 }
 
 impl Singletons {
-    /// Starts a lease task for every source that can hold leases. `running`
+    /// Starts a lease task for every source that can hold leases, for the
+    /// emperor named `holder` in their lease records. `running`
     /// tells whether a vassal's process was re-adopted: a singleton that
     /// runs with a recorded token is kept while its lease is renewed.
     pub(super) fn start(
         sources: &[Box<dyn Source>],
-        host: &str,
+        holder: &str,
         timing: Timing,
         store: state::Store,
         running: impl Fn(&VassalName) -> bool,
@@ -50,7 +51,7 @@ impl Singletons {
         let mut tasks = HashMap::new();
         let mut handles = Vec::new();
         for source in sources {
-            let Some(leases) = source.lease_store(host, timing.lease) else { continue };
+            let Some(leases) = source.lease_store(holder, timing.lease) else { continue };
             let (wanted_tx, wanted_rx) = watch::channel(Wanted::new());
             handles.push(tokio::spawn(task::run(leases, timing, wanted_rx, tx.clone())));
             tasks.insert(source.id(), wanted_tx);

@@ -91,6 +91,11 @@ impl Host {
             .to_owned()
     }
 
+    /// How this emperor is named in lease records.
+    pub fn holder(&self) -> String {
+        holder_name(&self.h, self.name)
+    }
+
     /// `name`'s state in `ctl list`, if it is listed.
     pub fn state(&self, name: &str) -> Option<String> {
         let out = Command::new(EMPEROR)
@@ -117,6 +122,13 @@ impl Host {
             argv.iter().any(|a| a == "--fd-holder") && argv.contains(&socket)
         })
     }
+}
+
+/// How the emperor of `h`, started with `--host host`, is named in lease
+/// records: its host and the start of its id.
+pub fn holder_name(h: &Harness, host: &str) -> String {
+    let id = wait_until(DEADLINE, "the emperor id", || std::fs::read_to_string(h.state.join("emperor-id")).ok());
+    format!("{host}/{}", &id.trim()[..8])
 }
 
 /// Which store the fleet shares.

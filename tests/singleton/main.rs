@@ -97,7 +97,7 @@ fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     assert!(alive(first.pid), "the same process runs on");
     assert_eq!(fleet.incarnations().len(), 1, "no second start anywhere");
     assert_eq!(env_of(first.pid, "EMPEROR_FENCE").as_deref(), Some("1"));
-    assert_eq!(fleet.db.lease(NAME), (fleet.hosts[holder].name.to_owned(), "1".to_owned()));
+    assert_eq!(fleet.db.lease(NAME), (fleet.hosts[holder].holder(), "1".to_owned()));
     fleet.assert_no_overlap();
 }
 
@@ -190,7 +190,7 @@ fn a_uwsgi_style_singleton_gets_its_token() {
     let pid = h.wait_start("web.ini").pid;
     assert_eq!(env_of(pid, "EMPEROR_FENCE").as_deref(), Some("1"));
     let lease = sql.rows("SELECT holder, token FROM emperor_leases WHERE name = 'web.ini'");
-    assert_eq!(lease, vec![vec![Some("solo".to_owned()), Some("1".to_owned())]]);
+    assert_eq!(lease, vec![vec![Some(holder_name(&h, "solo")), Some("1".to_owned())]]);
 }
 
 #[test]
