@@ -192,6 +192,33 @@ pub struct Cli {
     /// Rotated logs kept per vassal (<name>.log.1 … .N) with --log-max-size.
     #[arg(long, value_name = "N", default_value = "5")]
     pub log_keep: u32,
+
+    /// This emperor's name in everything it writes to a fleet's sources (default: the machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Seconds a singleton's lease lasts after its last renewal (the other
+    /// lease timeouts default to fractions of it: renew 1/5, deadline 2/3,
+    /// margin 2/15, delay 1/15).
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = seconds)]
+    pub lease: Duration,
+
+    /// Seconds between renewals of a singleton's lease (± 20 %); at most a quarter of --lease.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub lease_renew: Option<Duration>,
+
+    /// Seconds after the last confirmed renewal at which a holder that
+    /// cannot renew stops its singleton (SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub lease_deadline: Option<Duration>,
+
+    /// Seconds before the lease can expire by which the singleton is dead (SIGKILL).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub lease_margin: Option<Duration>,
+
+    /// Seconds a new holder waits after acquiring a lease before it starts the singleton.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub lease_delay: Option<Duration>,
 }
 
 /// The format of the emperor's own log.
@@ -234,6 +261,17 @@ impl Cli {
     pub fn log_rotation(&self) -> Option<crate::supervisor::Rotation> {
         let keep = self.log_keep;
         self.log_max_size.map(|max_size| crate::supervisor::Rotation { max_size, keep })
+    }
+
+    /// The singletons' lease timeouts, checked against each other.
+    pub fn lease_timing(&self) -> Result<crate::fleet::lease::Timing, crate::fleet::lease::TimingError> {
+        crate::fleet::lease::Timing::new(
+            self.lease,
+            self.lease_renew,
+            self.lease_deadline,
+            self.lease_margin,
+            self.lease_delay,
+        )
     }
 
     /// The control socket, from the flag or in the state directory.

@@ -301,6 +301,14 @@ impl Controller {
         }
     }
 
+    /// Marks the singleton `name` on standby (the next round stops it and
+    /// no source starts it) or lets it run (this emperor holds its lease).
+    pub fn set_standby(&mut self, name: &VassalName, standby: bool) {
+        if self.desired.set_standby(name, standby) {
+            self.dirty.insert(name.clone());
+        }
+    }
+
     /// The desired state.
     pub fn desired(&self) -> &Desired {
         &self.desired

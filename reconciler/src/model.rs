@@ -33,6 +33,9 @@ pub struct Desired {
     /// Names an operator stopped: kept stopped whatever the sources say,
     /// until started again.
     stopped: BTreeSet<VassalName>,
+    /// Singletons this emperor does not hold the lease of: another emperor
+    /// of the fleet may run them, so this one does not.
+    standby: BTreeSet<VassalName>,
 }
 
 impl Desired {
@@ -58,7 +61,23 @@ impl Desired {
     /// The spec in force for `name`: the first source offering it, unless
     /// an operator stopped it.
     pub fn get(&self, name: &VassalName) -> Option<&VassalSpec> {
-        self.offered(name).filter(|_| !self.stopped.contains(name))
+        self.offered(name).filter(|_| !self.stopped.contains(name) && !self.standby.contains(name))
+    }
+
+    /// Marks `name` a singleton on standby (or no longer); returns whether
+    /// that changed anything.
+    pub fn set_standby(&mut self, name: &VassalName, standby: bool) -> bool {
+        mark(&mut self.standby, name, standby)
+    }
+
+    /// Whether `name` is a singleton on standby.
+    pub fn is_standby(&self, name: &VassalName) -> bool {
+        self.standby.contains(name)
+    }
+
+    /// The singletons on standby.
+    pub fn standby(&self) -> &BTreeSet<VassalName> {
+        &self.standby
     }
 
     /// The spec the sources offer for `name`, whether or not an operator
@@ -70,11 +89,7 @@ impl Desired {
     /// Marks `name` stopped by an operator (or no longer); returns whether
     /// that changed anything.
     pub fn set_stopped(&mut self, name: &VassalName, stopped: bool) -> bool {
-        if stopped {
-            self.stopped.insert(name.clone())
-        } else {
-            self.stopped.remove(name)
-        }
+        mark(&mut self.stopped, name, stopped)
     }
 
     /// Whether an operator stopped `name`.
@@ -113,6 +128,15 @@ impl Desired {
             }
         }
         out
+    }
+}
+
+/// Puts `name` in `set` or takes it out; whether that changed anything.
+fn mark(set: &mut BTreeSet<VassalName>, name: &VassalName, on: bool) -> bool {
+    if on {
+        set.insert(name.clone())
+    } else {
+        set.remove(name)
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Reason {
     NewVersion,
     /// An operator stopped the vassal.
     OperatorStopped,
+    /// A singleton whose lease this emperor does not hold (or no longer).
+    Standby,
 }
 
 /// One step of convergence.
@@ -107,6 +109,7 @@ fn decide(desired: &Desired, actual: &Actual, name: &VassalName, now: u64) -> St
         (None, Some(have)) => {
             let reason = match desired.snapshot(&have.source) {
                 _ if desired.is_stopped(name) => Reason::OperatorStopped,
+                _ if desired.is_standby(name) => Reason::Standby,
                 None => Reason::SourceGone,
                 Some(snap) if snap.complete => Reason::Removed,
                 Some(_) => return Step::Nothing,

@@ -399,6 +399,24 @@ proptest! {
         prop_assert_eq!(plan_for(&d, &a, &names, now), plan(&d, &a, now));
     }
 
+    /// A singleton on standby (its lease held elsewhere) is never started
+    /// here, and stopped wherever it runs, even when its source has not
+    /// finished listing.
+    #[test]
+    fn standby_singletons_are_only_ever_stopped((mut d, a) in arb_world(), mask in 0u8..=255, now in 0u64..300) {
+        for i in (0..8).filter(|i| mask & (1 << i) != 0) {
+            d.set_standby(&name(&format!("v{i}.ini")), true);
+        }
+        let p = plan(&d, &a, now);
+        for action in p.actions.iter().filter(|x| d.is_standby(&x.name)) {
+            prop_assert_eq!(action.kind, ActionKind::Stop, "{} is on standby", action.name);
+            prop_assert_eq!(action.reason, Reason::Standby);
+        }
+        for (n, have) in a.iter().filter(|(n, h)| d.is_standby(n) && !d.is_stopped(n) && h.phase != Phase::Stopping) {
+            prop_assert!(p.actions.iter().any(|x| &x.name == n && x.kind == ActionKind::Stop), "{} must stop ({:?})", n, have.phase);
+        }
+    }
+
     #[test]
     fn operator_stopped_names_are_only_ever_stopped((mut d, a) in arb_world(), mask in 0u8..=255, now in 0u64..300) {
         for i in (0..8).filter(|i| mask & (1 << i) != 0) {

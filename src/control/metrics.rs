@@ -70,8 +70,16 @@ impl ActionKind {
 
 /// Every vassal state, so that `emperor_vassals` has a series for each,
 /// 0 included.
-const STATES: [State; 7] =
-    [State::Running, State::Starting, State::Waiting, State::Stopping, State::Crashed, State::Held, State::Stopped];
+const STATES: [State; 8] = [
+    State::Running,
+    State::Starting,
+    State::Waiting,
+    State::Stopping,
+    State::Crashed,
+    State::Held,
+    State::Stopped,
+    State::Standby,
+];
 
 /// Fails to compile when a state is added without being listed in [`STATES`].
 #[allow(dead_code)]
@@ -83,7 +91,8 @@ fn every_state_is_listed(state: State) {
         | State::Stopping
         | State::Crashed
         | State::Held
-        | State::Stopped => {}
+        | State::Stopped
+        | State::Standby => {}
     }
 }
 

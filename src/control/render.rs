@@ -102,7 +102,7 @@ fn glyph(state: State) -> char {
         State::Running => '●',
         State::Waiting => '◌',
         State::Starting => '◐',
-        State::Stopping | State::Stopped => '○',
+        State::Stopping | State::Stopped | State::Standby => '○',
         State::Crashed | State::Held => '×',
     }
 }

@@ -30,6 +30,9 @@ pub enum State {
     Held,
     /// An operator stopped it.
     Stopped,
+    /// A singleton whose lease another emperor of the fleet may hold: it
+    /// runs on one emperor only, and not on this one.
+    Standby,
 }
 
 impl State {
@@ -48,6 +51,7 @@ impl State {
             State::Crashed => "crashed",
             State::Held => "held",
             State::Stopped => "stopped",
+            State::Standby => "standby",
         }
     }
 }
@@ -73,6 +77,10 @@ pub struct VassalCounts {
     pub held: usize,
     /// Vassals an operator stopped.
     pub stopped: usize,
+    /// Singletons this emperor does not run (another one of the fleet may);
+    /// left out of the serialized counts when 0, as before singletons.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub standby: usize,
 }
 
 impl VassalCounts {
@@ -87,7 +95,14 @@ impl VassalCounts {
 
     /// Every vassal counted.
     pub fn total(&self) -> usize {
-        self.running + self.waiting + self.starting + self.stopping + self.crashed + self.held + self.stopped
+        self.running
+            + self.waiting
+            + self.starting
+            + self.stopping
+            + self.crashed
+            + self.held
+            + self.stopped
+            + self.standby
     }
 
     fn slot(&mut self, state: State) -> &mut usize {
@@ -99,8 +114,13 @@ impl VassalCounts {
             State::Crashed => &mut self.crashed,
             State::Held => &mut self.held,
             State::Stopped => &mut self.stopped,
+            State::Standby => &mut self.standby,
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One vassal in the table.
@@ -185,6 +205,9 @@ impl std::fmt::Display for VassalCounts {
         }
         if self.starting > 0 {
             write!(f, ", {} starting", self.starting)?;
+        }
+        if self.standby > 0 {
+            write!(f, ", {} standby", self.standby)?;
         }
         if self.stopping > 0 {
             write!(f, ", {} stopping", self.stopping)?;
@@ -278,17 +301,21 @@ impl Tracker {
             let view = actual_view(name, have, &status(name), &clock);
             table.vassals.insert(name.to_string(), self.track(view, name, started, &clock, &mut seen));
         }
-        for name in controller.desired().stopped() {
-            if controller.actual().contains_key(name) {
+        let desired = controller.desired();
+        let idle = desired.stopped().iter().map(|n| (n, State::Stopped, "stopped by an operator"));
+        let standby =
+            desired.standby().iter().map(|n| (n, State::Standby, "singleton: another emperor may hold its lease"));
+        for (name, state, reason) in idle.chain(standby) {
+            if controller.actual().contains_key(name) || table.vassals.contains_key(name.as_str()) {
                 continue;
             }
-            let Some(spec) = controller.desired().offered(name) else { continue };
+            let Some(spec) = desired.offered(name) else { continue };
             let view = VassalView {
                 name: name.to_string(),
                 source: spec.source.0.clone(),
                 version: spec.version.clone(),
-                state: State::Stopped,
-                reason: Some("stopped by an operator".into()),
+                state,
+                reason: Some(reason.into()),
                 pid: None,
                 generation: self.seen.get(name).and_then(|s| s.generation),
                 since: None,

@@ -34,6 +34,8 @@ pub(super) struct Emperor<P> {
     pub(super) notify: crate::control::Notifier,
     /// What `/metrics` counts: actions, and how soon they follow events.
     pub(super) metrics: crate::control::LoopMetrics,
+    /// Singletons and their leases.
+    pub(super) singletons: super::singletons::Singletons,
 }
 
 struct Signals {
@@ -69,8 +71,10 @@ impl<P: Processes> Emperor<P> {
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
         let mut sources_changed = false;
-        // The state recovery left, before any source has spoken.
+        // The state recovery left, before any source has spoken; the
+        // singletons found running are renewed at once.
         self.publish();
+        self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
             let deadline = self.deadline(wake);
             tokio::select! {
@@ -99,6 +103,10 @@ impl<P: Processes> Emperor<P> {
                         self.on_command(request);
                     }
                 }
+                // A singleton's lease was taken, renewed or lost.
+                Some(notice) = self.singletons.next() => {
+                    self.singletons.on_notice(notice, &mut self.controller, &mut self.supervisor);
+                }
                 // The service manager's watchdog, or READY=1 overdue.
                 _ = sleep_until(self.notify.next_timer()) => {
                     self.notify.on_timer();
@@ -126,6 +134,7 @@ impl<P: Processes> Emperor<P> {
                 self.persist();
                 self.control.release_events();
                 if self.supervisor.is_idle() {
+                    self.singletons.release_all().await;
                     self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
                     return Ok(());
@@ -137,6 +146,7 @@ impl<P: Processes> Emperor<P> {
             }
             let now = self.now();
             wake = self.observed(|controller, exec| controller.reconcile(now, exec));
+            self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
             self.persist();
             self.publish();
@@ -173,6 +183,7 @@ impl<P: Processes> Emperor<P> {
                 let detail = crate::control::Detail { vassals: Some(specs.len()), ..Default::default() };
                 self.control.source_event(&source, crate::control::Kind::SourceSynced, detail);
                 self.metrics.source_event(&source);
+                self.singletons.on_specs(&source, &specs, &mut self.controller);
                 let specs: BTreeMap<_, _> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
                 self.controller.set_snapshot(&source, specs, true);
             }

@@ -14,6 +14,7 @@ mod event_loop;
 mod journal;
 mod observed;
 mod processes;
+mod singletons;
 mod status_servers;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,8 @@ use tokio::time::Instant;
 /// Runs the emperor until a stop signal or until `shutdown` completes.
 pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     check_tyrant(&cli)?;
+    let timing = cli.lease_timing().context("the lease options")?;
+    let host = crate::fleet::host::host_name(cli.host.as_deref());
     for ext in &cli.extra_extension {
         reconciler::add_extension(ext).with_context(|| format!("--extra-extension {ext}"))?;
     }
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         on_demand_directory,
     };
     let journal = Journal::new(store.clone(), next_generation);
+    let lease_tokens = store.clone();
     let events = store.events();
     let emperor_id = store.emperor_id().to_owned();
     let cursors = store.cursors();
@@ -100,7 +104,15 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     for id in &ids {
         controller.add_source(id.clone());
     }
+    let running = |name: &VassalName| {
+        controller.actual().get(name).is_some_and(|a| matches!(a.phase, reconciler::Phase::Running { .. }))
+    };
+    // The holder of a lease is this emperor, not only its host: two
+    // emperors given the same --host never both hold one lease.
+    let holder = format!("{host}/{}", &emperor_id[..emperor_id.len().min(8)]);
+    let mut singletons = singletons::Singletons::start(&sources, &holder, timing, lease_tokens, running);
     for (id, snapshot) in restored {
+        singletons.on_specs(&id, &snapshot.specs, &mut controller);
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();
         controller.set_snapshot(&id, specs, snapshot.complete);
     }
@@ -135,6 +147,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         control: hook,
         notify,
         metrics: control::LoopMetrics::new(counters, tracked),
+        singletons,
     };
     let result = emperor.serve(src_rx, shutdown).await;
     monitors.iter().chain(&status_writers).for_each(|task| task.abort());

@@ -30,6 +30,8 @@ pub(crate) trait Processes: Executor {
     fn kills(&self) -> u64 {
         0
     }
+    /// Applies what a singleton's lease decided (see [`Supervisor::fence`]).
+    fn fence(&mut self, _name: &VassalName, _order: crate::fleet::lease::task::Order) {}
 }
 
 impl Processes for Supervisor {
@@ -59,5 +61,9 @@ impl Processes for Supervisor {
 
     fn kills(&self) -> u64 {
         Supervisor::kills(self)
+    }
+
+    fn fence(&mut self, name: &VassalName, order: crate::fleet::lease::task::Order) {
+        Supervisor::fence(self, name, order);
     }
 }

@@ -300,6 +300,17 @@ pub trait Source: Send + Sync {
     fn status(&self) -> Option<crate::fleet::status::Target> {
         None
     }
+    /// Where this source keeps singleton leases for the emperor named
+    /// `holder`, each lasting `lease`; `None` for a source that cannot hold
+    /// leases (its singletons are refused).
+    fn lease_store(
+        &self,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Option<Box<dyn crate::fleet::lease::LeaseStore>> {
+        let _ = (holder, lease);
+        None
+    }
 }
 
 /// Builds a source from the rest of its URI (after `scheme://`).

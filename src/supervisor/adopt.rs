@@ -227,6 +227,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             inline: None,
         },
         Mode::Native => Launch::Native(NativeSpec {
+            singleton: false,
             exec: vec!["(adopted)".into()],
             chdir: None,
             env: Vec::new(),

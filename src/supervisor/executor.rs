@@ -258,6 +258,7 @@ impl Supervisor {
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
                 let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
                 self.procs.insert(spec.name.clone(), proc);
+                self.watch_fence(&spec.name);
                 Ok(())
             }
             Err(StartFailure::Error(e)) => {

@@ -87,6 +87,7 @@ impl Supervisor {
                     self.read_notifications();
                     let now = Instant::now();
                     self.tick(now);
+                    self.fence_tick(now);
                     if self.stale_retry_at.is_some_and(|at| at <= now) {
                         self.rewrite_stale_records();
                     }
@@ -160,6 +161,7 @@ impl Supervisor {
         }
         let proc = self.procs.remove(name).expect("checked above");
         self.timed.remove(name);
+        self.fence_exited(name);
         if self.native_pids.get(&proc.pid()) == Some(name) {
             self.native_pids.remove(&proc.pid());
         }
@@ -263,7 +265,11 @@ impl Supervisor {
         let default = self.settings.heartbeat_timeout;
         let deadline = |p: &super::Proc| p.state.deadline(p.heartbeat_timeout(default));
         let due = self.timed.iter().filter_map(|name| deadline(self.procs.get(name)?)).min();
-        due.into_iter().chain(self.stall.next_pulse(default)).chain(self.stale_retry_at).min()
+        due.into_iter()
+            .chain(self.stall.next_pulse(default))
+            .chain(self.stale_retry_at)
+            .chain(self.fence_deadline())
+            .min()
     }
 }
 

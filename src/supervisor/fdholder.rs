@@ -10,8 +10,11 @@
 //!
 //! Protocol: a `SOCK_SEQPACKET` unix socket in the state dir; one datagram
 //! per message, fds passed with `SCM_RIGHTS`:
-//! `PUT <key>` + fd, `DROP <key>`, `LIST` → `FD <key>` + fd … `END`, `QUIT`.
+//! `PUT <key>` + fd, `DROP <key>`, `LIST` → `FD <key>` + fd … `END`, `QUIT`,
+//! and for singletons `WATCH <deadline ns> <pid> <name>` + pidfd and
+//! `UNWATCH <name>` (see [`watchdog`](super::watchdog)).
 
+use super::watchdog::Watchdog;
 use crate::sys::{peer, scm};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -66,6 +69,18 @@ impl FdHolder {
     /// Hands a copy of `fd` to the holder under `key`.
     pub fn put(&self, key: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
         send(self.conn.as_fd(), format!("PUT {key}").as_bytes(), Some(fd))
+    }
+
+    /// Makes the holder kill the singleton `name` (its process `pid`,
+    /// `pidfd`) at `deadline_ns` of CLOCK_MONOTONIC, unless told a later one.
+    pub fn watch(&self, name: &str, pid: i32, deadline_ns: u64, pidfd: BorrowedFd<'_>) -> io::Result<()> {
+        let text = super::watchdog::watch_message(name, pid, deadline_ns);
+        send(self.conn.as_fd(), text.as_bytes(), Some(pidfd))
+    }
+
+    /// Ends the watch of the singleton `name`.
+    pub fn unwatch(&self, name: &str) -> io::Result<()> {
+        send(self.conn.as_fd(), format!("UNWATCH {name}").as_bytes(), None)
     }
 
     /// Makes the holder close its copy of `key`.
@@ -123,13 +138,15 @@ pub fn serve(socket_path: &Path) -> io::Result<()> {
     let mut waiting: VecDeque<OwnedFd> = VecDeque::new();
     let mut refused: HashSet<u32> = HashSet::new();
     let mut current: Option<OwnedFd> = None;
+    let mut watchdog = Watchdog::default();
     loop {
         if current.is_none() {
             current = waiting.pop_front();
         }
         let mut fds = vec![listener.as_fd()];
         fds.extend(current.as_ref().map(|c| c.as_fd()));
-        let ready = scm::wait_readable(&fds)?;
+        let ready = scm::wait_readable_for(&fds, watchdog.timeout())?;
+        watchdog.fire();
         if ready[0] {
             let conn = scm::accept(listener.as_fd())?;
             if admit(&conn, &mut refused) {
@@ -138,7 +155,7 @@ pub fn serve(socket_path: &Path) -> io::Result<()> {
         }
         if ready.get(1).copied().unwrap_or(false) {
             let conn = current.as_ref().expect("polled with a connection");
-            match serve_message(conn, &mut held) {
+            match serve_message(conn, &mut held, &mut watchdog) {
                 Flow::Next => {}
                 Flow::Closed => current = None,
                 Flow::Quit => {
@@ -179,7 +196,7 @@ enum Flow {
 }
 
 /// Serves one message of the connected emperor.
-fn serve_message(conn: &OwnedFd, held: &mut HashMap<String, OwnedFd>) -> Flow {
+fn serve_message(conn: &OwnedFd, held: &mut HashMap<String, OwnedFd>, watchdog: &mut Watchdog) -> Flow {
     let Ok((text, fd)) = recv(conn.as_fd()) else { return Flow::Closed };
     if text.is_empty() && fd.is_none() {
         return Flow::Closed;
@@ -192,6 +209,8 @@ fn serve_message(conn: &OwnedFd, held: &mut HashMap<String, OwnedFd>) -> Flow {
         ("DROP", _) => {
             held.remove(arg);
         }
+        ("WATCH", Some(pidfd)) => watchdog.watch(arg, pidfd),
+        ("UNWATCH", _) => watchdog.unwatch(arg),
         ("LIST", _) => {
             for (key, fd) in held.iter() {
                 if send(conn.as_fd(), format!("FD {key}").as_bytes(), Some(fd.as_fd())).is_err() {

@@ -43,14 +43,24 @@ pub(super) struct HolderLink {
     by_vassal: HashMap<(String, u64), Vec<String>>,
     /// When to try again to reach a holder, and the delay after that.
     retry: Option<(Instant, Duration)>,
+    /// The singletons' watchdog deadlines (pid, CLOCK_MONOTONIC ns), by name,
+    /// to give a new holder too.
+    watches: HashMap<String, (i32, u64)>,
 }
 
 impl HolderLink {
     /// Connects to the holder of `state_dir`, starting one if none answers;
     /// when that fails, says so once and keeps trying in the background.
     pub(super) fn new(state_dir: PathBuf, log_dir: PathBuf) -> Self {
-        let mut link =
-            Self { state_dir, log_dir, conn: None, held: HashMap::new(), by_vassal: HashMap::new(), retry: None };
+        let mut link = Self {
+            state_dir,
+            log_dir,
+            conn: None,
+            held: HashMap::new(),
+            by_vassal: HashMap::new(),
+            retry: None,
+            watches: HashMap::new(),
+        };
         if let Err(e) = link.connect() {
             tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash until one starts");
             link.retry = Some((Instant::now() + RETRY_MIN, RETRY_MIN));
@@ -117,6 +127,7 @@ impl HolderLink {
             held: HashMap::new(),
             by_vassal: HashMap::new(),
             retry: None,
+            watches: HashMap::new(),
         }
     }
 
@@ -185,13 +196,35 @@ impl HolderLink {
         }
     }
 
-    /// Hands the holder every fd of the registry; how many.
+    /// Hands the holder every fd of the registry and every watch; how many fds.
     fn resend(&self) -> io::Result<usize> {
         let conn = self.conn.as_ref().ok_or_else(|| io::Error::other("no fd holder"))?;
         for (key, fd) in &self.held {
             conn.holder.put(key, fd.as_fd())?;
         }
+        for (name, (pid, deadline_ns)) in &self.watches {
+            send_watch(&conn.holder, name, *pid, *deadline_ns);
+        }
         Ok(self.held.len())
+    }
+
+    /// Makes the holder kill the singleton `name` (process `pid`) at
+    /// `deadline_ns` of CLOCK_MONOTONIC unless a later deadline comes
+    /// (see [`watchdog`](super::watchdog)).
+    pub(super) fn watch(&mut self, name: &str, pid: i32, deadline_ns: u64) {
+        self.watches.insert(name.to_owned(), (pid, deadline_ns));
+        if let Some(conn) = &self.conn {
+            send_watch(&conn.holder, name, pid, deadline_ns);
+        }
+    }
+
+    /// Ends the holder's watch of the singleton `name`.
+    pub(super) fn unwatch(&mut self, name: &str) {
+        if self.watches.remove(name).is_some() {
+            if let Some(conn) = &self.conn {
+                let _ = conn.holder.unwatch(name);
+            }
+        }
     }
 
     /// Ends the holder (after every vassal has stopped).
@@ -200,5 +233,13 @@ impl HolderLink {
         if let Some(conn) = self.conn.take() {
             conn.holder.quit();
         }
+    }
+}
+
+/// Sends one watch (with a new pidfd of `pid`); a process already gone needs none.
+fn send_watch(holder: &FdHolder, name: &str, pid: i32, deadline_ns: u64) {
+    let sent = Pidfd::open(pid).and_then(|pidfd| holder.watch(name, pid, deadline_ns, pidfd.as_fd()));
+    if let Err(e) = sent {
+        tracing::debug!(vassal = name, pid, error = %e, "cannot give the fd holder a singleton's deadline");
     }
 }

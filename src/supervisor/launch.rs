@@ -89,6 +89,14 @@ pub enum LaunchError {
         /// The policy in force.
         policy: NativePolicy,
     },
+    /// `singleton = true` from a source that cannot hold a lease.
+    #[error("{vassal}: singleton = true needs a source that can hold a lease (pg://, mongodb://); {source_id} cannot, so the vassal is refused")]
+    SingletonRefused {
+        /// The vassal.
+        vassal: VassalName,
+        /// Its source.
+        source_id: SourceId,
+    },
     /// The name's extension is not known (an `--extra-extension` of an
     /// earlier run, no longer given).
     #[error("{vassal}: no config syntax for its extension (not given with --extra-extension)")]
@@ -123,6 +131,9 @@ pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
         }
         ConfigRef::Inline(text) => (text.clone(), format!("inline config of {}", spec.name), true),
     };
+    if !crate::fleet::lease::holds_leases(&spec.source) && vassal::is_singleton(format, &text).unwrap_or(false) {
+        return Err(LaunchError::SingletonRefused { vassal: spec.name.clone(), source_id: spec.source.clone() });
+    }
     match vassal::parse(format, &text) {
         Ok(VassalConfig::Uwsgi { flag }) => Ok(Launch::Uwsgi { flag, inline: inline.then_some(text) }),
         Ok(VassalConfig::Native(native)) => Ok(Launch::Native(native)),
@@ -235,6 +246,7 @@ mod tests {
     fn native_chdir_is_relative_to_the_config() {
         let s = spec("web.toml", ConfigRef::File("/srv/vassals/web.toml".into()));
         let native = NativeSpec {
+            singleton: false,
             exec: vec!["python3".into(), "-m".into(), "http.server".into()],
             chdir: Some("www".into()),
             env: vec![("A".into(), "1".into())],

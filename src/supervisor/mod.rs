@@ -16,6 +16,7 @@ mod exits;
 mod fd_reserve;
 pub(crate) mod fdholder;
 mod held;
+mod fence;
 mod holder_link;
 mod inject;
 mod launch;
@@ -36,6 +37,7 @@ mod status;
 mod tyrant;
 mod user;
 mod watch;
+mod watchdog;
 
 use crate::sys::spawn;
 use channel::Pair;
@@ -43,6 +45,7 @@ use executor::begin_stop;
 use exits::ProcEvent;
 pub use fdholder::serve as serve_fd_holder;
 use held::StartFailure;
+pub use fence::FENCE_VARIABLE;
 use holder_link::HolderLink;
 pub use inject::Injection;
 pub use launch::NativePolicy;
@@ -155,6 +158,8 @@ pub struct Supervisor {
     /// What changed for operators since the main loop last heard from the
     /// supervisor.
     news: news::News,
+    /// The singletons' tokens and SIGKILL deadlines.
+    fences: fence::Fences,
 }
 
 impl Supervisor {
@@ -201,6 +206,7 @@ impl Supervisor {
             notify,
             native_pids: HashMap::new(),
             news: news::News::default(),
+            fences: fence::Fences::default(),
         };
         // Whatever exited before SIGCHLD was watched.
         supervisor.reap_children();
@@ -290,6 +296,7 @@ impl Supervisor {
         let mut vars = self.base_env.clone();
         vars.extend(env);
         vars.push(("EMPEROR_VASSAL".into(), format!("{}:{generation}", spec.name)));
+        vars.extend(self.fence_env(&spec.name));
         vars.extend(sockets.env.iter().cloned());
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
         let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());

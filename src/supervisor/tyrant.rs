@@ -125,6 +125,7 @@ mod tests {
 
     fn native(uid: Option<&str>, gid: Option<&str>) -> Launch {
         Launch::Native(NativeSpec {
+            singleton: false,
             exec: vec!["true".into()],
             chdir: None,
             env: Vec::new(),

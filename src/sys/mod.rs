@@ -6,11 +6,12 @@
 //! another identity (and what its child does before exec), `close_range`,
 //! `waitid` on any child (its siginfo pid), `pidfd_send_signal` with
 //! `PIDFD_SIGNAL_PROCESS_GROUP`, the passwd/group database (with
-//! `getgrouplist`), `umask` and `poll`. Every `unsafe` block says why it is
+//! `getgrouplist`), `umask`, `poll` and `clock_gettime`. Every `unsafe` block says why it is
 //! sound.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod clock;
 pub mod dgram;
 pub mod epoll;
 pub mod host;

@@ -18,6 +18,11 @@ impl Pidfd {
         Ok(Self(rustix::process::pidfd_open(pid(target)?, PidfdFlags::empty())?))
     }
 
+    /// A pidfd received from another process (`SCM_RIGHTS`).
+    pub fn from_owned(fd: OwnedFd) -> Self {
+        Self(fd)
+    }
+
     /// Sends `signal` to exactly this process (never to a reused pid).
     pub fn signal(&self, signal: i32) -> io::Result<()> {
         Ok(rustix::process::pidfd_send_signal(&self.0, checked(signal)?)?)
@@ -58,6 +63,12 @@ impl Pidfd {
         // SAFETY: a Pidfd owns its fd for its whole life and always reports
         // that same fd, as registration requires.
         unsafe { AsyncFd::register(self) }.map_err(io::Error::from)
+    }
+}
+
+impl From<Pidfd> for OwnedFd {
+    fn from(pidfd: Pidfd) -> OwnedFd {
+        pidfd.0
     }
 }
 

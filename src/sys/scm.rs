@@ -48,14 +48,17 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
-/// Waits until at least one of `fds` is readable (or hung up); returns which.
-/// Retries when a signal interrupts.
-pub fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+/// Waits until at least one of `fds` is readable (or hung up), or at most
+/// `timeout` (`None`: no limit); returns which (all `false` when the time
+/// ran out). Retries when a signal interrupts.
+pub fn wait_readable_for(fds: &[BorrowedFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<Vec<bool>> {
     let mut polled: Vec<libc::pollfd> =
         fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // Rounded up, so that a deadline is never woken for a millisecond early.
+    let ms = timeout.map_or(-1, |t| t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int);
     loop {
         // SAFETY: `polled` is a live array of `polled.len()` pollfd structs.
-        let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+        let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
         if rc >= 0 {
             return Ok(polled.iter().map(|p| p.revents != 0).collect());
         }

@@ -75,6 +75,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
+                singleton: false,
                 exec: vec![
                     "/usr/bin/python3".into(),
                     "-m".into(),

@@ -123,6 +123,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
+                singleton: false,
                 exec: vec!["node".into(), "server.js".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![("ZED".into(), "last-alpha-first".into()), ("PORT".into(), "3000".into())],

@@ -5,6 +5,7 @@
 //! program the emperor runs directly, or it is a uWSGI config that the emperor
 //! hands to the uWSGI binary with the matching `--ini`/`--xml`/... flag.
 
+mod emperor_section;
 mod ini;
 mod json;
 mod native;
@@ -118,6 +119,9 @@ pub struct NativeSpec {
     /// What the program tells the emperor through `NOTIFY_SOCKET`: whether
     /// it is started only once it says `READY=1`, and its watchdog.
     pub readiness: Readiness,
+    /// `singleton = true`: it runs on one emperor of the fleet at a time,
+    /// under a lease held in its source.
+    pub singleton: bool,
 }
 
 /// The systemd-style notifications a native vassal opts into (the `notify`
@@ -232,6 +236,19 @@ pub fn parse(format: Format, text: &str) -> Result<VassalConfig, ConfigError> {
     }
 }
 
+/// Whether the config asks to run on one emperor of a fleet at a time:
+/// `singleton = true` in its native section, or in the `[emperor]` section
+/// (`emperor:` key, `<emperor>` element) of a uWSGI-style config.
+pub fn is_singleton(format: Format, text: &str) -> Result<bool, ConfigError> {
+    if !text.contains("singleton") {
+        return Ok(false);
+    }
+    match parse(format, text)? {
+        VassalConfig::Native(spec) => Ok(spec.singleton),
+        VassalConfig::Uwsgi { .. } => emperor_section::singleton(format, text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +294,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key `exce` (line 3) in the vassal section; known keys are: \
-             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog"
+             exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog, singleton"
         );
         let err = ConfigError::Syntax { format: Format::Json, line: None, message: "eof".into() };
         assert_eq!(err.to_string(), "invalid JSON: eof");

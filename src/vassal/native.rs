@@ -28,11 +28,12 @@ pub(super) enum Key {
     Socket,
     Notify,
     Watchdog,
+    Singleton,
 }
 
 impl Key {
     /// Every key, in the order we list them to operators.
-    const ALL: [Key; 11] = [
+    const ALL: [Key; 12] = [
         Key::Exec,
         Key::Chdir,
         Key::Env,
@@ -44,6 +45,7 @@ impl Key {
         Key::Socket,
         Key::Notify,
         Key::Watchdog,
+        Key::Singleton,
     ];
 
     /// The key as written in a config.
@@ -60,6 +62,7 @@ impl Key {
             Key::Socket => "socket",
             Key::Notify => "notify",
             Key::Watchdog => "watchdog",
+            Key::Singleton => "singleton",
         }
     }
 
@@ -88,6 +91,7 @@ pub(super) struct SpecBuilder {
     reload: Option<ReloadMode>,
     sockets: Vec<String>,
     readiness: Readiness,
+    singleton: bool,
 }
 
 impl SpecBuilder {
@@ -121,6 +125,7 @@ impl SpecBuilder {
             Key::Socket => self.sockets.extend(texts_value(ctx, value)?),
             Key::Notify => self.readiness.notify = bool_value(ctx, value)?,
             Key::Watchdog => self.readiness.watchdog = Some(watchdog_value(ctx, value)?),
+            Key::Singleton => self.singleton = bool_value(ctx, value)?,
         }
         Ok(())
     }
@@ -138,6 +143,7 @@ impl SpecBuilder {
             reload: self.reload.unwrap_or(ReloadMode::Restart),
             sockets: self.sockets,
             readiness: self.readiness,
+            singleton: self.singleton,
         })
     }
 }
@@ -166,7 +172,7 @@ mod tests {
         assert_eq!(Key::from_name("stop_signal"), None);
         assert_eq!(
             Key::list(),
-            "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog"
+            "exec, chdir, env, uid, gid, stop-signal, stop-timeout, reload, socket, notify, watchdog, singleton"
         );
     }
 }

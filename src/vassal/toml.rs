@@ -74,6 +74,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
+                singleton: false,
                 exec: vec!["gunicorn".into(), "-b".into(), ":8000".into(), "app:app".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![("Z".into(), "1".into()), ("A".into(), "2".into())],

@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
+                singleton: false,
                 exec: vec!["python3".into(), "-m".into(), "http.server".into(), "a & b".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![("PORT".into(), "8000".into()), ("Q".into(), "<A>".into())],

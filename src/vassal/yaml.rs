@@ -75,6 +75,7 @@ mod tests {
         assert_eq!(
             spec,
             NativeSpec {
+                singleton: false,
                 exec: vec!["python3".into(), "-m".into(), "http.server".into(), "8000".into()],
                 chdir: Some("/srv/app".into()),
                 env: vec![

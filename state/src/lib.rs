@@ -13,6 +13,7 @@
 mod cursors;
 mod events;
 mod integrity;
+mod leases;
 mod record;
 mod room;
 mod stopped;
@@ -107,6 +108,8 @@ pub struct Store {
     stopped: sled::Tree,
     /// The last events, by sequence number (see [`Events`]).
     events: sled::Tree,
+    /// The singletons' fencing tokens (see [`Store::set_lease_token`]).
+    leases: sled::Tree,
     emperor_id: Arc<str>,
     /// The flush count that tells a damaged log (see the `integrity` module).
     seal: Arc<integrity::Seal>,
@@ -154,6 +157,7 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             stopped: db.open_tree("stopped")?,
             events: db.open_tree("events")?,
+            leases: db.open_tree("leases")?,
             meta,
             db,
             emperor_id: emperor_id.into(),

@@ -224,6 +224,22 @@ impl PgClient {
         }
         unreachable!("the second attempt returns or panics")
     }
+
+    /// The rows of one query, every value as text (`None` for NULL).
+    pub fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let client = self.client.as_ref().expect("connected");
+        let messages =
+            self.rt.block_on(client.simple_query(sql)).unwrap_or_else(|e| panic!("SQL failed: {e:?}\n{sql}"));
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// `text` as an SQL string literal.

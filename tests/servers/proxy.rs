@@ -17,6 +17,9 @@ pub struct Proxy {
 struct Shared {
     target: u16,
     open: AtomicBool,
+    /// Bytes are dropped both ways and new connections are accepted but
+    /// never answered: a partition without FIN or RST.
+    blackhole: AtomicBool,
     stop: AtomicBool,
     live: Mutex<Vec<TcpStream>>,
 }
@@ -29,6 +32,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             target,
             open: AtomicBool::new(true),
+            blackhole: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             live: Mutex::new(Vec::new()),
         });
@@ -46,9 +50,23 @@ impl Proxy {
         }
     }
 
-    /// Forwards new connections again.
+    /// Forwards new connections again. After [`Proxy::blackhole`], the
+    /// connections it kept are closed: bytes were lost on them, as TCP
+    /// would have given them up during a long partition.
     pub fn restore(&self) {
+        if self.shared.blackhole.swap(false, Ordering::SeqCst) {
+            for stream in self.shared.live.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
         self.shared.open.store(true, Ordering::SeqCst);
+    }
+
+    /// A partition without FIN or RST: every connection stays open but
+    /// carries nothing either way, and new ones are accepted and left
+    /// unanswered, until [`Proxy::restore`].
+    pub fn blackhole(&self) {
+        self.shared.blackhole.store(true, Ordering::SeqCst);
     }
 }
 
@@ -65,6 +83,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok(_) if shared.stop.load(Ordering::SeqCst) => return,
+            Ok((client, _)) if shared.blackhole.load(Ordering::SeqCst) => {
+                shared.live.lock().unwrap_or_else(|e| e.into_inner()).push(client);
+            }
             Ok((client, _)) if shared.open.load(Ordering::SeqCst) => forward(client, shared),
             Ok((client, _)) => drop(client),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -84,16 +105,19 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) {
         live.push(c2.try_clone().expect("clone"));
         live.push(s2.try_clone().expect("clone"));
     }
-    std::thread::spawn(move || pump(client, server));
-    std::thread::spawn(move || pump(s2, c2));
+    let (up, down) = (shared.clone(), shared.clone());
+    std::thread::spawn(move || pump(client, server, &up));
+    std::thread::spawn(move || pump(s2, c2, &down));
 }
 
-/// Copies `from` to `to` until either side closes, then closes both.
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` until either side closes, then closes both;
+/// while the proxy is a black hole, what is read is dropped.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
+            Ok(_) if shared.blackhole.load(Ordering::SeqCst) => {}
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
                     break;

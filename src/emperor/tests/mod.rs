@@ -68,6 +68,13 @@ impl Harness {
             control: hook,
             notify: crate::control::Notifier::log_only(vec![source(DIR)]),
             metrics: crate::control::LoopMetrics::default(),
+            singletons: super::singletons::Singletons::start(
+                &[],
+                "test",
+                crate::fleet::lease::Timing::default_for(std::time::Duration::from_secs(15)),
+                store.clone(),
+                |_| false,
+            ),
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;

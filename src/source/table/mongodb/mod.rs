@@ -13,6 +13,7 @@
 //! per batch of changes (plus every `--resync` seconds); when the server
 //! refuses change streams it polls every `interval` seconds (default 3).
 
+mod lease;
 pub(crate) mod relaxed_json;
 mod uri;
 
@@ -51,6 +52,11 @@ impl Source for MongoSource {
         let heartbeat = self.status.heartbeat();
         let store = crate::fleet::status::mongodb::MongoStatus { source: self.clone(), collection, heartbeat };
         Some(crate::fleet::status::Target::Mongo(store))
+    }
+
+    fn lease_store(&self, holder: &str, lease: Duration) -> Option<Box<dyn crate::fleet::lease::LeaseStore>> {
+        let mongo = Mongo { source: self.clone(), refusal_logged: AtomicBool::new(false) };
+        Some(Box::new(lease::MongoLeases::new(mongo, holder, lease)))
     }
 }
 

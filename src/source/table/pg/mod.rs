@@ -20,7 +20,9 @@ use crate::source::util::secret::mask;
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use value::{self as pgvalue, Raw};
 
+mod lease;
 mod value;
+pub use lease::PgLeases;
 use reconciler::SourceId;
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct PgSource {
     listen: Option<String>,
     interval: Option<Duration>,
     status: status::Options,
+    /// The table of the singletons' leases (`;leases=TABLE`).
+    leases: String,
 }
 
 impl PgSource {
@@ -55,7 +59,7 @@ impl PgSource {
         let invalid = |message: String| SourceError::Invalid { uri: format!("pg://{}", mask(rest)), message };
         let (conninfo, tail) = rest.split_once(';').unwrap_or((rest, ""));
         let mut query = tail.trim();
-        let (mut listen, mut interval, mut status) = (None, None, status::Options::default());
+        let (mut listen, mut interval, mut status, mut leases) = (None, None, status::Options::default(), None);
         // Options are trailing `;key=value` segments; the query keeps the rest.
         loop {
             let (head, last) = query.rsplit_once(';').unwrap_or(("", query));
@@ -68,6 +72,11 @@ impl PgSource {
             } else if let Some(secs) = last.strip_prefix("interval=") {
                 let secs = seconds::parse_positive(secs).map_err(|e| invalid(format!("interval: {e}")))?;
                 interval.get_or_insert(secs);
+            } else if let Some(table) = last.strip_prefix("leases=") {
+                if table.is_empty() {
+                    return Err(invalid("leases= needs a table name".into()));
+                }
+                leases.get_or_insert_with(|| table.to_owned());
             } else if last
                 .split_once('=')
                 .map(|(k, v)| status.take(k, v))
@@ -88,7 +97,8 @@ impl PgSource {
         let mut config = tokio_postgres::Config::from_str(conninfo.trim())
             .map_err(|e| invalid(format!("bad connection string: {e}")))?;
         apply_defaults(&mut config);
-        Ok(Self { id: format!("pg://{}", mask(rest)), config, query, listen, interval, status })
+        let leases = leases.unwrap_or_else(|| lease::DEFAULT_TABLE.to_owned());
+        Ok(Self { id: format!("pg://{}", mask(rest)), config, query, listen, interval, status, leases })
     }
 
     /// Seconds between two queries when no notification comes.
@@ -164,6 +174,10 @@ impl Source for PgSource {
             heartbeat: self.status.heartbeat(),
         };
         Some(status::Target::Pg(store))
+    }
+
+    fn lease_store(&self, holder: &str, lease: Duration) -> Option<Box<dyn crate::fleet::lease::LeaseStore>> {
+        Some(Box::new(PgLeases::new(self.config.clone(), &self.leases, holder, lease)))
     }
 }
 
@@ -290,6 +304,10 @@ mod tests {
         assert_eq!(s.query, "SELECT name,config,ts FROM vassals WHERE host = 'a'");
         assert_eq!(s.listen.as_deref(), Some("emperor_vassals"));
         assert_eq!(s.interval, Some(Duration::from_millis(500)));
+        assert_eq!(s.leases, lease::DEFAULT_TABLE);
+        let s = parse("host=db;SELECT name,config,ts FROM vassals;leases=fleet.leases;listen=ch");
+        assert_eq!((s.leases.as_str(), s.listen.as_deref()), ("fleet.leases", Some("ch")));
+        assert!(PgSource::parse("host=db;SELECT 1;leases=").is_err());
         let s = parse("host=db;listen=ch");
         assert_eq!((s.query.as_str(), s.listen.as_deref()), (DEFAULT_QUERY, Some("ch")));
         assert_eq!(s.poll_period(Duration::from_secs(60)), Duration::from_secs(60));
