@@ -193,10 +193,6 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value = "5")]
     pub log_keep: u32,
 
-    /// This emperor's name in everything it writes to a fleet's sources (default: the machine's hostname).
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-
     /// Seconds a singleton's lease lasts after its last renewal (the other
     /// lease timeouts default to fractions of it: renew 1/5, deadline 2/3,
     /// margin 2/15, delay 1/15).

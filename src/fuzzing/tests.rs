@@ -103,3 +103,11 @@ fn seeds_parse_without_panicking() {
     table_row(b"a.ini\xff[uwsgi]\n\xff1");
     control_request(b"GET /v1/vassals HTTP/1.1\r\nHost: e");
 }
+
+#[test]
+fn a_percent_before_a_wide_character_is_refused_not_a_panic() {
+    // Found by `source_uris`: the driver's escape check sliced inside `é`.
+    source_uri("mongodb://%$é@#}".as_bytes());
+    let refused = crate::source::table::mongodb::MongoSource::from_uri("%$é@h/#db.c").err().map(|e| e.to_string());
+    assert!(refused.as_deref().is_some_and(|e| e.contains("connection string: a bad %-escape")), "{refused:?}");
+}

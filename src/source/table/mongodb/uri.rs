@@ -2,7 +2,7 @@
 //! standard connection string, key-value pairs) and their defaults.
 
 use super::relaxed_json;
-use crate::source::util::{seconds, secret};
+use crate::source::util::{percent, seconds, secret};
 use crate::source::{Source, SourceError};
 use ::mongodb::bson::Document;
 use ::mongodb::options::{ConnectionString, Credential, ServerAddress};
@@ -56,6 +56,9 @@ impl MongoSource {
         let (head, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         if head.contains('/') || !fragment.is_empty() {
             let uri = format!("mongodb://{head}");
+            // The driver's own check of `%` escapes slices inside multi-byte
+            // characters and panics; refuse a bad escape here first.
+            percent::decode(head).map_err(|e| invalid(format!("connection string: {e}")))?;
             ConnectionString::parse(&uri).map_err(|e| invalid(secret::mask(&e.to_string())))?;
             let (ns, filter) = fragment.split_once(',').unwrap_or((fragment, ""));
             let (database, collection) = namespace(ns).map_err(invalid)?;
