@@ -38,7 +38,10 @@ fn named<E: std::fmt::Display>(result: Result<impl Sized, E>) {
 pub fn config(data: &[u8]) {
     let Some((first, rest)) = data.split_first() else { return };
     let Ok(text) = std::str::from_utf8(rest) else { return };
-    named(vassal::parse(FORMATS[usize::from(*first) % FORMATS.len()], text));
+    let format = FORMATS[usize::from(*first) % FORMATS.len()];
+    named(vassal::parse(format, text));
+    // The `singleton` key, in `[vassal]` or a uWSGI-style `[emperor]` section.
+    let _ = vassal::is_singleton(format, text);
 }
 
 /// A source argument on the command line (every scheme, or a bare path).
