@@ -97,6 +97,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
+    controller.set_start_budget(Some(event_loop::ROUND_STARTS));
     for id in &ids {
         controller.add_source(id.clone());
     }
@@ -133,6 +134,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         control: hook,
         notify,
         metrics: control::LoopMetrics::new(counters, tracked),
+        trimmed_at: next_generation,
     };
     let result = emperor.serve(src_rx, shutdown).await;
     monitors.iter().for_each(|task| task.abort());

@@ -68,6 +68,7 @@ impl Harness {
             control: hook,
             notify: crate::control::Notifier::log_only(vec![source(DIR)]),
             metrics: crate::control::LoopMetrics::default(),
+            trimmed_at: 0,
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
