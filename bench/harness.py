@@ -987,16 +987,16 @@ def render(res, args, meta):
         (ut, uv), (et, ev) = idl(u), idl(e)
         idle.setdefault(n, ev)
         row(f"emperor CPU over {IDLE_S:.0f} s idle, {suffix}", ut, et, uv, ev,
-            target(n, e, ev, "≤ 0.05 %", lambda v: v <= 0.05))
+            target(n, e, ev, "≤ 0.02 %", lambda v: v <= 0.02))
     if len(SCALE_NS) > 1:
         lo, hi = idle.get(SCALE_NS[0]), idle.get(SCALE_NS[-1])
         for n in NATIVE_NS:
             if n == SCALE_NS[-1] and sc(E, n, "native") and (hi is None or not sc(E, n).get("converged")):
                 hi = sc(E, n, "native").get("idle_pct")
         if lo is not None and hi is not None:
-            flat = hi <= max(2 * lo, 0.05)
+            flat = hi <= 1.5 * lo
             rows.append((f"emperor idle CPU at {SCALE_NS[-1]} ÷ at {SCALE_NS[0]}", "", f"{hi / lo:.2g}×" if lo else "—",
-                         "", f"flat in N: {mark(flat)}"))
+                         "", f"≤ 1.5×: {mark(flat)}"))
     for suffix, n, u, e in cases:
         (ut, uv), (et, ev) = rss(u), rss(e)
         row(f"emperor RSS after idle, {suffix}", ut, et, uv, ev, target(n, e, ev, "≤ 20 MiB", lambda v: v <= 20))
