@@ -15,7 +15,9 @@
 #   - scale, for each N of SCALE_NS: convergence with N configs present at
 #     start, emperor CPU % and RSS over an idle window, time to stop all on SIGTERM;
 #   - emperor only: re-adoption of ADOPT_N running vassals after kill -9 of
-#     the emperor (uWSGI vassals die with their emperor).
+#     the emperor (uWSGI vassals die with their emperor);
+#   - emperor only: new configs and SIGTERM while BURST_N vassals are being
+#     started (uWSGI picks up a new config on its next 3 s scan anyway).
 # The measurements are in bench/harness.py. Every wait is bounded; every
 # process started is tracked (by pid, and by a token in its environment) and
 # killed on exit.
@@ -27,13 +29,17 @@
 #   WAIT_S [15]                bound of each latency wait
 #   SCALE_NS ["1000 10000"] {"1000"}   vassal counts of the scale runs
 #   SCALE_WAIT_S [300] {60}    bound of each convergence
-#   NATIVE_NS ["10000"] {""}   emperor-only scale runs with native vassals (the same binary run
-#                              directly, no control socket: 1 fd per vassal instead of 3)
+#   NATIVE_NS ["10000 25000"] {""}   emperor-only scale runs with native vassals (the same binary
+#                              run directly, no control socket: no fd per vassal)
 #   UWSGI_MAX_N [0]            skip uWSGI scale runs above this N (0: no cap)
 #   SETTLE_S [15] {3}  SETTLE_MAX_S [120] {10}  SETTLE_QUIET_PCT [1]   settle before the idle window
 #   IDLE_S [60] {10}           idle window (60 s spans one emperor --resync period)
 #   STOP_WAIT_S [120]          bound of each SIGTERM stop
-#   ADOPT_N [1000] {200}       re-adoption run size (0 skips it)
+#   ADOPT_N [10000] {200}      re-adoption run size (0 skips it)
+#   BURST_N [10000] {1000}     emperor only: new configs written while BURST_N configs present at start
+#                              are being started (their spawn latency), then SIGTERM during such a
+#                              start (how long starts go on after it); 0 skips it
+#   BURST_PROBES [20]          new configs written during that start, one after the other
 #   FLOOR_TRIALS [500] {100}   fork+exec floor trials
 #   NOFILE [min(hard limit, 20000)]   `ulimit -n` for both emperors
 #   ONLY [] (uwsgi|emperor)    run one side only
@@ -126,7 +132,7 @@ ulimit -n "$NOFILE" || die "cannot set ulimit -n $NOFILE (hard limit $HARD)"
 PID_MAX=$(cat /proc/sys/kernel/pid_max)
 THREADS_MAX=$(cat /proc/sys/kernel/threads-max)
 MAX_N=0
-for n in ${SCALE_NS:-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000} ${ADOPT_N:-1000}; do
+for n in ${SCALE_NS:-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000 25000} ${ADOPT_N:-10000} ${BURST_N:-10000}; do
   ((n > MAX_N)) && MAX_N=$n
 done
 # every vassal is one process; each emperor holds at least one fd per vassal

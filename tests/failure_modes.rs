@@ -237,7 +237,7 @@ fn held_for_fds<'a>(h: &Harness, names: &'a [String]) -> Vec<&'a String> {
 #[test]
 fn out_of_fds_holds_the_starts_that_do_not_fit_and_the_emperor_keeps_serving() {
     let mut h = Harness::new();
-    let names: Vec<String> = (0..60).map(|i| format!("v{i:02}.ini")).collect();
+    let names: Vec<String> = (0..150).map(|i| format!("v{i:02}.ini")).collect();
     for name in &names {
         put(&h.vassal(name), &uwsgi_ini(""));
     }

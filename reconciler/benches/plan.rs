@@ -8,6 +8,10 @@
 //! grow with N (beyond the O(log N) map lookups). `controller/one_change`
 //! measures one whole round of the controller for one changed config:
 //! `upsert` + `reconcile` with an executor that does nothing.
+//! `controller/start_all` measures the rounds that start N vassals whose
+//! configs all arrived at once (N dirty names), in one round without a start
+//! budget and in rounds of 64 starts with one (what the emperor does): the
+//! budget must not make the whole start cost more.
 //!
 //! `cargo bench -p reconciler --bench plan`; under `cargo test` each
 //! benchmark runs once.
@@ -144,6 +148,39 @@ fn bench_controller(c: &mut Criterion) {
     group.finish();
 }
 
+/// A controller whose only source just listed `n` new configs: `n` dirty names.
+fn all_new(n: usize, budget: Option<usize>) -> Controller {
+    let mut ctl = Controller::new(BackoffPolicy::default());
+    ctl.set_start_budget(budget);
+    ctl.add_source(source());
+    ctl.set_snapshot(&source(), (0..n).map(|i| (name(i), spec(i, "v0"))).collect(), true);
+    ctl
+}
+
+fn bench_start_all(c: &mut Criterion) {
+    let mut group = c.benchmark_group("controller");
+    group.sample_size(10);
+    for n in [1_000, 10_000] {
+        for (label, budget) in [("start_all/one_round", None), ("start_all/rounds_of_64", Some(64))] {
+            group.bench_with_input(BenchmarkId::new(label, n), &n, |b, &n| {
+                b.iter_batched(
+                    || all_new(n, budget),
+                    |mut ctl| {
+                        let mut rounds = 0;
+                        while ctl.reconcile(NOW, &mut Noop).is_some() {
+                            rounds += 1;
+                        }
+                        assert_eq!(ctl.actual().len(), n);
+                        rounds
+                    },
+                    criterion::BatchSize::LargeInput,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
 }
@@ -151,6 +188,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_plan, bench_controller
+    targets = bench_plan, bench_controller, bench_start_all
 }
 criterion_main!(benches);

@@ -62,6 +62,11 @@ pub struct Controller {
     dirty: BTreeSet<VassalName>,
     timers: BTreeMap<u64, BTreeSet<VassalName>>,
     next_generation: u64,
+    /// The most starts one round makes; `None`: no bound.
+    start_budget: Option<usize>,
+    /// Names whose start a round held back (over its budget): the next
+    /// rounds start them, after the names made dirty since.
+    deferred: BTreeSet<VassalName>,
 }
 
 impl Controller {
@@ -76,6 +81,20 @@ impl Controller {
         let dirty = actual.keys().cloned().collect();
         let used = actual.values().map(|a| a.generation + 1).max().unwrap_or(1);
         Self { policy, actual, dirty, next_generation: next_generation.max(used), ..Self::default() }
+    }
+
+    /// Bounds the starts of one round to `budget` (at least one): the rest
+    /// wait for the next rounds, which [`Controller::reconcile`] asks for at
+    /// once. A start is a process creation; with a bound, a round that
+    /// starts thousands of vassals does not keep exits, signals and other
+    /// sources' changes waiting until the last one is started.
+    pub fn set_start_budget(&mut self, budget: Option<usize>) {
+        self.start_budget = budget.map(|b| b.max(1));
+    }
+
+    /// How many starts the rounds have held back so far and not made yet.
+    pub fn deferred_starts(&self) -> usize {
+        self.deferred.len()
     }
 
     /// Registers a source; until it reports a complete snapshot it causes no stop.
@@ -144,19 +163,23 @@ impl Controller {
         self.dirty.insert(name.clone());
     }
 
-    /// Plans and applies everything due at `now`; returns the time of the
-    /// next pending respawn, if any.
+    /// Plans and applies everything due at `now`; returns when to run the
+    /// next round: the next pending respawn, or `now` when starts were held
+    /// back by the start budget.
     pub fn reconcile(&mut self, now: u64, exec: &mut impl Executor) -> Option<u64> {
         let mut names = std::mem::take(&mut self.dirty);
         let due: Vec<u64> = self.timers.range(..=now).map(|(t, _)| *t).collect();
         for t in due {
             names.extend(self.timers.remove(&t).unwrap_or_default());
         }
+        let backlog = self.take_backlog();
+        names.extend(backlog.iter().cloned());
         let plan = plan_for(&self.desired, &self.actual, &names, now);
+        let admitted = self.admit(&plan.actions, &backlog);
         let starts: Vec<(VassalSpec, u64)> = plan
             .actions
             .iter()
-            .filter(|a| is_start(a))
+            .filter(|a| is_start(a) && admitted.contains(&a.name))
             .map(|a| (self.desired.get(&a.name).expect("planned from desired").clone(), self.allocate_generation()))
             .collect();
         if !starts.is_empty() {
@@ -165,6 +188,7 @@ impl Controller {
         let mut starts = starts.into_iter();
         for action in &plan.actions {
             match action.kind {
+                ActionKind::Spawn | ActionKind::Respawn if !admitted.contains(&action.name) => {}
                 ActionKind::Spawn | ActionKind::Respawn => {
                     let (spec, generation) = starts.next().expect("one generation per start");
                     self.start(spec, generation, now, exec);
@@ -180,7 +204,37 @@ impl Controller {
                 }
             }
         }
-        self.timers.keys().next().copied()
+        let next_respawn = self.timers.keys().next().copied();
+        if self.deferred.is_empty() {
+            next_respawn
+        } else {
+            Some(now)
+        }
+    }
+
+    /// Up to one budget of the names held back by earlier rounds.
+    fn take_backlog(&mut self) -> BTreeSet<VassalName> {
+        let take = self.start_budget.unwrap_or(usize::MAX).min(self.deferred.len());
+        (0..take).filter_map(|_| self.deferred.pop_first()).collect()
+    }
+
+    /// The names whose start this round makes, within the budget: names
+    /// made dirty since the last round first (a change just made is not
+    /// queued behind a large start), then the backlog; the others are
+    /// held back for the next rounds.
+    fn admit(&mut self, actions: &[Action], backlog: &BTreeSet<VassalName>) -> BTreeSet<VassalName> {
+        let (old, fresh): (Vec<&Action>, Vec<&Action>) =
+            actions.iter().filter(|a| is_start(a)).partition(|a| backlog.contains(&a.name));
+        let budget = self.start_budget.unwrap_or(usize::MAX);
+        let mut admitted = BTreeSet::new();
+        for action in fresh.into_iter().chain(old) {
+            if admitted.len() < budget {
+                admitted.insert(action.name.clone());
+            } else {
+                self.deferred.insert(action.name.clone());
+            }
+        }
+        admitted
     }
 
     /// The next unused generation, taken.

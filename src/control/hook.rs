@@ -9,10 +9,21 @@ use crate::source::supervise::StatusBoard;
 use crate::supervisor::ProcStatus;
 use reconciler::{Controller, SourceId, VassalName};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 /// How many commands may wait for the loop; a client beyond that waits.
 const QUEUE: usize = 64;
+
+/// Building the table takes time in proportion to the vassals; it is built
+/// again no sooner than this many times its last cost after it, so that it
+/// takes at most about 1/SHARE of the loop's time however many vassals
+/// there are and however many rounds run (a large start runs hundreds).
+const SHARE: u32 = 20;
+
+/// The longest a round's changes wait to be in the table.
+const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// A command for the main loop, with where to send its outcome.
 #[derive(Debug)]
@@ -40,6 +51,10 @@ pub struct Hook {
     sources: Option<SourceWatch>,
     /// Whether the emperor is stopping every vassal (exits are then no crashes).
     stopping_all: bool,
+    /// When the last table was built, and how long that took.
+    built: Option<(Instant, Duration)>,
+    /// Whether a round ran since the last table was built.
+    stale: bool,
 }
 
 /// The control task's side: sends commands, reads the table.
@@ -67,6 +82,8 @@ impl Hook {
             events,
             sources: None,
             stopping_all: false,
+            built: None,
+            stale: false,
         };
         (hook, Handle { commands: tx, table: table_rx, events: feed })
     }
@@ -83,6 +100,8 @@ impl Hook {
             events: EventLog::new(None).0,
             sources: None,
             stopping_all: false,
+            built: None,
+            stale: false,
         }
     }
 
@@ -178,13 +197,22 @@ impl Hook {
 
     /// Rebuilds and publishes the table (after a round), then sends the
     /// outcomes of the commands that round carried out; returns how many
-    /// vassals are in each state (also published to the sources that read them).
+    /// vassals are in each state (also published to the sources that read
+    /// them). Without outcomes to send, a table built less than [`SHARE`]
+    /// times its cost ago is not built again yet: `None`, and
+    /// [`Hook::table_due`] says when to call again.
     pub fn publish(
         &mut self,
         controller: &Controller,
         status: impl Fn(&VassalName) -> ProcStatus,
         now_ms: u64,
-    ) -> VassalCounts {
+    ) -> Option<VassalCounts> {
+        let started = Instant::now();
+        if self.replies.is_empty() && self.next_build().is_some_and(|at| at > started) {
+            self.stale = true;
+            self.events.release();
+            return None;
+        }
         let table = self.tracker.build(controller, status, now_ms);
         let counts = table.counts();
         self.counts.send_if_modified(|old| std::mem::replace(old, counts) != counts);
@@ -192,9 +220,21 @@ impl Hook {
             self.table.send_replace(Arc::new(table));
         }
         self.events.release();
+        self.built = Some((started, started.elapsed()));
+        self.stale = false;
         for (reply, outcome) in self.replies.drain(..) {
             let _ = reply.send(outcome);
         }
-        counts
+        Some(counts)
+    }
+
+    /// When the table held back by [`Hook::publish`] is due, if one is.
+    pub fn table_due(&self) -> Option<Instant> {
+        self.next_build().filter(|_| self.stale)
+    }
+
+    /// The earliest time the table may be built again.
+    fn next_build(&self) -> Option<Instant> {
+        self.built.map(|(at, cost)| at + (cost * SHARE).min(MAX_DELAY))
     }
 }

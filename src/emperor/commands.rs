@@ -52,11 +52,14 @@ impl<P: Processes> Emperor<P> {
         }
     }
 
-    /// Publishes the status table of the round just run.
+    /// Publishes the status table of the round just run (or of the rounds
+    /// run since it was last built, when it is due).
     pub(super) fn publish(&mut self) {
         let now = self.now();
         let supervisor = &self.supervisor;
-        let counts = self.control.publish(&self.controller, |name| supervisor.status(name), now);
+        let Some(counts) = self.control.publish(&self.controller, |name| supervisor.status(name), now) else {
+            return;
+        };
         self.notify.published(counts);
         self.metrics.set_healthy(self.notify.all_settled());
         self.metrics.kills(self.supervisor.kills());

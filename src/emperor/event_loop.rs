@@ -18,6 +18,16 @@ use tokio::time::Instant;
 /// wait for the flood to end, and a change from another source with it.
 const ROUND_EVENTS: usize = crate::source::supervise::CAPACITY;
 
+/// Starts one round makes at most. The rest wait for the next round, which
+/// comes at once, so that exits, signals, operators' commands and source
+/// changes are served while thousands of vassals start; a config that
+/// arrives meanwhile is started before the ones still waiting.
+pub(super) const ROUND_STARTS: usize = 64;
+
+/// Starts after which the heap is trimmed, once they are all made: a burst
+/// this large leaves megabytes freed but kept by the allocator.
+const TRIM_AFTER_STARTS: u64 = 512;
+
 /// The loop's state: what it reconciles, with what, and how it records.
 pub(super) struct Emperor<P> {
     pub(super) controller: Controller,
@@ -36,6 +46,8 @@ pub(super) struct Emperor<P> {
     pub(super) metrics: crate::control::LoopMetrics,
     /// Singletons and their leases.
     pub(super) singletons: super::singletons::Singletons,
+    /// The generation counter when the heap was last trimmed.
+    pub(super) trimmed_at: u64,
 }
 
 struct Signals {
@@ -77,6 +89,7 @@ impl<P: Processes> Emperor<P> {
         self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
             let deadline = self.deadline(wake);
+            let table_due = self.control.table_due();
             tokio::select! {
                 Some(event) = sources.recv() => {
                     sources_changed = true;
@@ -106,6 +119,11 @@ impl<P: Processes> Emperor<P> {
                 // A singleton's lease was taken, renewed or lost.
                 Some(notice) = self.singletons.next() => {
                     self.singletons.on_notice(notice, &mut self.controller, &mut self.supervisor);
+                }
+                // The status table held back after a busy round is due.
+                _ = sleep_until(table_due) => {
+                    self.publish();
+                    continue;
                 }
                 // The service manager's watchdog, or READY=1 overdue.
                 _ = sleep_until(self.notify.next_timer()) => {
@@ -150,6 +168,18 @@ impl<P: Processes> Emperor<P> {
             self.metrics.round_done();
             self.persist();
             self.publish();
+            self.trim_after_burst();
+        }
+    }
+
+    /// Gives the heap's free memory back once a large burst of starts is
+    /// over (none of them still held back).
+    fn trim_after_burst(&mut self) {
+        let generation = self.controller.next_generation();
+        if generation - self.trimmed_at >= TRIM_AFTER_STARTS && self.controller.deferred_starts() == 0 {
+            self.trimmed_at = generation;
+            let released = crate::sys::heap::trim();
+            tracing::debug!(released, "heap trimmed after a burst of starts");
         }
     }
 

@@ -101,6 +101,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
+    controller.set_start_budget(Some(event_loop::ROUND_STARTS));
     for id in &ids {
         controller.add_source(id.clone());
     }
@@ -148,6 +149,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         notify,
         metrics: control::LoopMetrics::new(counters, tracked),
         singletons,
+        trimmed_at: next_generation,
     };
     let result = emperor.serve(src_rx, shutdown).await;
     monitors.iter().chain(&status_writers).for_each(|task| task.abort());

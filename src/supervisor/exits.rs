@@ -92,7 +92,13 @@ impl Supervisor {
                         self.rewrite_stale_records();
                     }
                 }
-                Wake::Holder => self.holder.repair(),
+                Wake::Holder => {
+                    let control = self.procs.iter().filter_map(|(name, proc)| {
+                        let key = super::fdholder::key("control", proc.generation, name.as_str());
+                        proc.control.as_ref().map(|c| (key, std::os::fd::AsFd::as_fd(&**c)))
+                    });
+                    self.holder.repair(control);
+                }
             }
         }
     }

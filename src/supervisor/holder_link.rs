@@ -1,7 +1,8 @@
 //! The emperor's link to its fd holder, kept alive: every fd handed to the
-//! holder is also kept here (one registry, whatever the fd is for), the
-//! connection is watched, and a holder that dies is replaced and handed
-//! every fd again.
+//! holder is also kept here (one registry, whatever the fd is for) except
+//! the vassals' control channels, which their process entries keep open
+//! anyway (a copy here would make two fds per uWSGI vassal); the connection
+//! is watched, and a holder that dies is replaced and handed every fd again.
 //!
 //! Without this, a holder killed while the emperor runs would leave the
 //! uWSGI vassals with no second copy of their channels: the next emperor
@@ -37,7 +38,8 @@ pub(super) struct HolderLink {
     state_dir: PathBuf,
     log_dir: PathBuf,
     conn: Option<Connected>,
-    /// Our own copy of every fd the holder should keep, by key.
+    /// Our own copy of every fd the holder should keep, by key (control
+    /// channels apart: see [`owned_elsewhere`]).
     held: HashMap<String, OwnedFd>,
     /// The keys of each vassal generation, for [`HolderLink::release`].
     by_vassal: HashMap<(String, u64), Vec<String>>,
@@ -94,10 +96,14 @@ impl HolderLink {
     /// Keeps a copy of `fd` under `key` without sending it (the holder
     /// already has it: an fd taken back after a restart).
     pub(super) fn keep(&mut self, key: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let copy = fd.try_clone_to_owned()?;
-        if self.held.insert(key.to_owned(), copy).is_none() {
-            if let Some((_, generation, name)) = fdholder::parse_key(key) {
-                self.by_vassal.entry((name.to_owned(), generation)).or_default().push(key.to_owned());
+        if !owned_elsewhere(key) {
+            let copy = fd.try_clone_to_owned()?;
+            self.held.insert(key.to_owned(), copy);
+        }
+        if let Some((_, generation, name)) = fdholder::parse_key(key) {
+            let keys = self.by_vassal.entry((name.to_owned(), generation)).or_default();
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
             }
         }
         Ok(())
@@ -173,7 +179,7 @@ impl HolderLink {
     /// hands the new one every fd of the registry. Logs the loss once and
     /// the recovery once; failed attempts in between are retried quietly
     /// with a growing delay.
-    pub(super) fn repair(&mut self) {
+    pub(super) fn repair<'a>(&mut self, control: impl IntoIterator<Item = (String, BorrowedFd<'a>)>) {
         if self.conn.take().is_some() {
             tracing::warn!(
                 fds = self.held.len(),
@@ -181,7 +187,7 @@ impl HolderLink {
             );
         }
         let delay = self.retry.map_or(RETRY_MIN, |(_, delay)| delay);
-        match self.connect().and_then(|()| self.resend()) {
+        match self.connect().and_then(|()| self.resend(control)) {
             Ok(sent) => {
                 self.retry = None;
                 tracing::info!(fds = sent, "fd holder running again; uWSGI vassals survive an emperor crash again");
@@ -196,16 +202,30 @@ impl HolderLink {
         }
     }
 
-    /// Hands the holder every fd of the registry and every watch; how many fds.
-    fn resend(&self) -> io::Result<usize> {
+    /// Hands the holder every fd of the registry, the `control` channels
+    /// (by key) and every watch; how many fds.
+    fn resend<'a>(&self, control: impl IntoIterator<Item = (String, BorrowedFd<'a>)>) -> io::Result<usize> {
         let conn = self.conn.as_ref().ok_or_else(|| io::Error::other("no fd holder"))?;
         for (key, fd) in &self.held {
             conn.holder.put(key, fd.as_fd())?;
         }
+        let mut sent = self.held.len();
+        for (key, fd) in control {
+            conn.holder.put(&key, fd)?;
+            sent += 1;
+        }
         for (name, (pid, deadline_ns)) in &self.watches {
             send_watch(&conn.holder, name, *pid, *deadline_ns);
         }
-        Ok(self.held.len())
+        Ok(sent)
+    }
+
+    /// Whether `key` is registered for its vassal generation.
+    #[cfg(test)]
+    pub(super) fn registered(&self, key: &str) -> bool {
+        fdholder::parse_key(key).is_some_and(|(_, generation, name)| {
+            self.by_vassal.get(&(name.to_owned(), generation)).is_some_and(|keys| keys.iter().any(|k| k == key))
+        })
     }
 
     /// Makes the holder kill the singleton `name` (process `pid`) at
@@ -241,5 +261,30 @@ fn send_watch(holder: &FdHolder, name: &str, pid: i32, deadline_ns: u64) {
     let sent = Pidfd::open(pid).and_then(|pidfd| holder.watch(name, pid, deadline_ns, pidfd.as_fd()));
     if let Err(e) = sent {
         tracing::debug!(vassal = name, pid, error = %e, "cannot give the fd holder a singleton's deadline");
+    }
+}
+
+/// Whether the fd under `key` stays open elsewhere in the emperor for as
+/// long as the holder must keep it: a vassal's control channel is owned by
+/// its process entry, so the registry keeps no copy of it.
+fn owned_elsewhere(key: &str) -> bool {
+    fdholder::parse_key(key).is_some_and(|(kind, _, _)| kind == "control")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_channel_is_registered_without_a_copy_other_channels_with_one() {
+        let mut link = HolderLink::detached();
+        let (control, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (config, _peer2) = std::os::unix::net::UnixStream::pair().unwrap();
+        link.put(&fdholder::key("control", 3, "a.ini"), control.as_fd()).unwrap();
+        link.put(&fdholder::key("config", 3, "a.ini"), config.as_fd()).unwrap();
+        assert!(link.registered("control:3:a.ini") && link.registered("config:3:a.ini"));
+        assert_eq!(link.held.keys().collect::<Vec<_>>(), ["config:3:a.ini"], "one fd per control channel, not two");
+        link.release("a.ini", 3);
+        assert!(!link.registered("control:3:a.ini") && link.held.is_empty());
     }
 }

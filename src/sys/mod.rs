@@ -6,7 +6,7 @@
 //! another identity (and what its child does before exec), `close_range`,
 //! `waitid` on any child (its siginfo pid), `pidfd_send_signal` with
 //! `PIDFD_SIGNAL_PROCESS_GROUP`, the passwd/group database (with
-//! `getgrouplist`), `umask`, `poll` and `clock_gettime`. Every `unsafe` block says why it is
+//! `getgrouplist`), `umask`, `poll`, `clock_gettime` and `malloc_trim`. Every `unsafe` block says why it is
 //! sound.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod dgram;
 pub mod epoll;
+pub mod heap;
 pub mod host;
 pub mod limits;
 pub mod peer;

@@ -75,6 +75,7 @@ impl Harness {
                 store.clone(),
                 |_| false,
             ),
+            trimmed_at: 0,
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;

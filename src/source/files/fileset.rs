@@ -65,6 +65,11 @@ impl FileSet {
         self.files.iter().map(|(name, (path, stamp))| self.spec(name, path, stamp)).collect()
     }
 
+    /// The path of every config file in the set.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.values().map(|(path, _)| path.as_path())
+    }
+
     /// The owner the vassal of `path` runs as; `Ok(None)` when owners are
     /// not reported, or the file (or link) is gone.
     fn owner(&self, path: &Path, meta: &FileMeta) -> std::io::Result<Option<(u32, u32)>> {

@@ -3,6 +3,7 @@
 //! attribute changes and deletions into [`SourceEvent`]s.
 
 mod dir;
+mod dirstamps;
 mod fileset;
 mod glob;
 
@@ -10,6 +11,7 @@ pub use dir::DirSource;
 pub use glob::GlobSource;
 
 use crate::source::{SourceContext, SourceError, SourceEvent, SourceTask};
+use dirstamps::DirStamps;
 use fileset::{Change, FileSet};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -109,6 +111,9 @@ struct Loop<L> {
     missing_reported: bool,
     /// Files modified but not closed yet, with the time to read them anyway.
     pending: BTreeMap<PathBuf, (VassalName, Instant)>,
+    /// The directories of the last full listing: the periodic safety net
+    /// lists again only when one of them changed.
+    stamps: DirStamps,
 }
 
 impl<L: Layout> Loop<L> {
@@ -123,6 +128,7 @@ impl<L: Layout> Loop<L> {
             listed: false,
             missing_reported: false,
             pending: BTreeMap::new(),
+            stamps: DirStamps::default(),
         }
     }
 
@@ -145,7 +151,9 @@ impl<L: Layout> Loop<L> {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) if self.pending.is_empty() => todo.rescan = true,
+                // The safety net: one stat per directory; a full listing
+                // only when a directory changed behind the watches' back.
+                Err(RecvTimeoutError::Timeout) if self.pending.is_empty() => todo.rescan = self.stamps.changed(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -252,9 +260,14 @@ impl<L: Layout> Loop<L> {
 
     /// Lists everything again; the first success sends the full snapshot.
     fn rescan(&mut self) -> bool {
+        let roots = self.layout.roots().into_iter().map(|(root, _)| root);
+        let before = DirStamps::take(dirstamps::dirs_of(roots.clone(), self.set.paths()));
         match self.layout.list() {
             Ok(listing) => {
                 self.missing_reported = false;
+                let dirs = dirstamps::dirs_of(roots, listing.iter().map(|(_, path)| path.as_path()));
+                // Stamped before the listing: a change made while it ran is seen next time.
+                self.stamps = before.restricted_to(dirs);
                 let changes = self.set.rescan(listing);
                 if !self.listed {
                     self.listed = true;
