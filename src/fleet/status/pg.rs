@@ -6,9 +6,10 @@
 
 use super::dirty::{Batch, Row};
 use super::{Claim, Me, Store};
+use crate::source::table::pg::{error_message, plain_client};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 /// The tables, for `TABLE` = `{status}` and `TABLE_hosts` = `{hosts}`.
 pub const DDL: &str = "\
@@ -124,11 +125,6 @@ impl PgStatus {
     }
 }
 
-/// The message of a PostgreSQL error (the server's, when it sent one).
-fn message(e: tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string)
-}
-
 impl Store for PgStatus {
     type Conn = Conn;
 
@@ -141,23 +137,18 @@ impl Store for PgStatus {
     }
 
     async fn connect(&self) -> Result<Conn, String> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(message)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "status store connection ended");
-            }
-        });
-        self.ensure_tables(&client).await.map_err(message)?;
-        self.prepare(client).await.map_err(message)
+        let client = plain_client(&self.config, "status store").await?;
+        self.ensure_tables(&client).await.map_err(error_message)?;
+        self.prepare(client).await.map_err(error_message)
     }
 
     async fn claim(&self, conn: &mut Conn, me: &Me, lease: Duration, counts: &str) -> Result<Claim, String> {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&me.host, &me.emperor_id, &me.pid, &counts, &lease.as_secs_f64()];
-        if !conn.client.query(&conn.claim, &params).await.map_err(message)?.is_empty() {
+        if !conn.client.query(&conn.claim, &params).await.map_err(error_message)?.is_empty() {
             return Ok(Claim::Ours);
         }
-        let row = conn.client.query_opt(&conn.owner, &[&me.host]).await.map_err(message)?;
+        let row = conn.client.query_opt(&conn.owner, &[&me.host]).await.map_err(error_message)?;
         Ok(match row {
             Some(row) => Claim::Taken { emperor_id: row.get(0), pid: row.get(1) },
             // Deleted meanwhile: the next claim takes it.
@@ -166,12 +157,13 @@ impl Store for PgStatus {
     }
 
     async fn beat(&self, conn: &mut Conn, me: &Me, counts: &str) -> Result<bool, String> {
-        let updated = conn.client.execute(&conn.beat, &[&me.host, &me.emperor_id, &counts]).await.map_err(message)?;
+        let updated =
+            conn.client.execute(&conn.beat, &[&me.host, &me.emperor_id, &counts]).await.map_err(error_message)?;
         Ok(updated == 1)
     }
 
     async fn read(&self, conn: &mut Conn, host: &str) -> Result<HashMap<String, Row>, String> {
-        let rows = conn.client.query(&conn.read, &[&host]).await.map_err(message)?;
+        let rows = conn.client.query(&conn.read, &[&host]).await.map_err(error_message)?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -200,10 +192,10 @@ impl Store for PgStatus {
             conn.client
                 .execute(&conn.upsert, &[&host, &names, &states, &pids, &ages, &restarts, &exits])
                 .await
-                .map_err(message)?;
+                .map_err(error_message)?;
         }
         if !batch.deletes.is_empty() {
-            conn.client.execute(&conn.delete, &[&host, &batch.deletes]).await.map_err(message)?;
+            conn.client.execute(&conn.delete, &[&host, &batch.deletes]).await.map_err(error_message)?;
         }
         Ok(())
     }

@@ -9,9 +9,10 @@
 //! crashed emperor's session while its vassal survives, and outlive a
 //! partitioned one until the server's keepalive notices.
 
+use super::error_message;
 use crate::fleet::lease::{LeaseStore, StoreFuture};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The lease table when the URI names none.
 pub const DEFAULT_TABLE: &str = "emperor_leases";
@@ -37,10 +38,7 @@ impl PgLeases {
     /// The connection, made (and the table created) when there is none.
     async fn client(&mut self) -> Result<&Client, String> {
         if self.client.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let client = super::plain_client(&self.config, "lease store").await?;
             let ddl = format!(
                 "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, holder text, token bigint NOT NULL DEFAULT 0, \
                  expires_at timestamptz NOT NULL DEFAULT '-infinity', acquired_at timestamptz)",
@@ -59,7 +57,7 @@ impl PgLeases {
         let (table, holder, secs) = (self.table.clone(), self.holder.clone(), self.lease.as_secs_f64());
         let client = self.client().await?;
         let create = format!("INSERT INTO {table} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING");
-        client.execute(&create, &[&names]).await.map_err(describe)?;
+        client.execute(&create, &[&names]).await.map_err(error_message)?;
         let take = format!(
             "UPDATE {table} SET \
                token = CASE WHEN holder IS DISTINCT FROM $2 OR expires_at < now() THEN token + 1 ELSE token END, \
@@ -67,7 +65,7 @@ impl PgLeases {
                holder = $2, expires_at = now() + make_interval(secs => $3) \
              WHERE name = ANY($1) AND (expires_at < now() OR holder = $2) RETURNING name, token"
         );
-        let rows = client.query(&take, &[&names, &holder, &secs]).await.map_err(describe)?;
+        let rows = client.query(&take, &[&names, &holder, &secs]).await.map_err(error_message)?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64)).collect())
     }
 
@@ -81,7 +79,7 @@ impl PgLeases {
              FROM unnest($1::text[], $4::int8[]) AS u(name, token) \
              WHERE l.name = u.name AND l.token = u.token AND l.holder = $2 RETURNING l.name"
         );
-        let rows = client.query(&renew, &[&names, &holder, &secs, &tokens]).await.map_err(describe)?;
+        let rows = client.query(&renew, &[&names, &holder, &secs, &tokens]).await.map_err(error_message)?;
         Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
     }
 
@@ -90,13 +88,9 @@ impl PgLeases {
         let client = self.client().await?;
         let release =
             format!("UPDATE {table} SET holder = NULL, expires_at = now() WHERE name = ANY($1) AND holder = $2");
-        client.execute(&release, &[&names, &holder]).await.map_err(describe)?;
+        client.execute(&release, &[&names, &holder]).await.map_err(error_message)?;
         Ok(())
     }
-}
-
-fn describe(e: tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())
 }
 
 impl LeaseStore for PgLeases {

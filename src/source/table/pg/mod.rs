@@ -225,7 +225,7 @@ impl Backend for PgSource {
     async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
         let fail = |e: tokio_postgres::Error| match e.is_closed() {
             true => Failure::Lost(e.to_string()),
-            false => Failure::Query(e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string())),
+            false => Failure::Query(error_message(e)),
         };
         let statement = conn.client.prepare(&self.query).await.map_err(fail)?;
         let columns = statement.columns().len();
@@ -272,6 +272,24 @@ fn decode(number: usize, row: &tokio_postgres::Row) -> Row {
 /// `name` as a quoted SQL identifier (exact case, any characters).
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The message of a PostgreSQL error: the server's own, when it sent one.
+pub(crate) fn error_message(e: tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string)
+}
+
+/// A client without notifications (status and lease writers), its
+/// connection driven by a task of its own; `what` names it in the debug
+/// line when the connection ends.
+pub(crate) async fn plain_client(config: &tokio_postgres::Config, what: &'static str) -> Result<Client, String> {
+    let (client, connection) = config.connect(NoTls).await.map_err(error_message)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "{what} connection ended");
+        }
+    });
+    Ok(client)
 }
 
 #[cfg(test)]
