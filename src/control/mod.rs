@@ -20,6 +20,7 @@
 
 pub mod client;
 mod counting;
+mod counts;
 pub(crate) mod events;
 mod follow;
 mod hook;
