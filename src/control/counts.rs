@@ -79,6 +79,7 @@ impl VassalCounts {
             (self.crashed, "crashed (backing off)"),
             (self.held, "held"),
             (self.stopped, "stopped"),
+            (self.standby, "standby"),
             (self.stopping, "stopping"),
         ];
         parts.extend(rest.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")));
@@ -91,8 +92,8 @@ impl VassalCounts {
 
 /// `N vassals: R running, C crashed (backing off), H held, S stopped`, then
 /// `, W waiting` while on-demand vassals wait for a connection, `, S
-/// starting` while some are starting and `, T stopping` while some are
-/// stopping.
+/// starting` while some are starting, `, B standby` while singletons wait
+/// on another emperor's lease and `, T stopping` while some are stopping.
 impl std::fmt::Display for VassalCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
