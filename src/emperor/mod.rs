@@ -111,7 +111,8 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     // The holder of a lease is this emperor, not only its host: two
     // emperors given the same --host never both hold one lease.
     let holder = format!("{host}/{}", &emperor_id[..emperor_id.len().min(8)]);
-    let mut singletons = singletons::Singletons::start(&sources, &holder, timing, lease_tokens, running);
+    let leases = singletons::lease_stores(&sources, &holder, timing).await?;
+    let mut singletons = singletons::Singletons::start(leases, timing, lease_tokens, running);
     for (id, snapshot) in restored {
         singletons.on_specs(&id, &snapshot.specs, &mut controller);
         let specs = snapshot.specs.into_iter().map(|s| (s.name.clone(), s)).collect();

@@ -5,7 +5,7 @@
 
 use super::processes::Processes;
 use crate::fleet::lease::task::{self, Notice, Order, Wanted};
-use crate::fleet::lease::Timing;
+use crate::fleet::lease::{LeaseRefused, LeaseStore, Timing};
 use crate::source::Source;
 use reconciler::{ConfigRef, Controller, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeSet, HashMap};
@@ -36,13 +36,12 @@ impl Drop for Singletons {
 }
 
 impl Singletons {
-    /// Starts a lease task for every source that can hold leases, for the
-    /// emperor named `holder` in their lease records. `running`
-    /// tells whether a vassal's process was re-adopted: a singleton that
-    /// runs with a recorded token is kept while its lease is renewed.
+    /// Starts a lease task for every lease store (see [`lease_stores`]).
+    /// `running` tells whether a vassal's process was re-adopted: a
+    /// singleton that runs with a recorded token is kept while its lease is
+    /// renewed.
     pub(super) fn start(
-        sources: &[Box<dyn Source>],
-        holder: &str,
+        stores: Vec<(SourceId, Box<dyn LeaseStore>)>,
         timing: Timing,
         store: state::Store,
         running: impl Fn(&VassalName) -> bool,
@@ -50,11 +49,10 @@ impl Singletons {
         let (tx, notices) = mpsc::unbounded_channel();
         let mut tasks = HashMap::new();
         let mut handles = Vec::new();
-        for source in sources {
-            let Some(leases) = source.lease_store(holder, timing.lease) else { continue };
+        for (source, leases) in stores {
             let (wanted_tx, wanted_rx) = watch::channel(Wanted::new());
             handles.push(tokio::spawn(task::run(leases, timing, wanted_rx, tx.clone())));
-            tasks.insert(source.id(), wanted_tx);
+            tasks.insert(source, wanted_tx);
         }
         let tokens = store.lease_tokens().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read the singletons' tokens; running singletons will be stopped");
@@ -167,6 +165,36 @@ impl Singletons {
         }
     }
 }
+
+/// The lease store of every source that can hold leases, for the emperor
+/// named `holder` in their lease records, each checked (waiting at most
+/// [`CHECK_TIMEOUT`]) to keep leases as long as `timing` asks: a store that
+/// refuses stops the start; one that cannot be reached is checked again
+/// when it connects.
+pub(super) async fn lease_stores(
+    sources: &[Box<dyn Source>],
+    holder: &str,
+    timing: Timing,
+) -> Result<Vec<(SourceId, Box<dyn LeaseStore>)>, LeaseRefused> {
+    let mut stores = Vec::new();
+    for source in sources {
+        let Some(mut leases) = source.lease_store(holder, timing.lease) else { continue };
+        let source_id = source.id();
+        match tokio::time::timeout(CHECK_TIMEOUT, leases.refusal()).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(why))) => return Err(LeaseRefused { source_id: source_id.0, why }),
+            Ok(Err(e)) => {
+                tracing::warn!(source = %source_id, error = %e, "cannot check the singletons' lease store yet")
+            }
+            Err(_) => tracing::warn!(source = %source_id, "the singletons' lease store did not answer in time"),
+        }
+        stores.push((source_id, leases));
+    }
+    Ok(stores)
+}
+
+/// How long the start waits for each lease store's check.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether a spec's config asks to be a singleton (inline configs only: the
 /// sources that hold leases carry their configs).

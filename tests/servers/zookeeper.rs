@@ -337,18 +337,23 @@ impl ZkClient {
         })
     }
 
-    /// The data of `path`, `None` if it does not exist.
-    pub fn get(&mut self, path: &str) -> Option<Vec<u8>> {
+    /// The data and stat of `path`, `None` if it does not exist.
+    pub fn get_stat(&mut self, path: &str) -> Option<(Vec<u8>, zk::Stat)> {
         let path = path.to_owned();
         self.run(&format!("get {path}"), |c| {
             let path = path.clone();
             async move {
                 match c.get_data(&path).await {
-                    Ok((data, _)) => Ok(Some(data)),
+                    Ok(found) => Ok(Some(found)),
                     Err(zk::Error::NoNode) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
         })
+    }
+
+    /// The data of `path`, `None` if it does not exist.
+    pub fn get(&mut self, path: &str) -> Option<Vec<u8>> {
+        self.get_stat(path).map(|(data, _)| data)
     }
 }

@@ -1,8 +1,9 @@
 //! The fleet the singleton tests run: three emperors, each behind its own
-//! TCP proxy to one shared store, and the probe vassal's log.
+//! TCP proxy to one shared store (PostgreSQL, the MongoDB stand-in or
+//! ZooKeeper), and the probe vassal's log.
 
 use super::common::*;
-use super::servers::{lit, Mongo, MongoClient, PgClient, Postgres, Proxy};
+use super::servers::{lit, Mongo, MongoClient, PgClient, Postgres, Proxy, ZkClient, ZooKeeper};
 use mongodb::bson::{doc, Bson, DateTime};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,12 +137,15 @@ pub fn holder_name(h: &Harness, host: &str) -> String {
 pub enum Kind {
     Pg,
     Mongo,
+    Zoo,
 }
 
 /// The shared store, and the test's own client on it.
 pub enum Db {
     Pg(Arc<Postgres>, PgClient, String),
     Mongo(Arc<Mongo>, MongoClient, String),
+    /// The server, a client, and the test's base path.
+    Zoo(Arc<ZooKeeper>, ZkClient, String),
 }
 
 impl Db {
@@ -157,6 +161,13 @@ impl Db {
                 let client = mongo.client();
                 Db::Mongo(mongo, client, db.to_owned())
             }
+            Kind::Zoo => {
+                let zk = ZooKeeper::shared();
+                let mut client = zk.client();
+                let base = format!("/{db}");
+                client.mkdir(&format!("{base}/vassals"));
+                Db::Zoo(zk, client, base)
+            }
         }
     }
 
@@ -164,6 +175,7 @@ impl Db {
         match self {
             Db::Pg(pg, ..) => pg.port,
             Db::Mongo(mongo, ..) => mongo.port,
+            Db::Zoo(zk, ..) => zk.port,
         }
     }
 
@@ -174,6 +186,7 @@ impl Db {
                 "pg://host=127.0.0.1 port={port} user=postgres dbname={db};SELECT name, config, ts FROM vassals;listen=emperor_vassals"
             ),
             Db::Mongo(_, _, db) => format!("mongodb://127.0.0.1:{port},{db}.vassals"),
+            Db::Zoo(_, _, base) => format!("zoo://127.0.0.1:{port}{base}/vassals"),
         }
     }
 
@@ -188,6 +201,7 @@ impl Db {
                 let vassal = doc! { "name": name, "config": config, "ts": DateTime::now() };
                 client.run(client.coll(db, "vassals").insert_one(vassal)).expect("insert_one");
             }
+            Db::Zoo(_, client, base) => client.create(&format!("{base}/vassals/{name}"), config.as_bytes()),
         }
     }
 
@@ -209,6 +223,15 @@ impl Db {
                 };
                 (lease.get_str("holder").unwrap_or_default().to_owned(), token)
             }
+            Db::Zoo(_, client, base) => {
+                // The lowest node of the queue holds it; its czxid is the token.
+                let queue = format!("{base}/vassals.leases/{name}");
+                let mut children = client.children(&queue);
+                children.sort_by_key(|c| c.rsplit_once("-lease-").map(|(_, seq)| seq.to_owned()));
+                let first = children.first().expect("a lease node");
+                let (data, stat) = client.get_stat(&format!("{queue}/{first}")).expect("the holder's node");
+                (String::from_utf8(data).expect("a holder name"), stat.czxid.to_string())
+            }
         }
     }
 
@@ -225,6 +248,7 @@ impl Db {
                     .run(client.coll(db, "emperor_leases").update_one(doc! { "_id": name }, moved))
                     .expect("update_one");
             }
+            Db::Zoo(..) => unreachable!("a ZooKeeper lease moves on only with its session"),
         }
     }
 }
@@ -339,7 +363,11 @@ impl Fleet {
         for (_, host) in self.hosts.iter().enumerate().filter(|(i, _)| *i != holder) {
             host.wait_state(NAME, "standby", DEADLINE);
         }
-        assert_eq!(run.token, "1", "the first holder's token");
+        let token = match self.db {
+            Db::Zoo(..) => self.db.lease(NAME).1,
+            _ => "1".to_owned(),
+        };
+        assert_eq!(run.token, token, "the first holder's token");
         (holder, run)
     }
 }
@@ -352,10 +380,25 @@ impl Fleet {
         let second = self.wait_run(2, within);
         eprintln!("{what}: {} ms", (second.start - since) / 1_000_000);
         assert_ne!(self.host_of(&second), holder, "a peer took over");
-        assert_eq!(second.token, "2", "a new holder, a new token");
+        let token = |run: &Incarnation| run.token.parse::<u64>().expect("a numeric token");
+        let (before, after) = (token(&self.incarnations()[0]), token(&second));
+        match self.db {
+            // The holder node's czxid: larger with every new holder.
+            Db::Zoo(..) => assert!(after > before, "a new holder, a larger token: {before} then {after}"),
+            _ => assert_eq!(after, before + 1, "a new holder, the next token"),
+        }
         self.assert_no_overlap();
         second
     }
+}
+
+/// Waits until `pid` is killed, at once: within half a lease of `since`
+/// (long before any deadline a dead emperor gave its fd holder).
+pub fn wait_killed_at_once(pid: i32, since: u64) {
+    wait_until(DEADLINE, "the singleton killed", || cond(dead(pid)));
+    let killed_ms = (monotonic_ns() - since) / 1_000_000;
+    let lease_ms = lease().as_millis() as u64;
+    assert!(killed_ms < lease_ms / 2, "killed after {killed_ms} ms");
 }
 
 /// The lease the tests run with.

@@ -1,7 +1,7 @@
-//! Singleton vassals against a real PostgreSQL and a MongoDB-compatible
-//! server: three emperors on one machine, each with its own state dir,
-//! `--host` and TCP proxy to the server, share one `vassals` row (document)
-//! marked `singleton = true`.
+//! Singleton vassals against a real PostgreSQL, a MongoDB-compatible
+//! server and ZooKeeper: three emperors on one machine, each with its own
+//! state dir, `--host` and TCP proxy to the server, share one `vassals` row
+//! (document, node) marked `singleton = true`.
 //!
 //! The vassal is a probe that appends `start`, `alive` (every 50 ms) and
 //! `exit` lines with its emperor, token, pid and CLOCK_MONOTONIC
@@ -18,28 +18,32 @@ mod servers;
 
 use common::*;
 use fleet::*;
-use servers::{lit, Postgres};
+use servers::{lit, Postgres, ZooKeeper};
 use std::time::Duration;
 
-/// Runs the fleet test `$name` on PostgreSQL (`$name::pg`) and on the
-/// MongoDB stand-in (`$name::mongodb`).
-macro_rules! on_both_stores {
-    ($name:ident) => {
+/// Runs the fleet test `$name` on each store listed, as `$name::$test`.
+macro_rules! on_stores {
+    ($name:ident: $($test:ident => $kind:ident),+) => {
         mod $name {
-            #[test]
-            fn pg() {
-                super::$name(super::Kind::Pg);
-            }
-
-            #[test]
-            fn mongodb() {
-                super::$name(super::Kind::Mongo);
-            }
+            $(
+                #[test]
+                fn $test() {
+                    super::$name(super::Kind::$kind);
+                }
+            )+
         }
     };
 }
 
-on_both_stores!(one_host_runs_it_and_a_partition_moves_it);
+/// Runs the fleet test `$name` on PostgreSQL (`$name::pg`), the MongoDB
+/// stand-in (`$name::mongodb`) and ZooKeeper (`$name::zoo`).
+macro_rules! on_every_store {
+    ($name:ident) => {
+        on_stores!($name: pg => Pg, mongodb => Mongo, zoo => Zoo);
+    };
+}
+
+on_every_store!(one_host_runs_it_and_a_partition_moves_it);
 fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_partition_{kind:?}").to_lowercase());
@@ -64,7 +68,7 @@ fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     fleet.assert_no_overlap();
 }
 
-on_both_stores!(host_death_moves_it);
+on_every_store!(host_death_moves_it);
 fn host_death_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_host_death_{kind:?}").to_lowercase());
@@ -78,7 +82,9 @@ fn host_death_moves_it(kind: Kind) {
     fleet.wait_takeover(holder, died_at, FAILOVER, "host death failover");
 }
 
-on_both_stores!(a_restarted_emperor_keeps_its_singleton);
+// A ZooKeeper session cannot be resumed by a new process: see
+// `a_restarted_emperor_gives_a_zookeeper_singleton_up`.
+on_stores!(a_restarted_emperor_keeps_its_singleton: pg => Pg, mongodb => Mongo);
 fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_restart_{kind:?}").to_lowercase());
@@ -101,7 +107,7 @@ fn a_restarted_emperor_keeps_its_singleton(kind: Kind) {
     fleet.assert_no_overlap();
 }
 
-on_both_stores!(a_restarted_emperor_whose_lease_moved_on_kills_at_once);
+on_stores!(a_restarted_emperor_whose_lease_moved_on_kills_at_once: pg => Pg, mongodb => Mongo);
 fn a_restarted_emperor_whose_lease_moved_on_kills_at_once(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_moved_{kind:?}").to_lowercase());
@@ -117,15 +123,12 @@ fn a_restarted_emperor_whose_lease_moved_on_kills_at_once(kind: Kind) {
     fleet.hosts[holder].start();
     // Its renewal under the old token fails: the process is killed at once,
     // long before the deadline the dead emperor gave the fd holder.
-    wait_until(DEADLINE, "the singleton killed", || cond(dead(first.pid)));
-    let killed_ms = (monotonic_ns() - restarted_at) / 1_000_000;
-    let lease_ms = lease().as_millis() as u64;
-    assert!(killed_ms < lease_ms / 2, "killed after {killed_ms} ms");
+    wait_killed_at_once(first.pid, restarted_at);
     fleet.hosts[holder].wait_state(NAME, "standby", DEADLINE);
     assert_eq!(fleet.incarnations().len(), 1);
 }
 
-on_both_stores!(a_dead_emperors_fd_holder_kills_its_singleton);
+on_every_store!(a_dead_emperors_fd_holder_kills_its_singleton);
 fn a_dead_emperors_fd_holder_kills_its_singleton(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_watchdog_{kind:?}").to_lowercase());
@@ -140,7 +143,7 @@ fn a_dead_emperors_fd_holder_kills_its_singleton(kind: Kind) {
     assert!(!fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "killed, not stopped");
 }
 
-on_both_stores!(a_clean_stop_hands_it_over_within_a_renew_period);
+on_every_store!(a_clean_stop_hands_it_over_within_a_renew_period);
 fn a_clean_stop_hands_it_over_within_a_renew_period(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::new(kind, &format!("singleton_clean_stop_{kind:?}").to_lowercase());
@@ -153,6 +156,39 @@ fn a_clean_stop_hands_it_over_within_a_renew_period(kind: Kind) {
     assert!(fleet.lines().iter().any(|l| l.kind == "exit" && l.pid == first.pid), "stopped with SIGTERM");
     // The lease was released: a peer needs no expiry, only its next try.
     fleet.wait_takeover(holder, stopped_at, lease(), "clean stop handover");
+}
+
+/// A restarted emperor cannot resume the ZooKeeper session its lease
+/// belonged to: it kills the singleton at once (long before the deadline
+/// the dead emperor gave its fd holder), queues again behind its peers, and
+/// one of them runs it under a larger token.
+#[test]
+fn a_restarted_emperor_gives_a_zookeeper_singleton_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::new(Kind::Zoo, "singleton_restart_zoo");
+    let (holder, first) = fleet.wait_first_run();
+
+    fleet.hosts[holder].run.take().expect("running").kill9();
+    let restarted_at = monotonic_ns();
+    fleet.hosts[holder].start();
+    wait_killed_at_once(first.pid, restarted_at);
+    // Its earlier session's node is gone with it: a peer needs no expiry.
+    fleet.wait_takeover(holder, restarted_at, lease(), "restart handover");
+    fleet.hosts[holder].wait_state(NAME, "standby", DEADLINE);
+    assert_eq!(fleet.incarnations().len(), 2);
+}
+
+/// A lease the ZooKeeper server would cut short (its sessions last at
+/// most 20 ticks of 2 s) is refused at start, naming what it grants.
+#[test]
+fn a_lease_longer_than_zookeeper_grants_is_refused() {
+    let zk = ZooKeeper::shared();
+    let h = Harness::new();
+    let uri = format!("zoo://{}/singleton_refused/vassals", zk.address());
+    let mut run = h.spawn(&["--lease", "60", &uri], &[]);
+    assert!(!run.wait_exit().success(), "a 60 s lease must be refused");
+    let log = h.log_text();
+    assert!(log.contains("grants sessions of at most 40s, less than --lease (60s)"), "{log}");
 }
 
 /// `emperor ctl stop` on the holder stops it there and gives up the lease:

@@ -69,8 +69,7 @@ impl Harness {
             notify: crate::control::Notifier::log_only(vec![source(DIR)]),
             metrics: crate::control::LoopMetrics::default(),
             singletons: super::singletons::Singletons::start(
-                &[],
-                "test",
+                Vec::new(),
                 crate::fleet::lease::Timing::default_for(std::time::Duration::from_secs(15)),
                 store.clone(),
                 |_| false,

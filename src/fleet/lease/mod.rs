@@ -16,10 +16,21 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// Whether vassals of `source` may be singletons: its scheme keeps leases
-/// (`pg://`, `mongodb://`, `mongodb2://`). A singleton from any other source
-/// is refused.
+/// (`pg://`, `mongodb://`, `mongodb2://`, `zoo://`). A singleton from any
+/// other source is refused.
 pub fn holds_leases(source: &reconciler::SourceId) -> bool {
-    ["pg://", "mongodb://", "mongodb2://"].iter().any(|scheme| source.0.starts_with(scheme))
+    ["pg://", "mongodb://", "mongodb2://", "zoo://"].iter().any(|scheme| source.0.starts_with(scheme))
+}
+
+/// Why the emperor refuses to start: a source's server will not keep a
+/// lease as long as the lease options ask.
+#[derive(Debug, thiserror::Error)]
+#[error("singleton leases of {source_id}: {why}")]
+pub struct LeaseRefused {
+    /// The source.
+    pub source_id: String,
+    /// What its server grants, and what to change.
+    pub why: String,
 }
 
 /// A future a [`LeaseStore`] returns.
@@ -41,4 +52,11 @@ pub trait LeaseStore: Send + 'static {
     fn release<'a>(&'a mut self, names: &'a [String]) -> StoreFuture<'a, ()>;
     /// Drops the connection (after a call timed out); the next call connects again.
     fn reset(&mut self);
+    /// Checks at start that the store will keep leases as long as asked:
+    /// `Some(why)` refuses the start, `Err` means it could not tell (the
+    /// store is checked again whenever it connects). Stores whose leases
+    /// are whatever length they are given have nothing to check.
+    fn refusal(&mut self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async { Ok(None) })
+    }
 }

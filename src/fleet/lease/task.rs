@@ -109,7 +109,8 @@ impl Holder {
     }
 
     /// Starts a machine per new name and drops those no longer wanted;
-    /// returns the names whose lease may still be ours, to release.
+    /// returns their names, to release (a lease that may still be ours, or
+    /// a candidate's place in a queue).
     fn follow(&mut self, wanted: &Wanted) -> Vec<String> {
         let now = self.now();
         let give_up = self.timing.kill_after().as_millis() as u64;
@@ -120,12 +121,7 @@ impl Holder {
             });
         }
         let gone: Vec<VassalName> = self.machines.keys().filter(|n| !wanted.contains_key(*n)).cloned().collect();
-        gone.into_iter()
-            .filter_map(|name| {
-                let state = self.machines.remove(&name)?;
-                (state != State::Candidate).then(|| name.to_string())
-            })
-            .collect()
+        gone.into_iter().filter_map(|name| self.machines.remove(&name).map(|_| name.to_string())).collect()
     }
 
     fn feed(&mut self, name: &VassalName, event: Event) {

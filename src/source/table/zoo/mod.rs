@@ -16,6 +16,7 @@
 //! lost connection: a new session, watch and full read. A missing base node
 //! keeps the last snapshot with a warning until it exists again.
 
+pub mod lease;
 mod register;
 pub mod uri;
 
@@ -90,6 +91,12 @@ impl Source for ZooSource {
             session_timeout: self.uri.session_timeout,
         };
         Some(crate::fleet::status::Target::Zoo(store))
+    }
+
+    fn lease_store(&self, holder: &str, lease: Duration) -> Option<Box<dyn crate::fleet::lease::LeaseStore>> {
+        let auth = self.uri.auth.as_ref().map(|(user, password)| format!("{user}:{}", password.expose()));
+        let leases = lease::ZooLeases::new(&self.uri.id, &self.uri.hosts, auth, &self.uri.leases, holder, lease);
+        Some(Box::new(leases))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `zoo://` URI grammar:
-//! `zoo://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/PATH[?session-timeout=SECS&register=PATH[&status=1]]`.
+//! `zoo://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/PATH[?session-timeout=SECS&register=PATH[&status=1]&leases=PATH]`.
 //!
 //! The host list is comma-separated, so the URI is split by hand rather than
 //! as a URL. The password (percent-encoded where it holds `@`, `/`, `:` or
@@ -34,6 +34,9 @@ pub struct ZooUri {
     pub register: Option<String>,
     /// Whether to keep a node per vassal under `register/<host>/` (`status=1`).
     pub status: bool,
+    /// Where singleton leases are queued: one child per singleton
+    /// (`leases=PATH`, default: the base path with `.leases` appended).
+    pub leases: String,
 }
 
 /// Parses the part after `zoo://`; the error says what is wrong.
@@ -50,6 +53,7 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
     let mut session_timeout = DEFAULT_SESSION_TIMEOUT;
     let mut register = None;
     let mut status = false;
+    let mut leases = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("session-timeout", secs)) => {
@@ -58,7 +62,12 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
             Some(("register", path)) => register = Some(znode_path(path, "register")?),
             Some(("status", "1")) => status = true,
             Some(("status", "0")) => status = false,
-            _ => return Err(format!("unknown option `{pair}` (known: session-timeout=SECS, register=PATH, status=1)")),
+            Some(("leases", path)) => leases = Some(znode_path(path, "leases")?),
+            _ => {
+                return Err(format!(
+                    "unknown option `{pair}` (known: session-timeout=SECS, register=PATH, status=1, leases=PATH)"
+                ))
+            }
         }
     }
     if status && register.is_none() {
@@ -69,10 +78,23 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
             return Err(format!("register={reg} must lie outside the base path {base} (and not above it)"));
         }
     }
+    let leases = leases.unwrap_or_else(|| default_leases(&base));
+    if within(&leases, &base) || within(&base, &leases) {
+        return Err(format!("leases={leases} must lie outside the base path {base} (and not above it)"));
+    }
     let user = auth.as_ref().map_or(String::new(), |(user, _)| format!("{user}:***@"));
     let query = if query.is_empty() { String::new() } else { format!("?{query}") };
     let id = format!("zoo://{user}{hosts}{base}{query}");
-    Ok(ZooUri { id, hosts, auth, base, session_timeout, register, status })
+    Ok(ZooUri { id, hosts, auth, base, session_timeout, register, status, leases })
+}
+
+/// The lease path when the URI names none: a sibling of the base
+/// (`/emperor/vassals.leases`; `/emperor.leases` for the root).
+fn default_leases(base: &str) -> String {
+    match base {
+        "/" => "/emperor.leases".to_owned(),
+        base => format!("{base}.leases"),
+    }
 }
 
 /// `USER:PASSWORD`, each percent-decoded.
@@ -157,6 +179,9 @@ mod tests {
         assert_eq!(u.id, "zoo://h:1/v?session-timeout=2.5&register=/emperor/hosts");
         assert!(!u.status);
         assert!(parse("h:1/v?register=/emperor/hosts&status=1").unwrap().status);
+        assert_eq!(u.leases, "/v.leases");
+        assert_eq!(parse("h:1/?leases=/l").unwrap().leases, "/l");
+        assert_eq!(parse("h:1/").unwrap().leases, "/emperor.leases");
         for bad in [
             "h:1/v?status=1",
             "h:1/v?register=/r&status=yes",
@@ -166,6 +191,9 @@ mod tests {
             "h:1/v?register=rel",
             "h:1/v?register=/v/hosts",
             "h:1/v/x?register=/v",
+            "h:1/v?leases=/v/l",
+            "h:1/v/x?leases=/v",
+            "h:1/v?leases=rel",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
