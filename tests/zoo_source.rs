@@ -118,7 +118,8 @@ fn outage_setup(zk: &ZooKeeper, proxy: &Proxy, h: &mut Harness, session: &str) -
     c.create("/outage/vassals/keep.ini", config("k1").as_bytes());
     c.create("/outage/vassals/gone.ini", config("g").as_bytes());
     let source = format!("{}?session-timeout={session}&register=/outage/hosts", uri(proxy.port, "/outage/vassals"));
-    h.start(&[source.as_str()]);
+    // Every lease must fit the server's longest session (10 s with 500 ms ticks).
+    h.start(&["--lease", "6", source.as_str()]);
     let keep = h.wait_start("keep.ini").pid;
     let gone = h.wait_start("gone.ini").pid;
     (c, keep, gone)

@@ -123,7 +123,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     }
     let (mut hook, handle) = control::Hook::new(ids, Some(events));
     // Before the sources start: another live emperor with this host name stops this one here.
-    let status_writers = start_status_writers(&cli, &sources, &emperor_id, &hook).await?;
+    let status_writers = start_status_writers(&host, &sources, &emperor_id, &hook).await?;
     let settings = source::supervise::Settings {
         resync: cli.resync,
         emperor_id,
@@ -131,6 +131,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         cursors: Some(cursors),
         counts: Some(hook.counts()),
         file_owners: cli.file_owners(),
+        host: host.clone(),
     };
     // Owns the running sources; dropped when this function returns, which stops them.
     let (src_rx, sources) = source::supervise::start(sources, settings).await?;
@@ -163,16 +164,13 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
 
 /// Starts a status writer for every source whose URI asks for one (`status=`).
 async fn start_status_writers(
-    cli: &Cli,
+    host: &str,
     sources: &[Box<dyn source::Source>],
     emperor_id: &str,
     hook: &control::Hook,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let me = fleet::status::Me {
-        host: fleet::host::host_name(cli.host.as_deref()),
-        emperor_id: emperor_id.to_owned(),
-        pid: std::process::id() as i32,
-    };
+    let me =
+        fleet::status::Me { host: host.to_owned(), emperor_id: emperor_id.to_owned(), pid: std::process::id() as i32 };
     let mut writers = Vec::new();
     for target in sources.iter().filter_map(|s| s.status()) {
         writers.push(fleet::status::start(target, me.clone(), hook.tables()).await?);

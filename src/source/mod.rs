@@ -81,6 +81,9 @@ pub struct SourceContext {
     counts: watch::Receiver<VassalCounts>,
     /// Whether file sources give each vassal the owner of its config file.
     pub file_owners: FileOwners,
+    /// This emperor's name in a fleet (`--host`, default the machine's
+    /// hostname), for the records a source keeps of it.
+    pub host: String,
 }
 
 /// Whether file sources (dir://, glob://) give each vassal the owner of its
@@ -118,7 +121,14 @@ impl SourceContext {
             cursors: None,
             counts,
             file_owners: FileOwners::Ignored,
+            host: crate::fleet::host::host_name(None),
         }
+    }
+
+    /// The same context for the emperor named `host` (`--host`).
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self
     }
 
     /// The same context with file owners reported as `owners` says.

@@ -32,6 +32,8 @@ pub struct Settings {
     pub counts: Option<watch::Receiver<crate::control::VassalCounts>>,
     /// Whether file sources report config file owners (tyrant mode).
     pub file_owners: super::FileOwners,
+    /// This emperor's name in a fleet (`--host`).
+    pub host: String,
 }
 
 /// Completes once the emperor stops its sources (a cheap clone per task).
@@ -233,7 +235,8 @@ pub async fn start(
             )
             .with_cursors(settings.cursors.clone())
             .with_counts(settings.counts.clone())
-            .with_file_owners(settings.file_owners);
+            .with_file_owners(settings.file_owners)
+            .with_host(&settings.host);
             ctx.status.changes = changes.clone();
             ctx.status.lists = s.lists();
             ctx

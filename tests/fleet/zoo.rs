@@ -1,5 +1,6 @@
 //! Status write-back to ZooKeeper (`zoo://…?register=PATH&status=1`): one
-//! persistent node per vassal under `PATH/<host>/` follows the vassals.
+//! persistent node per vassal under `PATH/<host>/` follows the vassals; a
+//! second live emperor with the same host name is refused.
 
 use super::{ctl_list, Seen};
 use crate::common::*;
@@ -53,4 +54,14 @@ fn zookeeper_nodes_follow_the_vassals() {
 
     c.delete("/zs/vassals/b.ini");
     wait_nodes_match(&mut c, &h, &["a.ini"]);
+
+    // The registration node is named by --host.
+    let id = std::fs::read_to_string(h.state.join("emperor-id")).expect("the emperor id");
+    wait_until(DEADLINE, "the registration node", || cond(c.get(&format!("/zs/hosts/z1-{}", id.trim())).is_some()));
+    // A second live emperor as z1 is refused.
+    let twin = Harness::new();
+    let mut run = twin.spawn(&["--host", "z1", &uri], &[]);
+    assert!(!run.wait_exit_within(DEADLINE).success(), "a second emperor as z1 must not start");
+    let log = twin.log_text();
+    assert!(log.contains("another emperor") && log.contains("\"z1\""), "the refusal names the host: {log}");
 }

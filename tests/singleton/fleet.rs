@@ -16,6 +16,12 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The lease the tests run with (the other timeouts in proportion).
 pub const LEASE: &str = "6";
+
+/// The fleet's `--lease`: [`LEASE`], or `SINGLETON_LEASE` (for figures
+/// with other timings).
+pub fn lease_arg() -> String {
+    std::env::var("SINGLETON_LEASE").unwrap_or_else(|_| LEASE.to_owned())
+}
 /// How long a failover may take (the default timings promise 20 s).
 pub const FAILOVER: Duration = Duration::from_secs(20);
 
@@ -273,7 +279,7 @@ impl Fleet {
             .into_iter()
             .map(|name| {
                 let proxy = Proxy::new(db.port());
-                let mut args: Vec<String> = ["--host", name, "--lease", LEASE].map(str::to_owned).to_vec();
+                let mut args: Vec<String> = ["--host", name, "--lease", &lease_arg()].map(str::to_owned).to_vec();
                 args.push(db.uri(proxy.port));
                 Host { name, h: Harness::new(), proxy, run: None, args }
             })
@@ -374,14 +380,15 @@ impl Fleet {
 
 impl Fleet {
     /// Waits (at most `within`) for a peer of `holder` to start the
-    /// singleton under the next token, reports how long it took after
+    /// singleton again, under the next token, reports how long it took after
     /// `since` as `what`, and checks that no runs overlapped.
     pub fn wait_takeover(&self, holder: usize, since: u64, within: Duration, what: &str) -> Incarnation {
-        let second = self.wait_run(2, within);
+        let runs = self.incarnations();
+        let second = self.wait_run(runs.len() + 1, within);
         eprintln!("{what}: {} ms", (second.start - since) / 1_000_000);
         assert_ne!(self.host_of(&second), holder, "a peer took over");
         let token = |run: &Incarnation| run.token.parse::<u64>().expect("a numeric token");
-        let (before, after) = (token(&self.incarnations()[0]), token(&second));
+        let (before, after) = (token(runs.last().expect("a run before")), token(&second));
         match self.db {
             // The holder node's czxid: larger with every new holder.
             Db::Zoo(..) => assert!(after > before, "a new holder, a larger token: {before} then {after}"),
@@ -403,5 +410,5 @@ pub fn wait_killed_at_once(pid: i32, since: u64) {
 
 /// The lease the tests run with.
 pub fn lease() -> Duration {
-    Duration::from_secs(LEASE.parse().expect("lease"))
+    Duration::from_secs(lease_arg().parse().expect("lease"))
 }

@@ -12,6 +12,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod figures;
 mod fleet;
 #[path = "../servers/mod.rs"]
 mod servers;

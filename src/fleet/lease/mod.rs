@@ -37,8 +37,9 @@ pub struct LeaseRefused {
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// Where a source keeps its leases: one row (or document) per singleton with
-/// its holder, fencing token and expiry, by the store's own clock. Every
-/// call is one conditional write, so that two emperors never both win.
+/// its holder, fencing token and expiry, by the store's own clock, or (in
+/// ZooKeeper) a queue of nodes that expire with their session. Every call
+/// is one conditional write or queue, so that two emperors never both win.
 pub trait LeaseStore: Send + 'static {
     /// Takes every lease of `names` that has expired or is already ours;
     /// returns the ones taken, with their tokens (a new token whenever the

@@ -2,8 +2,9 @@
 //! persistent node per vassal, `PATH/<host>/<name>`, holding JSON (`state,
 //! pid, restarts, last_exit`); the node's mtime is the server's time of its
 //! last write. Liveness is the registration node the source already keeps
-//! (ephemeral, with the counts), so the heartbeat and the claim are no-ops
-//! here. Nodes are written one by one, only when they change.
+//! (ephemeral, with the counts), so the heartbeat is a no-op here, and the
+//! claim only checks that no other live emperor is registered with this
+//! host name. Nodes are written one by one, only when they change.
 
 use super::dirty::{state_name, Batch, Row};
 use super::{Claim, Me, Store};
@@ -87,8 +88,12 @@ impl Store for ZooStatus {
         connector.connect(&self.hosts).await.map_err(|e| e.to_string())
     }
 
-    async fn claim(&self, _: &mut zk::Client, _: &Me, _: Duration, _: &str) -> Result<Claim, String> {
-        Ok(Claim::Ours)
+    async fn claim(&self, client: &mut zk::Client, me: &Me, _: Duration, _: &str) -> Result<Claim, String> {
+        let taken = crate::source::table::zoo::taken_by(client, &self.dir, &me.host, &me.emperor_id).await;
+        match taken.map_err(|e| e.to_string())? {
+            None => Ok(Claim::Ours),
+            Some((emperor_id, pid)) => Ok(Claim::Taken { emperor_id, pid: pid.parse().ok() }),
+        }
     }
 
     async fn beat(&self, _: &mut zk::Client, _: &Me, _: &str) -> Result<bool, String> {

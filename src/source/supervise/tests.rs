@@ -114,6 +114,7 @@ fn settings() -> Settings {
         cursors: None,
         counts: None,
         file_owners: crate::source::FileOwners::Ignored,
+        host: "h".into(),
     }
 }
 

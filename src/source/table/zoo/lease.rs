@@ -117,20 +117,30 @@ impl ZooLeases {
         mode.with_acls(super::acls(self.auth.is_some()))
     }
 
-    /// The session, opened (and its timeout checked) when there is none.
+    /// A session of `--lease`, checked to be granted in full; `detached`:
+    /// kept by the server until it expires even when the client is dropped.
+    async fn open(&self, detached: bool) -> Result<zk::Client, ZooLeaseError> {
+        let mut connector = zk::Client::connector().with_session_timeout(self.lease).with_fail_eagerly();
+        if detached {
+            connector = connector.with_detached();
+        }
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let client = connector.connect(&self.hosts).await.map_err(|e| self.error(e))?;
+        let granted = client.session_timeout();
+        if granted < self.lease {
+            return Err(ZooLeaseError::Refused { source_id: self.source.clone(), granted, lease: self.lease });
+        }
+        tracing::debug!(source = %self.source, session = ?client.session_id(), ?granted, "lease session open");
+        Ok(client)
+    }
+
+    /// The session, opened when there is none (the first time a lease is
+    /// wanted: an emperor without singletons keeps no lease session).
     async fn session(&mut self) -> Result<&mut Session, ZooLeaseError> {
         if self.session.is_none() {
-            let mut connector =
-                zk::Client::connector().with_session_timeout(self.lease).with_fail_eagerly().with_detached();
-            if let Some(auth) = &self.auth {
-                connector = connector.with_auth("digest", auth.as_bytes());
-            }
-            let client = connector.connect(&self.hosts).await.map_err(|e| self.error(e))?;
-            let granted = client.session_timeout();
-            if granted < self.lease {
-                return Err(ZooLeaseError::Refused { source_id: self.source.clone(), granted, lease: self.lease });
-            }
-            tracing::debug!(source = %self.source, session = ?client.session_id(), ?granted, "lease session open");
+            let client = self.open(true).await?;
             self.session = Some(Session { client, nodes: HashMap::new() });
         }
         Ok(self.session.as_mut().expect("just opened"))
@@ -262,8 +272,10 @@ impl ZooLeases {
         Ok(())
     }
 
+    /// Checks the session timeout the server grants on a session that
+    /// closes at once.
     async fn check_lease(&mut self) -> Result<Option<String>, String> {
-        match self.session().await {
+        match self.open(false).await {
             Ok(_) => Ok(None),
             Err(e @ ZooLeaseError::Refused { .. }) => Ok(Some(e.to_string())),
             Err(e) => Err(e.to_string()),

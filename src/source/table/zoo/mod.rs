@@ -27,8 +27,8 @@ use crate::source::util::secret::mask;
 use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use futures::future::join_all;
 use reconciler::{SourceId, VassalName};
-pub(crate) use register::acls;
 use register::Registration;
+pub(crate) use register::{acls, taken_by};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -75,8 +75,11 @@ impl Source for ZooSource {
     fn build(&self, ctx: SourceContext) -> Built<'_> {
         let mut backend = self.clone();
         let authed = self.uri.auth.is_some();
-        backend.registration =
-            self.uri.register.as_deref().map(|dir| Registration::new(dir, &ctx.emperor_id, self.started, authed));
+        backend.registration = self
+            .uri
+            .register
+            .as_deref()
+            .map(|dir| Registration::new(dir, &ctx.host, &ctx.emperor_id, self.started, authed));
         backend.counts = Some(ctx.counts());
         Box::pin(async move { Ok(Box::pin(table::run(backend, ctx)) as SourceTask) })
     }
@@ -412,6 +415,10 @@ impl ZooSource {
                 conn.registered = Some(Ok(()));
                 let writer = registration.clone().keep_counts(conn.client.clone(), counts, self.uri.id.clone());
                 conn.counts_writer = Some(Writer(tokio::spawn(writer)));
+            }
+            Err(e @ register::RegisterError::Taken { .. }) if conn.registered.is_none() => {
+                tracing::error!(source = %self.uri.id, node = %registration.path, error = %e, "this emperor is not registered");
+                conn.registered = Some(Err(()));
             }
             Err(e) if conn.registered.is_none() => {
                 tracing::warn!(source = %self.uri.id, node = %registration.path, error = %e, "registering this emperor failed; retrying on the next read");

@@ -1,5 +1,5 @@
 //! `register=PATH`: this emperor keeps an ephemeral node
-//! `PATH/<hostname>-<emperor id>` while its session lives, so that an
+//! `PATH/<host>-<emperor id>` (`<host>` is `--host`) while its session lives, so that an
 //! operator sees from ZooKeeper which emperors are alive and how their
 //! vassals fare. The node holds JSON: `host`, `pid`, `started` (Unix
 //! seconds), `emperor_id` and `vassals`, the count of vassals per state
@@ -10,7 +10,8 @@
 //! Every new session registers again. A node left by an earlier session
 //! (an emperor restarted before its old session expired, or an expired
 //! session of this one) is taken over in one transaction (delete, create),
-//! never left to vanish when that old session ends.
+//! never left to vanish when that old session ends. A live node of another
+//! emperor with the same host name refuses the registration ([`taken_by`]).
 
 use crate::control::VassalCounts;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,12 +47,17 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// The node under `dir` for this emperor, started at `started` (Unix seconds).
-    pub fn new(dir: &str, emperor_id: &str, started: u64, authed: bool) -> Self {
-        let host = hostname();
+    /// The node under `dir` for the emperor `emperor_id` named `host`,
+    /// started at `started` (Unix seconds).
+    pub fn new(dir: &str, host: &str, emperor_id: &str, started: u64, authed: bool) -> Self {
         let dir = dir.trim_end_matches('/');
         let path = format!("{dir}/{host}-{emperor_id}");
-        Registration { path, host, emperor_id: emperor_id.to_owned(), started, authed }
+        Registration { path, host: host.to_owned(), emperor_id: emperor_id.to_owned(), started, authed }
+    }
+
+    /// The directory of the registration nodes.
+    fn dir(&self) -> &str {
+        self.path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p })
     }
 
     /// The node's data with these vassal counts.
@@ -71,11 +77,19 @@ impl Registration {
     }
 
     /// Creates the node for `client`'s session (and its parents), holding
-    /// `counts`, taking over a node an earlier session left.
-    pub async fn register(&self, client: &zk::Client, counts: &VassalCounts) -> Result<(), zk::Error> {
+    /// `counts`, taking over a node an earlier session left; refused while
+    /// another emperor with this host name is registered.
+    pub async fn register(&self, client: &zk::Client, counts: &VassalCounts) -> Result<(), RegisterError> {
+        if let Some((emperor_id, pid)) = taken_by(client, self.dir(), &self.host, &self.emperor_id).await? {
+            return Err(RegisterError::Taken { host: self.host.clone(), emperor_id, pid });
+        }
+        self.create(client, counts).await.map_err(RegisterError::Server)
+    }
+
+    async fn create(&self, client: &zk::Client, counts: &VassalCounts) -> Result<(), zk::Error> {
         let data = self.data(counts);
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(self.acls());
-        let parent = self.path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+        let parent = self.dir();
         if parent != "/" {
             match client.mkdir(parent, &zk::CreateMode::Persistent.with_acls(self.acls())).await {
                 Ok(()) | Err(zk::Error::NodeExists) => {}
@@ -135,6 +149,58 @@ impl Registration {
     }
 }
 
+/// Why this emperor could not register.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Another live emperor is registered under this host name.
+    #[error(
+        "another emperor (id {emperor_id}, pid {pid}) is registered as host {host:?}: give this one another \
+         --host, or stop that one (its node goes when its session expires)"
+    )]
+    Taken {
+        /// The host name both use.
+        host: String,
+        /// The other emperor's id.
+        emperor_id: String,
+        /// Its pid, or `?`.
+        pid: String,
+    },
+    /// The server failed a request.
+    #[error("{0}")]
+    Server(#[from] zk::Error),
+}
+
+/// The id and pid of another emperor whose registration node under `dir`
+/// names `host`: its session is alive (or not yet expired), so the name is
+/// taken. An earlier session of `emperor_id` itself does not count.
+pub async fn taken_by(
+    client: &zk::Client,
+    dir: &str,
+    host: &str,
+    emperor_id: &str,
+) -> Result<Option<(String, String)>, zk::Error> {
+    let children = match client.list_children(dir).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let prefix = format!("{host}-");
+    for child in children.iter().filter(|c| c.starts_with(&prefix)) {
+        let data = match client.get_data(&format!("{}/{child}", dir.trim_end_matches('/'))).await {
+            Ok((data, _)) => data,
+            Err(zk::Error::NoNode) => continue,
+            Err(e) => return Err(e),
+        };
+        let node: serde_json::Value = serde_json::from_slice(&data).unwrap_or_default();
+        let other = node["emperor_id"].as_str().unwrap_or_default();
+        if node["host"] == host && other != emperor_id {
+            let pid = node["pid"].as_i64().map_or_else(|| "?".to_owned(), |p| p.to_string());
+            return Ok(Some((other.to_owned(), pid)));
+        }
+    }
+    Ok(None)
+}
+
 /// The ACLs of the nodes an emperor creates: full rights for its
 /// credentials and reading for anyone when it logs in, else open.
 pub fn acls(authed: bool) -> zk::Acls<'static> {
@@ -144,24 +210,16 @@ pub fn acls(authed: bool) -> zk::Acls<'static> {
     }
 }
 
-/// This machine's host name.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty() && !h.contains('/'))
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn node_path_and_data() {
-        let r = Registration::new("/emperor/hosts/", "abc123", now(), false);
-        let host = hostname();
+        let r = Registration::new("/emperor/hosts/", "web-1", "abc123", now(), false);
+        let host = "web-1";
         assert_eq!(r.path, format!("/emperor/hosts/{host}-abc123"));
+        assert_eq!(r.dir(), "/emperor/hosts");
         let counts = VassalCounts { running: 2, held: 1, ..VassalCounts::default() };
         let data: serde_json::Value = serde_json::from_slice(&r.data(&counts)).unwrap();
         assert_eq!(data["pid"], std::process::id());
@@ -171,6 +229,7 @@ mod tests {
         let vassals = serde_json::json!({"running": 2, "waiting": 0, "starting": 0, "stopping": 0, "crashed": 0, "held": 1, "stopped": 0});
         assert_eq!(data["vassals"], vassals);
         assert_eq!(r.acls(), zk::Acls::anyone_all());
-        assert_eq!(Registration::new("/h", "x", 0, true).acls().len(), 2);
+        assert_eq!(Registration::new("/h", "web-1", "x", 0, true).acls().len(), 2);
+        assert_eq!(Registration::new("/h", "web-1", "x", 0, true).dir(), "/h");
     }
 }

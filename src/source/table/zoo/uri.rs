@@ -79,7 +79,8 @@ pub fn parse(rest: &str) -> Result<ZooUri, String> {
         }
     }
     let leases = leases.unwrap_or_else(|| default_leases(&base));
-    if within(&leases, &base) || within(&base, &leases) {
+    // The root watches every node: its lease nodes are a child it skips.
+    if base != "/" && (within(&leases, &base) || within(&base, &leases)) {
         return Err(format!("leases={leases} must lie outside the base path {base} (and not above it)"));
     }
     let user = auth.as_ref().map_or(String::new(), |(user, _)| format!("{user}:***@"));
