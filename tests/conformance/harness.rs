@@ -51,6 +51,7 @@ pub fn start_source(built: Box<dyn source::Source>) -> Running {
         cursors: None,
         counts: None,
         file_owners: source::FileOwners::Ignored,
+        host: "conformance".into(),
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime to build the source");
