@@ -60,4 +60,10 @@ pub trait LeaseStore: Send + 'static {
     fn refusal(&mut self) -> StoreFuture<'_, Option<String>> {
         Box::pin(async { Ok(None) })
     }
+    /// Notified when a lease a candidate waits for may have been freed, so
+    /// that it tries at once rather than at its next period; `None` for a
+    /// store that cannot tell.
+    fn wakeup(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

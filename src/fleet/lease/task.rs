@@ -60,6 +60,7 @@ pub async fn run(
     let jitter = std::collections::hash_map::RandomState::new();
     let mut next_call = 0u64;
     let mut round = 0u64;
+    let wakeup = store.wakeup();
     loop {
         let gone = holder.follow(&wanted.borrow_and_update());
         if !gone.is_empty() {
@@ -77,9 +78,16 @@ pub async fn run(
         }
         let wake = holder.next_due().map_or(next_call, |due| due.min(next_call));
         let sleep = tokio::time::sleep_until((holder.origin + Duration::from_millis(wake)).into());
+        let freed = async {
+            match &wakeup {
+                Some(notify) => notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = wanted.changed() => if changed.is_err() { return },
             () = sleep => {}
+            () = freed => next_call = 0,
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   holder (a later holder's node was created later).
 //! * **Renewal**: one `multi` of version checks on our own nodes, which the
 //!   leader answers only while the session and the nodes are alive.
+//! * **Waking**: a candidate watches the node just ahead of its own and
+//!   tries again as soon as that one goes.
 //! * **Release**: deleting our node (a candidate that no longer wants the
 //!   lease leaves the queue the same way).
 //! * **Restart**: the session cannot be resumed by a new process, so a
@@ -27,7 +29,9 @@
 
 use crate::fleet::lease::{LeaseStore, StoreFuture};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use zookeeper_client as zk;
 
 /// Why a lease call failed; each names the source.
@@ -68,6 +72,8 @@ struct Own {
 struct Session {
     client: zk::Client,
     nodes: HashMap<String, Own>,
+    /// The node ahead of ours watched per singleton (one watch each).
+    watched: HashMap<String, String>,
 }
 
 impl Session {
@@ -87,6 +93,8 @@ pub struct ZooLeases {
     holder: String,
     lease: Duration,
     session: Option<Session>,
+    /// Notified when a node ahead of ours goes.
+    wakeup: Arc<Notify>,
 }
 
 /// The sequence number of a queued node, from its name.
@@ -106,6 +114,7 @@ impl ZooLeases {
             holder: holder.to_owned(),
             lease,
             session: None,
+            wakeup: Arc::new(Notify::new()),
         }
     }
 
@@ -141,7 +150,7 @@ impl ZooLeases {
     async fn session(&mut self) -> Result<&mut Session, ZooLeaseError> {
         if self.session.is_none() {
             let client = self.open(true).await?;
-            self.session = Some(Session { client, nodes: HashMap::new() });
+            self.session = Some(Session { client, nodes: HashMap::new(), watched: HashMap::new() });
         }
         Ok(self.session.as_mut().expect("just opened"))
     }
@@ -207,7 +216,34 @@ impl ZooLeases {
             self.forget(name);
             return Ok(false);
         }
-        Ok(children.iter().filter_map(|c| Some((sequence(c)?, c))).min().is_some_and(|(_, c)| c == mine))
+        let Some(seq) = sequence(mine) else { return Ok(false) };
+        let ahead = children.iter().filter_map(|c| Some((sequence(c)?, c))).filter(|(s, _)| *s < seq).max();
+        match ahead {
+            None => Ok(true),
+            Some((_, ahead)) => {
+                self.watch(name, format!("{dir}/{ahead}")).await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Watches the node just ahead of ours (as the lock recipe does, to
+    /// wake only the next candidate), unless it already is.
+    async fn watch(&mut self, name: &str, ahead: String) {
+        let Some(session) = self.session.as_mut() else { return };
+        if session.watched.get(name) == Some(&ahead) {
+            return;
+        }
+        let Ok((stat, watcher)) = session.client.check_and_watch_stat(&ahead).await else { return };
+        session.watched.insert(name.to_owned(), ahead);
+        let wakeup = self.wakeup.clone();
+        match stat {
+            None => wakeup.notify_one(),
+            Some(_) => drop(tokio::spawn(async move {
+                watcher.changed().await;
+                wakeup.notify_one();
+            })),
+        }
     }
 
     fn forget(&mut self, name: &str) {
@@ -307,6 +343,10 @@ impl LeaseStore for ZooLeases {
 
     fn refusal(&mut self) -> StoreFuture<'_, Option<String>> {
         Box::pin(self.check_lease())
+    }
+
+    fn wakeup(&self) -> Option<Arc<Notify>> {
+        Some(self.wakeup.clone())
     }
 
     /// Keeps a live session (its nodes are the leases; the client
