@@ -39,6 +39,8 @@ macro_rules! on_both_stores {
     };
 }
 
+mod restart;
+
 on_both_stores!(one_host_runs_it_and_a_partition_moves_it);
 fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
