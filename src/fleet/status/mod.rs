@@ -5,9 +5,11 @@
 //!
 //! Two records, written separately:
 //! * one heartbeat row per emperor in `TABLE_hosts` (`host, emperor_id, pid,
-//!   started_at, heartbeat_at, vassals`), renewed every heartbeat period
-//!   (10 s by default, `status-heartbeat=SECONDS`); a row older than
-//!   [`LEASE_PERIODS`] periods belongs to a dead emperor;
+//!   started_at, heartbeat_at, vassals, stopped_at`), renewed every
+//!   heartbeat period (10 s by default, `status-heartbeat=SECONDS`); a row
+//!   older than [`LEASE_PERIODS`] periods belongs to a dead emperor, unless
+//!   `stopped_at` says it stopped cleanly ([`finish`]: its vassal rows then
+//!   all say `stopped`);
 //! * one row per vassal in `TABLE` (`host, name, state, pid, since,
 //!   restarts, last_exit, updated_at`), written only when it changes
 //!   ([`dirty`]), deleted when the vassal is removed.
