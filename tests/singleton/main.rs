@@ -39,6 +39,7 @@ macro_rules! on_both_stores {
     };
 }
 
+mod figures;
 mod restart;
 
 on_both_stores!(one_host_runs_it_and_a_partition_moves_it);
