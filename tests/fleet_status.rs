@@ -273,6 +273,65 @@ fn an_outage_of_the_status_store_keeps_vassals_and_rows_catch_up() {
     assert_ne!(caught_up["one.ini"].1, Some(one), "the restarted process is written");
 }
 
+#[test]
+fn a_clean_stop_shows_every_vassal_stopped_and_the_host_stopped() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("status_clean_stop");
+    let mut h = Harness::new();
+    start(&mut h, &pg, "status_clean_stop", "web-1");
+    insert(&mut sql, "web-1", &["a.ini", "b.ini"]);
+    wait_rows_match(&mut sql, &h, "web-1", &["a.ini", "b.ini"]);
+    let stopped_at = |sql: &mut PgClient| -> Option<bool> {
+        let rows = sql.query("SELECT stopped_at = heartbeat_at FROM emperor_status_hosts WHERE host = 'web-1'");
+        rows.first().and_then(|r| r.get(0))
+    };
+    assert_eq!(stopped_at(&mut sql), None, "a running emperor has no stopped_at");
+
+    h.signal_emperor(libc::SIGTERM);
+    assert!(h.wait_emperor_exit(DEADLINE).success(), "a clean stop");
+    // Written before the emperor exited: read at once, no waiting.
+    let stopped = |name: &str| (name.to_owned(), ("stopped".to_owned(), None));
+    assert_eq!(status_rows(&mut sql, "web-1"), Seen::from([stopped("a.ini"), stopped("b.ini")]));
+    assert_eq!(stopped_at(&mut sql), Some(true), "stopped_at is set with the last heartbeat");
+    let (_, _, counts) = heartbeat(&mut sql, "web-1").expect("the host row");
+    assert_eq!((counts["stopped"].as_u64(), counts["running"].as_u64()), (Some(2), Some(0)), "{counts}");
+
+    // Started again, the host runs again: stopped_at is cleared.
+    let again = h.spawn(&["--host", "web-1", "--resync", "600", &source(&pg, "status_clean_stop", "web-1")], &[]);
+    wait_until(DEADLINE, "the host row to show a running emperor again", || {
+        let rows = sql.query("SELECT stopped_at IS NULL, pid FROM emperor_status_hosts WHERE host = 'web-1'");
+        cond(rows[0].get::<_, bool>(0) && rows[0].get::<_, Option<i32>>(1) == Some(again.pid()))
+    });
+    wait_rows_match(&mut sql, &h, "web-1", &["a.ini", "b.ini"]);
+}
+
+#[test]
+fn a_dead_status_store_does_not_hold_up_a_clean_stop() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("status_dead_stop");
+    let proxy = Proxy::new(pg.port);
+    let mut h = Harness::new();
+    crate::common::put(&h.vassal("one.ini"), &uwsgi_ini(""));
+    let status = format!(
+        "pg://host=127.0.0.1 port={} user=postgres dbname=status_dead_stop;SELECT name, config, ts FROM vassals WHERE false;{STATUS}",
+        proxy.port
+    );
+    h.start(&["--host", "solo", &h.dir_source(), &status]);
+    let rows = wait_rows_match(&mut sql, &h, "solo", &["one.ini"]);
+
+    // The store stops answering (no FIN, no RST): each statement would wait
+    // for its own timeout (10 s), the final status gets a second in all.
+    proxy.blackhole();
+    let asked = std::time::Instant::now();
+    h.signal_emperor(libc::SIGTERM);
+    assert!(h.wait_emperor_exit(DEADLINE).success(), "a clean stop, not held up by the store");
+    eprintln!("clean stop with a dead status store: {:?}", asked.elapsed());
+    let log = h.log_text();
+    assert!(log.contains("final status could not be written"), "{log}");
+    proxy.restore();
+    assert_eq!(status_rows(&mut sql, "solo"), rows, "nothing was written");
+}
+
 /// The rows inserted, updated and deleted in `table` so far, by the statistics collector.
 fn writes(sql: &mut PgClient, table: &str) -> (i64, i64, i64) {
     let r = &sql.query(&format!(

@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS emperor_status_hosts (
     pid          integer,
     started_at   timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now(), -- older than 3 periods: the emperor is dead
-    vassals      jsonb       NOT NULL DEFAULT '{}'   -- counts per state
+    vassals      jsonb       NOT NULL DEFAULT '{}',  -- counts per state
+    stopped_at   timestamptz                         -- set by a clean stop (SIGTERM), NULL while it runs
 );
+-- Tables made by an earlier version get the column (the emperor adds it too when it may).
+ALTER TABLE emperor_status_hosts ADD COLUMN IF NOT EXISTS stopped_at timestamptz;
 -- Tables a fleet of emperors shares in the database of its pg:// source.
 -- Idempotent: run it again at any time.
 --

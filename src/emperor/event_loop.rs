@@ -50,6 +50,15 @@ pub(super) struct Emperor<P> {
     pub(super) trimmed_at: u64,
 }
 
+/// How the main loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Every vassal was stopped (a stop signal or request).
+    Stopped,
+    /// The vassals run on for the next emperor (SIGUSR2).
+    Handover,
+}
+
 struct Signals {
     term: Signal,
     int: Signal,
@@ -76,7 +85,7 @@ impl<P: Processes> Emperor<P> {
         mut self,
         mut sources: Receiver<Envelope>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Ending> {
         let mut signals = Signals::new().context("installing signal handlers")?;
         let shutdown = futures::FutureExt::fuse(shutdown);
         tokio::pin!(shutdown);
@@ -140,7 +149,7 @@ impl<P: Processes> Emperor<P> {
                     tracing::info!("SIGUSR2: exiting and leaving every vassal running for the next emperor");
                     self.persist();
                     self.notify.stopping();
-                    return Ok(());
+                    return Ok(Ending::Handover);
                 }
                 _ = signals.hup.recv() => {
                     tracing::info!("SIGHUP: reloading every vassal");
@@ -155,7 +164,7 @@ impl<P: Processes> Emperor<P> {
                     self.singletons.release_all().await;
                     self.supervisor.retire_holder();
                     tracing::info!("every vassal stopped; bye");
-                    return Ok(());
+                    return Ok(Ending::Stopped);
                 }
                 continue;
             }

@@ -154,12 +154,13 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         trimmed_at: next_generation,
     };
     let result = emperor.serve(src_rx, shutdown).await;
-    monitors.iter().chain(&status_writers).for_each(|task| task.abort());
+    monitors.iter().for_each(|task| task.abort());
+    fleet::status::finish(status_writers, matches!(result, Ok(event_loop::Ending::Stopped))).await;
     if let Some(server) = server {
         server.abort();
         let _ = std::fs::remove_file(&control_path);
     }
-    result
+    result.map(drop)
 }
 
 /// Starts a status writer for every source whose URI asks for one (`status=`).
@@ -168,7 +169,7 @@ async fn start_status_writers(
     sources: &[Box<dyn source::Source>],
     emperor_id: &str,
     hook: &control::Hook,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Vec<fleet::status::StatusTask>> {
     let me =
         fleet::status::Me { host: host.to_owned(), emperor_id: emperor_id.to_owned(), pid: std::process::id() as i32 };
     let mut writers = Vec::new();

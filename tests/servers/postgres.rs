@@ -134,6 +134,23 @@ impl Postgres {
         assert!(self.try_start(tcp), "PostgreSQL did not restart");
     }
 
+    /// Stops the server as an operator restarting it would (`pg_ctl stop -m
+    /// fast`: sessions are ended, the data is written) and waits until it is
+    /// gone; [`Postgres::restart`] starts it again on the same data and port.
+    pub fn stop(&mut self) {
+        let status = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "30", "-m", "fast", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_ctl stop");
+        assert!(status.success(), "pg_ctl stop failed");
+        self.pid = None;
+    }
+
     /// Kills the server at once (immediate shutdown: SIGQUIT, no clean
     /// disconnects) and waits until it is gone.
     pub fn kill(&mut self) {
@@ -225,11 +242,22 @@ impl PgClient {
         unreachable!("the second attempt returns or panics")
     }
 
-    /// The rows of one query, every value as text (`None` for NULL).
+    /// The rows of one query, every value as text (`None` for NULL;
+    /// reconnecting once if the server restarted).
     pub fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let client = self.client.as_ref().expect("connected");
-        let messages =
-            self.rt.block_on(client.simple_query(sql)).unwrap_or_else(|e| panic!("SQL failed: {e:?}\n{sql}"));
+        let mut messages = None;
+        for attempt in 0..2 {
+            let client = self.client.as_ref().expect("connected");
+            match self.rt.block_on(client.simple_query(sql)) {
+                Ok(m) => {
+                    messages = Some(m);
+                    break;
+                }
+                Err(e) if e.is_closed() && attempt == 0 => self.reconnect(),
+                Err(e) => panic!("SQL failed: {e:?}\n{sql}"),
+            }
+        }
+        let messages = messages.expect("the second attempt returns or panics");
         messages
             .into_iter()
             .filter_map(|m| match m {

@@ -155,6 +155,7 @@ pub enum Db {
 }
 
 impl Db {
+    /// Database `db` on the server this test binary shares.
     pub fn new(kind: Kind, db: &str) -> Db {
         match kind {
             Kind::Pg => {
@@ -174,6 +175,52 @@ impl Db {
                 client.mkdir(&format!("{base}/vassals"));
                 Db::Zoo(zk, client, base)
             }
+        }
+    }
+
+    /// Database `db` on a server of the test's own, which it may stop and
+    /// start again ([`Db::stop_server`], [`Db::start_server`]).
+    pub fn private(kind: Kind, db: &str) -> Db {
+        match kind {
+            Kind::Pg => {
+                let pg = Arc::new(Postgres::private());
+                let sql = pg.create_db(db);
+                Db::Pg(pg, sql, db.to_owned())
+            }
+            Kind::Mongo => {
+                let mongo = Arc::new(Mongo::private());
+                let client = mongo.client();
+                Db::Mongo(mongo, client, db.to_owned())
+            }
+            Kind::Zoo => {
+                let zk = Arc::new(ZooKeeper::private(2000));
+                let mut client = zk.client();
+                let base = format!("/{db}");
+                client.mkdir(&format!("{base}/vassals"));
+                Db::Zoo(zk, client, base)
+            }
+        }
+    }
+
+    /// Stops the private server as an operator restarting it would
+    /// (`pg_ctl stop -m fast`; SIGTERM to SecantusDB) and waits until it is gone.
+    pub fn stop_server(&mut self) {
+        match self {
+            Db::Pg(pg, ..) => Arc::get_mut(pg).expect("a private server").stop(),
+            Db::Mongo(mongo, ..) => Arc::get_mut(mongo).expect("a private server").kill(),
+            Db::Zoo(zk, ..) => Arc::get_mut(zk).expect("a private server").kill(),
+        }
+    }
+
+    /// Starts the private server again on its data and its port.
+    pub fn start_server(&mut self) {
+        match self {
+            Db::Pg(pg, ..) => Arc::get_mut(pg).expect("a private server").restart(true),
+            Db::Mongo(mongo, ..) => {
+                let port = mongo.port;
+                Arc::get_mut(mongo).expect("a private server").restart_on(port);
+            }
+            Db::Zoo(zk, ..) => Arc::get_mut(zk).expect("a private server").restart(),
         }
     }
 
@@ -270,8 +317,13 @@ pub struct Fleet {
 pub const NAME: &str = "probe.ini";
 
 impl Fleet {
+    /// The fleet on database `name` of the shared server, with [`lease_arg`].
     pub fn new(kind: Kind, name: &str) -> Fleet {
-        let db = Db::new(kind, name);
+        Fleet::on(Db::new(kind, name), &["--lease", &lease_arg()])
+    }
+
+    /// The fleet on `db`, each emperor started with the lease options `lease`.
+    pub fn on(db: Db, lease: &[&str]) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("probe.log");
         std::fs::write(dir.path().join("probe.py"), PROBE).expect("write the probe");
@@ -279,7 +331,8 @@ impl Fleet {
             .into_iter()
             .map(|name| {
                 let proxy = Proxy::new(db.port());
-                let mut args: Vec<String> = ["--host", name, "--lease", &lease_arg()].map(str::to_owned).to_vec();
+                let mut args: Vec<String> =
+                    ["--host", name].into_iter().chain(lease.iter().copied()).map(str::to_owned).collect();
                 args.push(db.uri(proxy.port));
                 Host { name, h: Harness::new(), proxy, run: None, args }
             })

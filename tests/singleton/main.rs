@@ -12,7 +12,6 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod figures;
 mod fleet;
 #[path = "../servers/mod.rs"]
 mod servers;
@@ -43,6 +42,10 @@ macro_rules! on_every_store {
         on_stores!($name: pg => Pg, mongodb => Mongo, zoo => Zoo);
     };
 }
+
+mod figures;
+mod restart;
+mod zoo_figures;
 
 on_every_store!(one_host_runs_it_and_a_partition_moves_it);
 fn one_host_runs_it_and_a_partition_moves_it(kind: Kind) {

@@ -41,7 +41,7 @@ struct Harness {
     shutdown: Option<oneshot::Sender<()>>,
     /// The control socket's side of the loop.
     control: crate::control::Handle,
-    serve: JoinHandle<anyhow::Result<()>>,
+    serve: JoinHandle<anyhow::Result<super::event_loop::Ending>>,
     _dir: tempfile::TempDir,
 }
 
@@ -107,7 +107,7 @@ impl Harness {
     }
 
     /// Waits for the loop to return.
-    async fn finished(self) -> anyhow::Result<()> {
+    async fn finished(self) -> anyhow::Result<super::event_loop::Ending> {
         timeout(PATIENCE, self.serve).await.expect("the loop returns").expect("the loop did not panic")
     }
 }
@@ -305,6 +305,6 @@ async fn shutdown_stops_every_vassal_and_returns_once_they_are_gone() {
     assert!(!h.serve.is_finished(), "b.ini is still running");
     h.exit("b.ini").await;
     let fake = h.fake.clone();
-    h.finished().await.expect("a clean stop");
+    assert_eq!(h.finished().await.expect("a clean stop"), super::event_loop::Ending::Stopped);
     assert_eq!(fake.take(), [Did::StopAll, Did::RetireHolder], "nothing respawned; the fd holder retired last");
 }

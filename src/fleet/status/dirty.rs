@@ -153,6 +153,27 @@ impl Dirty {
         self.pending.retain(|name, _| self.desired.contains_key(name) || self.written.contains_key(name));
     }
 
+    /// Marks every vassal `stopped` since `wall`, without a process (the
+    /// emperor stopped them all on a stop signal): the vassals of the last
+    /// table (`shown`), or else those the store holds.
+    pub fn stop_all(&mut self, shown: bool, wall: SystemTime, now: Instant) {
+        let since = wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let last = match shown {
+            true => std::mem::take(&mut self.desired),
+            false => self.written.iter().map(|(name, row)| (name.clone(), row.clone())).collect(),
+        };
+        let stopped = last
+            .into_iter()
+            .map(|(name, row)| (name, Row { state: State::Stopped.as_str(), pid: None, since: Some(since), ..row }))
+            .collect();
+        self.observe(stopped, now);
+    }
+
+    /// How many vassals the emperor shows.
+    pub fn vassals(&self) -> usize {
+        self.desired.len()
+    }
+
     /// Notes what the store holds for this host (read back at start, after
     /// a reconnect, and now and then): only the differences become pending.
     pub fn stored(&mut self, stored: HashMap<String, Row>, now: Instant) {

@@ -107,6 +107,33 @@ fn a_read_back_writes_only_the_differences() {
 }
 
 #[test]
+fn a_clean_stop_writes_every_vassal_stopped_without_a_process() {
+    let now = Instant::now();
+    let wall = UNIX_EPOCH + Duration::from_secs(500);
+    let crashed = Row { last_exit: Some("code 1".into()), restarts: 2, ..row("crashed", None, 1.0) };
+    let mut dirty = Dirty::default();
+    dirty.observe(table(&[("a.ini", row("running", Some(1), 1.0)), ("b.ini", crashed)]), now);
+    flush(&mut dirty);
+    dirty.stop_all(true, wall, now);
+    assert_eq!(dirty.vassals(), 2);
+    let batch = &flush(&mut dirty)[0];
+    assert!(batch.deletes.is_empty());
+    for upsert in &batch.upserts {
+        assert_eq!((upsert.row.state, upsert.row.pid, upsert.row.since), ("stopped", None, Some(500.0)));
+        assert!(upsert.age.is_some(), "a new state writes its since");
+    }
+    assert_eq!(batch.upserts[1].row.last_exit.as_deref(), Some("code 1"), "the last exit and restarts are kept");
+
+    // Before any table was shown, the rows the store holds are the ones stopped.
+    let mut fresh = Dirty::default();
+    let stored = HashMap::from([("c.ini".to_owned(), Row { since: None, ..row("running", Some(3), 0.0) })]);
+    fresh.stored(stored, now);
+    fresh.stop_all(false, wall, now);
+    let batch = &flush(&mut fresh)[0];
+    assert_eq!((batch.upserts.len(), batch.upserts[0].row.state), (1, "stopped"));
+}
+
+#[test]
 fn statements_carry_at_most_max_rows() {
     let now = Instant::now();
     let mut dirty = Dirty::default();

@@ -5,9 +5,11 @@
 //!
 //! Two records, written separately:
 //! * one heartbeat row per emperor in `TABLE_hosts` (`host, emperor_id, pid,
-//!   started_at, heartbeat_at, vassals`), renewed every heartbeat period
-//!   (10 s by default, `status-heartbeat=SECONDS`); a row older than
-//!   [`LEASE_PERIODS`] periods belongs to a dead emperor;
+//!   started_at, heartbeat_at, vassals, stopped_at`), renewed every
+//!   heartbeat period (10 s by default, `status-heartbeat=SECONDS`); a row
+//!   older than [`LEASE_PERIODS`] periods belongs to a dead emperor, unless
+//!   `stopped_at` says it stopped cleanly ([`finish`]: its vassal rows then
+//!   all say `stopped`);
 //! * one row per vassal in `TABLE` (`host, name, state, pid, since,
 //!   restarts, last_exit, updated_at`), written only when it changes
 //!   ([`dirty`]), deleted when the vassal is removed.
@@ -31,7 +33,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// How often the heartbeat row is renewed by default.
@@ -110,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Claim, String>> + Send;
     /// Renews the heartbeat; `false` when the row is no longer ours.
     fn beat(&self, conn: &mut Self::Conn, me: &Me, counts: &str) -> impl Future<Output = Result<bool, String>> + Send;
+    /// The last heartbeat of an emperor that stopped every vassal on a stop
+    /// signal: `heartbeat_at` and `stopped_at` set to now (a claim clears
+    /// `stopped_at` again); `false` when the row is no longer ours.
+    fn stopped(
+        &self,
+        conn: &mut Self::Conn,
+        me: &Me,
+        counts: &str,
+    ) -> impl Future<Output = Result<bool, String>> + Send;
     /// Every vassal row of `host` (with `since` unknown).
     fn read(
         &self,
@@ -139,12 +150,42 @@ pub enum Target {
 /// Starts writing status to `target` for `me`, from the tables the main loop
 /// publishes on `table`. Refuses to start when another live emperor holds
 /// `me.host` there; a store that cannot be reached only delays the writes.
-pub async fn start(target: Target, me: Me, table: watch::Receiver<Arc<Table>>) -> Result<JoinHandle<()>, StatusError> {
-    match target {
-        Target::Pg(store) => writer::start(store, me, table).await,
-        Target::Mongo(store) => writer::start(store, me, table).await,
-        Target::Zoo(store) => writer::start(store, me, table).await,
+pub async fn start(target: Target, me: Me, table: watch::Receiver<Arc<Table>>) -> Result<StatusTask, StatusError> {
+    let stop = Arc::new(Notify::new());
+    let task = match target {
+        Target::Pg(store) => writer::start(store, me, table, stop.clone()).await,
+        Target::Mongo(store) => writer::start(store, me, table, stop.clone()).await,
+        Target::Zoo(store) => writer::start(store, me, table, stop.clone()).await,
+    }?;
+    Ok(StatusTask { task, stop })
+}
+
+/// How long a clean stop waits for the final status of every store.
+pub const FINAL_WAIT: Duration = Duration::from_secs(1);
+
+/// A running status writer, and how to end it.
+#[derive(Debug)]
+pub struct StatusTask {
+    task: JoinHandle<()>,
+    /// Tells the writer that every vassal was stopped.
+    stop: Arc<Notify>,
+}
+
+/// Ends the status writers. After a clean stop (`stopped`: the emperor
+/// stopped every vassal on a stop signal) each first marks its host's rows
+/// `stopped` and gives its heartbeat row a last beat with `stopped_at`,
+/// waiting at most [`FINAL_WAIT`] in all: a store that does not answer never
+/// holds up the stop. Otherwise (the emperor leaves its vassals running for
+/// the next one) the rows are left as they are.
+pub async fn finish(mut tasks: Vec<StatusTask>, stopped: bool) {
+    if stopped && !tasks.is_empty() {
+        tasks.iter().for_each(|t| t.stop.notify_one());
+        let all = futures::future::join_all(tasks.iter_mut().map(|t| &mut t.task));
+        if tokio::time::timeout(FINAL_WAIT, all).await.is_err() {
+            tracing::warn!("the final status could not be written in time; the heartbeat rows expire instead");
+        }
     }
+    tasks.iter().for_each(|t| t.task.abort());
 }
 
 /// The status options of a source's URI: `status=NAME` (the table or

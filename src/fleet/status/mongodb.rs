@@ -45,6 +45,11 @@ fn duplicate_key(e: &MongoError) -> bool {
     }
 }
 
+/// The per-state counts (JSON) as a document.
+fn counts_doc(counts: &str) -> Document {
+    Document::try_from(serde_json::from_str::<serde_json::Map<_, _>>(counts).unwrap_or_default()).unwrap_or_default()
+}
+
 /// The document of one vassal row: `$set` and `$currentDate` parts.
 fn update_of(host: &str, name: &str, row: &Row, new_since: bool) -> Document {
     let pid = row.pid.map_or(Bson::Null, Bson::Int32);
@@ -83,10 +88,12 @@ impl Store for MongoStatus {
     /// when it is ours or stale. Stale is judged by this host's clock
     /// against the server's `heartbeat_at`.
     async fn claim(&self, conn: &mut Conn, me: &Me, lease: Duration, counts: &str) -> Result<Claim, String> {
-        let vassals = Document::try_from(serde_json::from_str::<serde_json::Map<_, _>>(counts).unwrap_or_default())
-            .unwrap_or_default();
+        let vassals = counts_doc(counts);
         let keep = doc! { "_id": &me.host, "emperor_id": &me.emperor_id, "pid": me.pid };
-        let beat = doc! { "$set": { "vassals": vassals.clone() }, "$currentDate": { "heartbeat_at": true } };
+        let beat = doc! {
+            "$set": { "vassals": vassals.clone(), "stopped_at": Bson::Null },
+            "$currentDate": { "heartbeat_at": true },
+        };
         if conn.hosts.update_one(keep, beat).await.map_err(|e| e.to_string())?.matched_count == 1 {
             return Ok(Claim::Ours);
         }
@@ -96,7 +103,7 @@ impl Store for MongoStatus {
             "$or": [ { "emperor_id": &me.emperor_id }, { "heartbeat_at": { "$lt": cutoff } } ],
         };
         let take = doc! {
-            "$set": { "emperor_id": &me.emperor_id, "pid": me.pid, "vassals": vassals },
+            "$set": { "emperor_id": &me.emperor_id, "pid": me.pid, "vassals": vassals, "stopped_at": Bson::Null },
             "$currentDate": { "heartbeat_at": true, "started_at": true },
         };
         match conn.hosts.update_one(filter, take).upsert(true).await {
@@ -112,10 +119,16 @@ impl Store for MongoStatus {
     }
 
     async fn beat(&self, conn: &mut Conn, me: &Me, counts: &str) -> Result<bool, String> {
-        let vassals = Document::try_from(serde_json::from_str::<serde_json::Map<_, _>>(counts).unwrap_or_default())
-            .unwrap_or_default();
+        let vassals = counts_doc(counts);
         let filter = doc! { "_id": &me.host, "emperor_id": &me.emperor_id };
         let update = doc! { "$set": { "vassals": vassals }, "$currentDate": { "heartbeat_at": true } };
+        let result = conn.hosts.update_one(filter, update).await.map_err(|e| e.to_string())?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn stopped(&self, conn: &mut Conn, me: &Me, counts: &str) -> Result<bool, String> {
+        let filter = doc! { "_id": &me.host, "emperor_id": &me.emperor_id };
+        let update = doc! { "$set": { "vassals": counts_doc(counts) }, "$currentDate": { "heartbeat_at": true, "stopped_at": true } };
         let result = conn.hosts.update_one(filter, update).await.map_err(|e| e.to_string())?;
         Ok(result.matched_count == 1)
     }

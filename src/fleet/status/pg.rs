@@ -30,8 +30,12 @@ CREATE TABLE IF NOT EXISTS {hosts} (
     pid integer,
     started_at timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now(),
-    vassals jsonb NOT NULL DEFAULT '{}'
+    vassals jsonb NOT NULL DEFAULT '{}',
+    stopped_at timestamptz
 );";
+
+/// Adds the column a table made by an earlier version lacks.
+const UPGRADE: &str = "ALTER TABLE {hosts} ADD COLUMN IF NOT EXISTS stopped_at timestamptz";
 
 /// A status table of a `pg://` source (`;status=TABLE`).
 #[derive(Debug, Clone)]
@@ -52,6 +56,7 @@ pub struct Conn {
     claim: Statement,
     owner: Statement,
     beat: Statement,
+    stopped: Statement,
     read: Statement,
     upsert: Statement,
     delete: Statement,
@@ -68,19 +73,24 @@ impl PgStatus {
         format!("{}_hosts", self.table)
     }
 
-    /// Creates the tables that are missing (checked first, so that an
-    /// emperor without the right to create tables works with shipped ones).
+    /// Creates the tables that are missing, and the `stopped_at` column a
+    /// table of an earlier version lacks (both checked first, so that an
+    /// emperor without the right to change tables works with shipped ones).
     async fn ensure_tables(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        let hosts = self.hosts_table();
-        let exists = client
+        let hosts = quote(&self.hosts_table());
+        let found = client
             .query_one(
-                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
-                &[&quote(&self.table), &quote(&hosts)],
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL, \
+                 EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) \
+                         AND attname = 'stopped_at' AND NOT attisdropped)",
+                &[&quote(&self.table), &hosts],
             )
             .await?;
-        if !exists.get::<_, bool>(0) {
-            let ddl = DDL.replace("{status}", &quote(&self.table)).replace("{hosts}", &quote(&hosts));
+        if !found.get::<_, bool>(0) {
+            let ddl = DDL.replace("{status}", &quote(&self.table)).replace("{hosts}", &hosts);
             client.batch_execute(&ddl).await?;
+        } else if !found.get::<_, bool>(1) {
+            client.batch_execute(&UPGRADE.replace("{hosts}", &hosts)).await?;
         }
         Ok(())
     }
@@ -94,7 +104,7 @@ impl PgStatus {
                  ON CONFLICT (host) DO UPDATE SET emperor_id = EXCLUDED.emperor_id, pid = EXCLUDED.pid, \
                    started_at = CASE WHEN h.emperor_id = EXCLUDED.emperor_id AND h.pid IS NOT DISTINCT FROM EXCLUDED.pid \
                                 THEN h.started_at ELSE now() END, \
-                   heartbeat_at = now(), vassals = EXCLUDED.vassals \
+                   heartbeat_at = now(), vassals = EXCLUDED.vassals, stopped_at = NULL \
                  WHERE h.emperor_id = EXCLUDED.emperor_id OR h.heartbeat_at < now() - $5::float8 * interval '1 second' \
                  RETURNING 1"
             ))
@@ -103,6 +113,12 @@ impl PgStatus {
         let beat = client
             .prepare(&format!(
                 "UPDATE {hosts} SET heartbeat_at = now(), vassals = $3::text::jsonb WHERE host = $1 AND emperor_id = $2"
+            ))
+            .await?;
+        let stopped = client
+            .prepare(&format!(
+                "UPDATE {hosts} SET heartbeat_at = now(), stopped_at = now(), vassals = $3::text::jsonb \
+                 WHERE host = $1 AND emperor_id = $2"
             ))
             .await?;
         let read = client
@@ -121,7 +137,7 @@ impl PgStatus {
             .await?;
         let delete =
             client.prepare(&format!("DELETE FROM {status} WHERE host = $1 AND name = ANY($2::text[])")).await?;
-        Ok(Conn { client, claim, owner, beat, read, upsert, delete })
+        Ok(Conn { client, claim, owner, beat, stopped, read, upsert, delete })
     }
 }
 
@@ -159,6 +175,12 @@ impl Store for PgStatus {
     async fn beat(&self, conn: &mut Conn, me: &Me, counts: &str) -> Result<bool, String> {
         let updated =
             conn.client.execute(&conn.beat, &[&me.host, &me.emperor_id, &counts]).await.map_err(error_message)?;
+        Ok(updated == 1)
+    }
+
+    async fn stopped(&self, conn: &mut Conn, me: &Me, counts: &str) -> Result<bool, String> {
+        let updated =
+            conn.client.execute(&conn.stopped, &[&me.host, &me.emperor_id, &counts]).await.map_err(error_message)?;
         Ok(updated == 1)
     }
 

@@ -5,13 +5,13 @@
 
 use super::dirty::{rows_of, Dirty};
 use super::{Claim, Me, StatusError, Store, LEASE_PERIODS};
-use crate::control::Table;
+use crate::control::{Table, VassalCounts};
 use crate::source::util::retry::Outage;
 use reconciler::SourceId;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -29,7 +29,7 @@ enum Failure {
     Lost(String),
     /// Another emperor holds this host name: stop writing.
     Taken(Claim),
-    /// The main loop is gone.
+    /// Nothing more to write.
     Ended,
 }
 
@@ -44,6 +44,8 @@ struct Writer<S: Store> {
     /// started: until then nothing is written (the empty table of a start
     /// would delete every row of the host).
     ready: bool,
+    /// Notified when the emperor stopped every vassal on a stop signal.
+    stop: Arc<Notify>,
 }
 
 /// Connects and claims the host name (waiting at most [`START_TIMEOUT`]),
@@ -52,9 +54,10 @@ pub async fn start<S: Store>(
     store: S,
     me: Me,
     table: watch::Receiver<Arc<Table>>,
+    stop: Arc<Notify>,
 ) -> Result<JoinHandle<()>, StatusError> {
     let outage = Outage::new(SourceId(format!("{} (status)", store.source())));
-    let mut writer = Writer { store, me, table, dirty: Dirty::default(), outage, ready: false };
+    let mut writer = Writer { store, me, table, dirty: Dirty::default(), outage, ready: false, stop };
     tracing::info!(source = %writer.store.source(), host = %writer.me.host, "writing this host's vassal status back to the source's server");
     let first = match timeout(START_TIMEOUT, writer.open()).await {
         Ok(Ok(conn)) => Some(conn),
@@ -161,25 +164,37 @@ impl<S: Store> Writer<S> {
                 Failure::Lost(_) => {
                     let delay = self.failed(&failure);
                     if !self.wait(delay).await {
-                        return;
+                        return self.finish_anew().await;
                     }
                 }
             }
         }
     }
 
-    /// Waits out a backoff; `false` if the main loop ended meanwhile.
+    /// Waits out a backoff; `false` if the emperor stopped every vassal
+    /// meanwhile.
     async fn wait(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
             tokio::select! {
                 changed = self.table.changed() => match changed {
                     Ok(()) => self.observe(),
-                    Err(_) => return false,
+                    Err(_) => {
+                        self.stopped().await;
+                        return false;
+                    }
                 },
+                () = self.stop.notified() => return false,
                 () = tokio::time::sleep_until(until) => return true,
             }
         }
+    }
+
+    /// Waits until the emperor says it stopped every vassal, once the main
+    /// loop is gone. When it leaves them running instead (to the next
+    /// emperor), it ends this task and the rows stay as they are.
+    async fn stopped(&self) {
+        self.stop.notified().await;
     }
 
     /// Serves one connection: writes changes when due, beats, reads back.
@@ -193,11 +208,13 @@ impl<S: Store> Writer<S> {
             tokio::select! {
                 changed = self.table.changed() => {
                     if changed.is_err() {
-                        return Failure::Ended;
+                        self.stopped().await;
+                        return self.finish(&mut conn).await;
                     }
                     self.observe();
                     continue;
                 }
+                () = self.stop.notified() => return self.finish(&mut conn).await,
                 () = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -219,6 +236,42 @@ impl<S: Store> Writer<S> {
             };
             if let Err(failure) = step.await {
                 return failure;
+            }
+        }
+    }
+
+    /// Writes the final status of a clean stop on `conn`: every row of this
+    /// host `stopped`, then the heartbeat row's last beat with `stopped_at`.
+    async fn finish(&mut self, conn: &mut S::Conn) -> Failure {
+        self.dirty.stop_all(self.ready, SystemTime::now(), Instant::now());
+        let rows = self.dirty.vassals();
+        let counts = serde_json::to_string(&VassalCounts { stopped: rows, ..VassalCounts::default() })
+            .unwrap_or_else(|_| "{}".into());
+        let result = async {
+            self.flush(conn).await?;
+            self.op("writing the last heartbeat", self.store.stopped(conn, &self.me, &counts)).await
+        };
+        match result.await {
+            Ok(_) => {
+                tracing::info!(source = %self.store.source(), host = %self.me.host, vassals = rows, "status: every vassal stopped, the host stopped")
+            }
+            Err(Failure::Lost(e)) => {
+                tracing::warn!(source = %self.store.source(), host = %self.me.host, error = %e, "the final status could not be written; the heartbeat row expires instead")
+            }
+            Err(_) => {}
+        }
+        Failure::Ended
+    }
+
+    /// Connects to write the final status of a clean stop (the connection
+    /// was lost before it).
+    async fn finish_anew(&mut self) {
+        match self.open().await {
+            Ok(mut conn) => {
+                self.finish(&mut conn).await;
+            }
+            Err(failure) => {
+                self.failed(&failure);
             }
         }
     }

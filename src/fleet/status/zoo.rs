@@ -100,6 +100,11 @@ impl Store for ZooStatus {
         Ok(true)
     }
 
+    /// Nothing to mark: the registration node goes with the source's session.
+    async fn stopped(&self, _: &mut zk::Client, _: &Me, _: &str) -> Result<bool, String> {
+        Ok(true)
+    }
+
     async fn read(&self, client: &mut zk::Client, host: &str) -> Result<HashMap<String, Row>, String> {
         let dir = self.host_dir(host);
         let names = match client.list_children(&dir).await {
