@@ -1,11 +1,12 @@
 //! Watching one vassal process: its messages through its control channel
-//! and, for a re-adopted process, its exit through its pidfd (the exits of
-//! our own children arrive through SIGCHLD).
+//! and, for a re-adopted process, its exit through a pidfd (the exits of
+//! our own children arrive through SIGCHLD). A re-adopted process with a
+//! control channel gets its pidfd only once the channel hangs up.
 
 use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::Launch;
 use super::proc::{Proc, ProcState};
-use super::process::Handle;
+use super::process::{Adopted, Handle};
 use super::readiness::Readiness;
 use super::Supervisor;
 use reconciler::{VassalName, VassalSpec};
@@ -35,7 +36,7 @@ impl Supervisor {
                 .ok()
         });
         let exit = match &w.handle {
-            Handle::Adopted(_, pidfd) => Some(pidfd.clone()),
+            Handle::Adopted(adopted) => Some(adopted.clone()),
             Handle::Child(pid) => {
                 self.children.insert(*pid, (w.spec.name.clone(), w.generation));
                 None
@@ -92,19 +93,33 @@ fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream
     Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-type ExitFd = Arc<tokio::io::unix::AsyncFd<crate::sys::pidfd::Pidfd>>;
-
-/// Watches one process: its exit (a readable pidfd) and its control channel.
+/// Watches one process: its control channel and, adopted, its exit (a
+/// readable pidfd, opened once the channel hangs up unless one is kept).
 async fn watch(
     name: VassalName,
     generation: u64,
-    exit: Option<ExitFd>,
+    adopted: Option<Adopted>,
     mut control: Option<Arc<tokio::net::UnixStream>>,
     events: UnboundedSender<ProcEvent>,
 ) {
     let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
+    let (mut exit, mut later) = match adopted {
+        Some(Adopted { pidfd: Some(pidfd), .. }) => (Some(pidfd), None),
+        other => (None, other),
+    };
     let mut buf = [0u8; 64];
     loop {
+        if control.is_none() && exit.is_none() {
+            // The channel hung up: the process has exited, or is about to.
+            match later.take().map(|adopted| adopted.pidfd()) {
+                Some(Ok(pidfd)) => exit = Some(pidfd),
+                Some(Err(_)) => {
+                    send(ProcEventKind::Exited);
+                    return;
+                }
+                None => return,
+            }
+        }
         tokio::select! {
             // A readable pidfd means the process has exited.
             _ = async { exit.as_ref().expect("guarded").readable().await }, if exit.is_some() => {
@@ -123,9 +138,6 @@ async fn watch(
                     _ => {
                         control = None;
                         send(ProcEventKind::Eof);
-                        if exit.is_none() {
-                            return;
-                        }
                     }
                 }
             }
