@@ -156,7 +156,7 @@ impl Supervisor {
         let handle = Handle::Adopted(Adopted { pid, start_time, pidfd });
         let proc = self.watch_proc(Watched { generation, handle, spec, launch, control, config });
         self.record_adopted(record, found);
-        self.procs.insert(record.name.clone(), proc);
+        self.procs.insert(record.name.clone(), Box::new(proc));
         Some(found.pid)
     }
 
