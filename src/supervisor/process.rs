@@ -30,7 +30,8 @@ pub struct Adopted {
     /// Its start time (clock ticks since boot), to check a pidfd opened later.
     pub start_time: u64,
     /// A pidfd kept open, which tells when the process exits; `None` when
-    /// its control channel's hang-up tells that instead.
+    /// its control channel's hang-up tells that first (the watch waits
+    /// for a kept pidfd only once the channel, if any, has hung up).
     pub pidfd: Option<Arc<AsyncFd<Pidfd>>>,
 }
 

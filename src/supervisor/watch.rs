@@ -93,54 +93,48 @@ fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream
     Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-/// Watches one process: its control channel and, adopted, its exit (a
-/// readable pidfd, opened once the channel hangs up unless one is kept).
+/// Watches one process: its control channel until it hangs up and then,
+/// adopted, its exit (a readable pidfd: the one kept when there is no
+/// channel, or one opened after the hang-up). One step after the other, so
+/// that the task of each of thousands of vassals stays small.
 async fn watch(
     name: VassalName,
     generation: u64,
     adopted: Option<Adopted>,
-    mut control: Option<Arc<tokio::net::UnixStream>>,
+    control: Option<Arc<tokio::net::UnixStream>>,
     events: UnboundedSender<ProcEvent>,
 ) {
     let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
-    let (mut exit, mut later) = match adopted {
-        Some(Adopted { pidfd: Some(pidfd), .. }) => (Some(pidfd), None),
-        other => (None, other),
-    };
-    let mut buf = [0u8; 64];
-    loop {
-        if control.is_none() && exit.is_none() {
-            // The channel hung up: the process has exited, or is about to.
-            match later.take().map(|adopted| adopted.pidfd()) {
-                Some(Ok(pidfd)) => exit = Some(pidfd),
-                Some(Err(_)) => {
-                    send(ProcEventKind::Exited);
-                    return;
-                }
-                None => return,
-            }
+    if let Some(control) = control {
+        if !read_control(&control, &send).await {
+            return;
         }
-        tokio::select! {
-            // A readable pidfd means the process has exited.
-            _ = async { exit.as_ref().expect("guarded").readable().await }, if exit.is_some() => {
-                send(ProcEventKind::Exited);
-                return;
-            }
-            _ = async { control.as_ref().expect("guarded").readable().await }, if control.is_some() => {
-                let stream = control.as_ref().expect("guarded");
-                match stream.try_read(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    _ => {
-                        control = None;
-                        send(ProcEventKind::Eof);
-                    }
+        send(ProcEventKind::Eof);
+    }
+    let Some(adopted) = adopted else { return };
+    // The channel hung up (or there is none): the process has exited, or is about to.
+    if let Ok(pidfd) = adopted.pidfd() {
+        let _ = pidfd.readable().await;
+    }
+    send(ProcEventKind::Exited);
+}
+
+/// Passes on the bytes of a control channel until it hangs up; `false`
+/// when nobody hears them any more.
+async fn read_control(control: &tokio::net::UnixStream, send: &impl Fn(ProcEventKind) -> bool) -> bool {
+    loop {
+        if control.readable().await.is_err() {
+            return true;
+        }
+        let mut buf = [0u8; 64];
+        match control.try_read(&mut buf) {
+            Ok(n) if n > 0 => {
+                if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
+                    return false;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => return true,
         }
     }
 }
