@@ -200,7 +200,7 @@ impl Supervisor {
     /// (name, generation), and the listening sockets it kept (by key). Each
     /// channel end is noted in the holder's registry (a later holder gets
     /// it again; those of vassals not adopted are released by the caller).
-    fn take_held_fds(&mut self) -> (HashMap<(String, u64), HeldFds>, Vec<(String, OwnedFd)>) {
+    fn take_held_fds(&mut self) -> (HashMap<(String, u64), HeldFds>, HeldSockets) {
         let mut out: HashMap<(String, u64), HeldFds> = HashMap::new();
         let mut sockets = Vec::new();
         let listed = self.holder.list().unwrap_or_else(|e| {
@@ -227,6 +227,9 @@ impl Supervisor {
         (out, sockets)
     }
 }
+
+/// Listening sockets taken back from the fd holder, by key.
+type HeldSockets = Vec<(String, OwnedFd)>;
 
 /// Channel ends of one vassal taken back from the fd holder.
 #[derive(Default)]

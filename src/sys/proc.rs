@@ -24,9 +24,12 @@ impl Stat {
     }
 }
 
-/// Reads `/proc/PID/stat`; `None` when the process does not exist.
+/// Reads `/proc/PID/stat`; `None` when the process does not exist. One
+/// read of a page (a whole-file read would probe in small reads, each of
+/// which makes the kernel format the whole file again).
 pub fn stat(pid: i32) -> Option<Stat> {
-    parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let mut buf = Vec::new();
+    parse_bytes(read_into(pid, "stat", &mut buf)?)
 }
 
 /// Reads `/proc/PID/<file>` into `buf` (reused from call to call, so that a
