@@ -40,7 +40,9 @@ pub fn run(cli: cli::Cli, shutdown: impl std::future::Future<Output = ()>) -> an
 }
 
 /// Marks every inherited fd close-on-exec so vassals inherit nothing of
-/// the emperor's caller; call first thing in `main`.
+/// the emperor's caller, and keeps the heap in one arena; call first thing
+/// in `main`, before any thread starts.
 pub fn prepare_process() {
     sys::spawn::cloexec_inherited_fds();
+    sys::heap::one_arena();
 }

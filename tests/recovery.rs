@@ -197,6 +197,35 @@ fn readoption_of_many_vassals_is_measured() {
 }
 
 #[test]
+fn readoption_takes_one_fd_per_uwsgi_vassal() {
+    // 50 vassals under 128 fds: their control channels fit once, not
+    // twice, and not with a pidfd each beside them.
+    let mut h = Harness::new();
+    const N: usize = 50;
+    let names: Vec<String> = (0..N).map(|i| format!("v{i:02}.ini")).collect();
+    for name in &names {
+        put(&h.vassal(name), &uwsgi_ini(""));
+    }
+    let source = h.dir_source();
+    h.start_after("ulimit -n 128", &[&source]);
+    let pids: Vec<i32> = names.iter().map(|n| h.wait_start(n).pid).collect();
+    h.kill9_emperor();
+    h.start_after("ulimit -n 128", &[&source]);
+    wait_log(&h, &format!("re-adoption done adopted={N} gone=0"), 1);
+    for (name, pid) in names.iter().zip(&pids) {
+        assert!(alive(*pid), "{name} must still run");
+        assert_eq!(h.starts(name).len(), 1, "{name} must not be restarted");
+        assert!(h.events_of(name, "eof").is_empty(), "{name} lost its control channel");
+    }
+    // An adopted vassal's death is seen through its channel's hang-up.
+    kill(pids[0], libc::SIGKILL);
+    let again = h.wait_starts(&names[0], 2);
+    assert_ne!(again[1].pid, pids[0]);
+    touch(&h.vassal(&names[1]));
+    assert_eq!(h.wait_event(&names[1], "recv 1 after the re-adoption", |e| e.is_recv(1)).pid, pids[1]);
+}
+
+#[test]
 fn a_source_missing_at_start_serves_its_last_known_snapshot() {
     let h = Harness::new();
     put(&h.vassal("u.ini"), &uwsgi_ini(""));

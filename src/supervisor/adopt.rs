@@ -10,15 +10,15 @@
 use super::channel;
 use super::fdholder;
 use super::launch::{self, Launch};
-use super::process::Handle;
+use super::process::{self, Adopted, Handle};
+use super::sockets;
 use super::watch::Watched;
 use super::Supervisor;
-use crate::sys::pidfd::Pidfd;
 use crate::sys::proc;
 use crate::vassal::{Format, NativeSpec, ReloadMode};
 use reconciler::{ActualVassal, Backoff, ConfigRef, Phase, VassalName, VassalSpec};
 use state::{Intent, Mode, VassalRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -37,21 +37,24 @@ pub struct Found {
 }
 
 /// Every session leader whose environment holds `EMPEROR_ID=<emperor_id>`.
+/// Each file is read into one buffer, in one read where it fits: with
+/// 10 000 vassals, this scan is most of a re-adoption.
 pub fn scan(emperor_id: &str) -> Vec<Found> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut buf = Vec::new();
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| identify(pid, emperor_id))
+        .filter_map(|pid| identify(pid, emperor_id, &mut buf))
         .collect()
 }
 
 /// Reads who `pid` is, if it is one of our vassals' session leaders.
-fn identify(pid: i32, emperor_id: &str) -> Option<Found> {
-    let stat = proc::stat(pid)?;
+fn identify(pid: i32, emperor_id: &str, buf: &mut Vec<u8>) -> Option<Found> {
+    let stat = proc::parse_bytes(proc::read_into(pid, "stat", buf)?)?;
     if stat.is_zombie() || !stat.leads_session(pid) {
         return None;
     }
     let start_time = stat.start_time;
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let environ = proc::read_into(pid, "environ", buf)?;
     let var = |key: &str| environ.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes())?.strip_prefix(b"="));
     if var("EMPEROR_ID")? != emperor_id.as_bytes() {
         return None;
@@ -84,12 +87,15 @@ impl Supervisor {
                 Vec::new()
             }
         };
+        let began = std::time::Instant::now();
         let mut found: HashMap<(String, u64), Found> =
             scan(self.store.emperor_id()).into_iter().map(|f| ((f.name.clone(), f.generation), f)).collect();
-        let mut held = self.take_held_fds();
-        let recorded: std::collections::HashSet<String> = records.iter().map(|r| r.name.to_string()).collect();
-        self.take_back_sockets(|name| recorded.contains(name));
-        let mut actual = Vec::new();
+        let scan_ms = began.elapsed().as_millis() as u64;
+        let (mut held, sockets) = self.take_held_fds();
+        let recorded: HashSet<String> = records.iter().map(|r| r.name.to_string()).collect();
+        self.take_back_sockets(sockets, |name| recorded.contains(name));
+        let (mut adopted, mut gone) = (0usize, 0usize);
+        let mut actual = Vec::with_capacity(records.len());
         for record in records {
             let key = (record.name.as_str().to_owned(), record.generation);
             let candidate = found.remove(&key).filter(|f| matches(&record, f));
@@ -102,11 +108,13 @@ impl Supervisor {
             let phase = match candidate.and_then(|f| self.adopt(&record, &f, spec, fds)) {
                 Some(pid) => {
                     tracing::info!(vassal = %record.name, pid, generation = record.generation, "vassal re-adopted");
+                    adopted += 1;
                     Phase::Running { since: 0 }
                 }
                 None => {
                     tracing::info!(vassal = %record.name, "recorded vassal is no longer running");
                     self.release(record.name.as_str(), record.generation);
+                    gone += 1;
                     Phase::Crashed { restart_at: 0 }
                 }
             };
@@ -126,17 +134,23 @@ impl Supervisor {
             }
             self.release(&name, generation);
         }
+        let total_ms = began.elapsed().as_millis() as u64;
+        tracing::info!(adopted, gone, scan_ms, total_ms, "re-adoption done");
+        // The scan, the listing and the records are freed: give that back.
+        crate::sys::heap::trim();
         actual
     }
 
-    /// Watches `found` as the vassal of `record`; its pid on success.
+    /// Watches `found` as the vassal of `record`; its pid on success. A
+    /// vassal with a control channel keeps no pidfd open (its exit shows
+    /// as the channel's hang-up first); one without gets one.
     fn adopt(&mut self, record: &VassalRecord, found: &Found, spec: Option<VassalSpec>, fds: HeldFds) -> Option<i32> {
-        let pidfd = Pidfd::open(found.pid).ok()?;
-        // The pidfd now pins the process; check it is still the one we identified.
-        if proc::start_time(found.pid) != Some(found.start_time) {
-            return None;
-        }
-        let pidfd = Arc::new(pidfd.into_async().ok()?);
+        // The pidfd pins the process while its start time is checked.
+        let pidfd = process::open_checked(found.pid, found.start_time).ok()?;
+        let pidfd = match fds.control {
+            Some(_) => None,
+            None => Some(Arc::new(pidfd.into_async().ok()?)),
+        };
         let spec = spec.unwrap_or_else(|| placeholder_spec(record));
         let launch = launch::load(&spec).unwrap_or_else(|_| fallback_launch(record));
         let control = fds.control.map(UnixStream::from);
@@ -146,9 +160,23 @@ impl Supervisor {
             }
             _ => None,
         };
-        let (generation, pid) = (record.generation, found.pid);
-        let handle = Handle::Adopted(pid, pidfd);
+        let (generation, pid, start_time) = (record.generation, found.pid, found.start_time);
+        let handle = Handle::Adopted(Adopted { pid, start_time, pidfd });
         let proc = self.watch_proc(Watched { generation, handle, spec, launch, control, config });
+        self.record_adopted(record, found);
+        self.procs.insert(record.name.clone(), Box::new(proc));
+        Some(found.pid)
+    }
+
+    /// Records the adopted process as running, unless its record says so
+    /// already (the usual case: no store write per vassal).
+    fn record_adopted(&mut self, record: &VassalRecord, found: &Found) {
+        let current = record.pid == Some(found.pid)
+            && record.start_time == Some(found.start_time)
+            && record.intent == Intent::Run;
+        if current {
+            return;
+        }
         let mut updated = record.clone();
         updated.pid = Some(found.pid);
         updated.start_time = Some(found.start_time);
@@ -156,37 +184,38 @@ impl Supervisor {
         if let Err(e) = self.store.put_vassal(&updated) {
             tracing::error!(vassal = %record.name, error = %e, "cannot update the state store");
         }
-        self.procs.insert(record.name.clone(), proc);
-        Some(found.pid)
     }
 
     /// Kills processes of ours that no record explains (a crash between
     /// their spawn and its record, or a stale generation).
     fn stop_strays(&self, strays: impl Iterator<Item = Found>) {
         for stray in strays {
-            let Ok(pidfd) = Pidfd::open(stray.pid) else { continue };
-            if proc::start_time(stray.pid) != Some(stray.start_time) {
-                continue;
-            }
+            let Ok(pidfd) = process::open_checked(stray.pid, stray.start_time) else { continue };
             tracing::warn!(vassal = %stray.name, pid = stray.pid, generation = stray.generation, "stopping an unrecorded vassal process");
             let _ = pidfd.signal_group(stray.pid, libc::SIGKILL, false);
         }
     }
 
-    /// Takes back the channel ends the fd holder kept, by (name, generation),
-    /// and notes each in the holder's registry (a later holder gets them
-    /// again; those of vassals not adopted are released by the caller).
-    fn take_held_fds(&mut self) -> HashMap<(String, u64), HeldFds> {
+    /// Takes back, in one listing, the channel ends the fd holder kept, by
+    /// (name, generation), and the listening sockets it kept (by key). Each
+    /// channel end is noted in the holder's registry (a later holder gets
+    /// it again; those of vassals not adopted are released by the caller).
+    fn take_held_fds(&mut self) -> (HashMap<(String, u64), HeldFds>, HeldSockets) {
         let mut out: HashMap<(String, u64), HeldFds> = HashMap::new();
+        let mut sockets = Vec::new();
         let listed = self.holder.list().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the fd holder");
             Vec::new()
         });
         for (key, fd) in listed {
-            if let Err(e) = self.holder.keep(&key, fd.as_fd()) {
-                tracing::warn!(key, error = %e, "cannot keep a copy of a held channel");
+            if sockets::parse_key(&key).is_some() {
+                sockets.push((key, fd));
+                continue;
             }
             let Some((kind, generation, name)) = fdholder::parse_key(&key) else { continue };
+            if let Err(e) = self.holder.keep(&key, fd.as_fd()) {
+                tracing::warn!(vassal = name, key, error = %e, "cannot keep a copy of a held channel");
+            }
             let entry = out.entry((name.to_owned(), generation)).or_default();
             match kind {
                 "control" => entry.control = Some(fd),
@@ -195,9 +224,12 @@ impl Supervisor {
                 _ => {}
             }
         }
-        out
+        (out, sockets)
     }
 }
+
+/// Listening sockets taken back from the fd holder, by key.
+type HeldSockets = Vec<(String, OwnedFd)>;
 
 /// Channel ends of one vassal taken back from the fd holder.
 #[derive(Default)]

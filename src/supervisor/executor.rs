@@ -257,7 +257,7 @@ impl Supervisor {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
                 let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
-                self.procs.insert(spec.name.clone(), proc);
+                self.procs.insert(spec.name.clone(), Box::new(proc));
                 self.watch_fence(&spec.name);
                 Ok(())
             }

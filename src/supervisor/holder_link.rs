@@ -39,10 +39,10 @@ pub(super) struct HolderLink {
     log_dir: PathBuf,
     conn: Option<Connected>,
     /// Our own copy of every fd the holder should keep, by key (control
-    /// channels apart: see [`owned_elsewhere`]).
+    /// channels apart: see [`owned_elsewhere`]). A vassal generation's
+    /// keys follow from its name ([`CHANNEL_KINDS`]), so no list of them
+    /// is kept per vassal.
     held: HashMap<String, OwnedFd>,
-    /// The keys of each vassal generation, for [`HolderLink::release`].
-    by_vassal: HashMap<(String, u64), Vec<String>>,
     /// When to try again to reach a holder, and the delay after that.
     retry: Option<(Instant, Duration)>,
     /// The singletons' watchdog deadlines (pid, CLOCK_MONOTONIC ns), by name,
@@ -54,15 +54,8 @@ impl HolderLink {
     /// Connects to the holder of `state_dir`, starting one if none answers;
     /// when that fails, says so once and keeps trying in the background.
     pub(super) fn new(state_dir: PathBuf, log_dir: PathBuf) -> Self {
-        let mut link = Self {
-            state_dir,
-            log_dir,
-            conn: None,
-            held: HashMap::new(),
-            by_vassal: HashMap::new(),
-            retry: None,
-            watches: HashMap::new(),
-        };
+        let mut link =
+            Self { state_dir, log_dir, conn: None, held: HashMap::new(), retry: None, watches: HashMap::new() };
         if let Err(e) = link.connect() {
             tracing::warn!(error = %e, "no fd holder: uWSGI vassals will not survive an emperor crash until one starts");
             link.retry = Some((Instant::now() + RETRY_MIN, RETRY_MIN));
@@ -100,24 +93,12 @@ impl HolderLink {
             let copy = fd.try_clone_to_owned()?;
             self.held.insert(key.to_owned(), copy);
         }
-        if let Some((_, generation, name)) = fdholder::parse_key(key) {
-            let keys = self.by_vassal.entry((name.to_owned(), generation)).or_default();
-            if !keys.iter().any(|k| k == key) {
-                keys.push(key.to_owned());
-            }
-        }
         Ok(())
     }
 
     /// Makes the holder (and this registry) close the fd kept under `key`.
     pub(super) fn drop_key(&mut self, key: &str) {
-        if self.held.remove(key).is_some() {
-            if let Some((_, generation, name)) = fdholder::parse_key(key) {
-                if let Some(keys) = self.by_vassal.get_mut(&(name.to_owned(), generation)) {
-                    keys.retain(|k| k != key);
-                }
-            }
-        }
+        self.held.remove(key);
         if let Some(conn) = &self.conn {
             let _ = conn.holder.drop_key(key);
         }
@@ -131,7 +112,6 @@ impl HolderLink {
             log_dir: PathBuf::new(),
             conn: None,
             held: HashMap::new(),
-            by_vassal: HashMap::new(),
             retry: None,
             watches: HashMap::new(),
         }
@@ -139,17 +119,14 @@ impl HolderLink {
 
     /// Makes the holder (and this registry) close every fd of generation
     /// `generation` of the vassal `name`.
+    /// Every kind is dropped, whether this emperor handed it over or not:
+    /// a holder may keep it from an emperor before this one.
     pub(super) fn release(&mut self, name: &str, generation: u64) {
-        let keys = self.by_vassal.remove(&(name.to_owned(), generation)).unwrap_or_default();
-        for key in &keys {
-            self.held.remove(key);
-        }
-        if let Some(conn) = &self.conn {
-            // The channel kinds are dropped even when not registered here: a
-            // holder may keep them from an emperor before this one.
-            let fixed = ["control", "config", "log"].map(|kind| fdholder::key(kind, generation, name));
-            for key in keys.iter().chain(fixed.iter().filter(|k| !keys.contains(k))) {
-                let _ = conn.holder.drop_key(key);
+        for kind in CHANNEL_KINDS {
+            let key = fdholder::key(kind, generation, name);
+            self.held.remove(&key);
+            if let Some(conn) = &self.conn {
+                let _ = conn.holder.drop_key(&key);
             }
         }
     }
@@ -220,14 +197,6 @@ impl HolderLink {
         Ok(sent)
     }
 
-    /// Whether `key` is registered for its vassal generation.
-    #[cfg(test)]
-    pub(super) fn registered(&self, key: &str) -> bool {
-        fdholder::parse_key(key).is_some_and(|(_, generation, name)| {
-            self.by_vassal.get(&(name.to_owned(), generation)).is_some_and(|keys| keys.iter().any(|k| k == key))
-        })
-    }
-
     /// Makes the holder kill the singleton `name` (process `pid`) at
     /// `deadline_ns` of CLOCK_MONOTONIC unless a later deadline comes
     /// (see [`watchdog`](super::watchdog)).
@@ -264,6 +233,10 @@ fn send_watch(holder: &FdHolder, name: &str, pid: i32, deadline_ns: u64) {
     }
 }
 
+/// The kinds of fd kept for one vassal generation, under
+/// [`fdholder::key`]`(kind, generation, name)`.
+const CHANNEL_KINDS: [&str; 3] = ["control", "config", super::output::HELD_KIND];
+
 /// Whether the fd under `key` stays open elsewhere in the emperor for as
 /// long as the holder must keep it: a vassal's control channel is owned by
 /// its process entry, so the registry keeps no copy of it.
@@ -276,15 +249,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_control_channel_is_registered_without_a_copy_other_channels_with_one() {
+    fn a_control_channel_is_kept_without_a_copy_other_channels_with_one() {
         let mut link = HolderLink::detached();
         let (control, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
         let (config, _peer2) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (log, _peer3) = std::os::unix::net::UnixStream::pair().unwrap();
         link.put(&fdholder::key("control", 3, "a.ini"), control.as_fd()).unwrap();
         link.put(&fdholder::key("config", 3, "a.ini"), config.as_fd()).unwrap();
-        assert!(link.registered("control:3:a.ini") && link.registered("config:3:a.ini"));
-        assert_eq!(link.held.keys().collect::<Vec<_>>(), ["config:3:a.ini"], "one fd per control channel, not two");
+        link.put(&fdholder::key("log", 3, "a.ini"), log.as_fd()).unwrap();
+        link.put(&fdholder::key("config", 4, "a.ini"), config.as_fd()).unwrap();
+        let mut kept: Vec<&String> = link.held.keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["config:3:a.ini", "config:4:a.ini", "log:3:a.ini"], "one fd per control channel, not two");
         link.release("a.ini", 3);
-        assert!(!link.registered("control:3:a.ini") && link.held.is_empty());
+        assert_eq!(link.held.keys().collect::<Vec<_>>(), ["config:4:a.ini"], "the other generation stays");
     }
 }

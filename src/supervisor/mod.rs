@@ -105,7 +105,9 @@ pub struct Settings {
 pub struct Supervisor {
     settings: Settings,
     store: Store,
-    procs: HashMap<VassalName, Proc>,
+    /// The live processes; boxed, so that the map's spare slots (it grows
+    /// by doubling) cost a pointer each rather than a whole entry.
+    procs: HashMap<VassalName, Box<Proc>>,
     /// Where the watch tasks report (the sending side they clone).
     event_tx: UnboundedSender<ProcEvent>,
     event_rx: UnboundedReceiver<ProcEvent>,

@@ -196,7 +196,7 @@ impl Supervisor {
             Ok(proc) => {
                 tracing::info!(vassal = %name, pid = proc.pid(), generation, "connection: on-demand vassal started");
                 let _ = self.record(&waiting.spec, generation, mode_of(&waiting.launch), Some(proc.pid()), Intent::Run);
-                self.procs.insert(name.clone(), proc);
+                self.procs.insert(name.clone(), Box::new(proc));
                 self.note_start(name, &Ok(()));
                 self.ondemand.changed = true;
             }
@@ -285,12 +285,9 @@ impl Supervisor {
     }
 
     /// Takes back the sockets the fd holder kept for the vassals of the
-    /// previous emperor (`recorded` says which names it managed).
-    pub(super) fn take_back_sockets(&mut self, recorded: impl Fn(&str) -> bool) {
-        let listed = self.holder.list().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the fd holder");
-            Vec::new()
-        });
+    /// previous emperor (`listed`, its socket keys; `recorded` says which
+    /// names it managed).
+    pub(super) fn take_back_sockets(&mut self, listed: Vec<(String, OwnedFd)>, recorded: impl Fn(&str) -> bool) {
         self.ondemand.sockets.take_back(listed, &mut self.holder, recorded);
     }
 }

@@ -40,7 +40,7 @@ pub(super) fn key(vassal: &str, address: &str) -> String {
 }
 
 /// The vassal and the address of a socket key (vassal names hold no `/`).
-fn parse_key(key: &str) -> Option<(&str, &str)> {
+pub(super) fn parse_key(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix("socket/")?.split_once('/')
 }
 

@@ -1,11 +1,12 @@
 //! Watching one vassal process: its messages through its control channel
-//! and, for a re-adopted process, its exit through its pidfd (the exits of
-//! our own children arrive through SIGCHLD).
+//! and, for a re-adopted process, its exit through a pidfd (the exits of
+//! our own children arrive through SIGCHLD). A re-adopted process with a
+//! control channel gets its pidfd only once the channel hangs up.
 
 use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::Launch;
 use super::proc::{Proc, ProcState};
-use super::process::Handle;
+use super::process::{Adopted, Handle};
 use super::readiness::Readiness;
 use super::Supervisor;
 use reconciler::{VassalName, VassalSpec};
@@ -35,7 +36,7 @@ impl Supervisor {
                 .ok()
         });
         let exit = match &w.handle {
-            Handle::Adopted(_, pidfd) => Some(pidfd.clone()),
+            Handle::Adopted(adopted) => Some(adopted.clone()),
             Handle::Child(pid) => {
                 self.children.insert(*pid, (w.spec.name.clone(), w.generation));
                 None
@@ -92,43 +93,48 @@ fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream
     Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
 }
 
-type ExitFd = Arc<tokio::io::unix::AsyncFd<crate::sys::pidfd::Pidfd>>;
-
-/// Watches one process: its exit (a readable pidfd) and its control channel.
+/// Watches one process: its control channel until it hangs up and then,
+/// adopted, its exit (a readable pidfd: the one kept when there is no
+/// channel, or one opened after the hang-up). One step after the other, so
+/// that the task of each of thousands of vassals stays small.
 async fn watch(
     name: VassalName,
     generation: u64,
-    exit: Option<ExitFd>,
-    mut control: Option<Arc<tokio::net::UnixStream>>,
+    adopted: Option<Adopted>,
+    control: Option<Arc<tokio::net::UnixStream>>,
     events: UnboundedSender<ProcEvent>,
 ) {
     let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
-    let mut buf = [0u8; 64];
+    if let Some(control) = control {
+        if !read_control(&control, &send).await {
+            return;
+        }
+        send(ProcEventKind::Eof);
+    }
+    let Some(adopted) = adopted else { return };
+    // The channel hung up (or there is none): the process has exited, or is about to.
+    if let Ok(pidfd) = adopted.pidfd() {
+        let _ = pidfd.readable().await;
+    }
+    send(ProcEventKind::Exited);
+}
+
+/// Passes on the bytes of a control channel until it hangs up; `false`
+/// when nobody hears them any more.
+async fn read_control(control: &tokio::net::UnixStream, send: &impl Fn(ProcEventKind) -> bool) -> bool {
     loop {
-        tokio::select! {
-            // A readable pidfd means the process has exited.
-            _ = async { exit.as_ref().expect("guarded").readable().await }, if exit.is_some() => {
-                send(ProcEventKind::Exited);
-                return;
-            }
-            _ = async { control.as_ref().expect("guarded").readable().await }, if control.is_some() => {
-                let stream = control.as_ref().expect("guarded");
-                match stream.try_read(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    _ => {
-                        control = None;
-                        send(ProcEventKind::Eof);
-                        if exit.is_none() {
-                            return;
-                        }
-                    }
+        if control.readable().await.is_err() {
+            return true;
+        }
+        let mut buf = [0u8; 64];
+        match control.try_read(&mut buf) {
+            Ok(n) if n > 0 => {
+                if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
+                    return false;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => return true,
         }
     }
 }

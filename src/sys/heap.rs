@@ -6,6 +6,22 @@
 //! the rest of its life. After such a burst the emperor asks glibc to
 //! return its free pages.
 
+/// Makes every thread allocate from one heap (glibc's `M_ARENA_MAX` = 1).
+///
+/// glibc gives each thread that allocates its own arena, and an arena keeps
+/// what its thread freed; the emperor's work is on one thread, but its
+/// store's I/O threads, the sources' thread and the runtime's helpers
+/// each held an arena of their own. Call before any thread starts.
+pub fn one_arena() {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only sets an allocator parameter; no pointer.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 /// Returns the heap's free memory to the system (glibc's `malloc_trim(0)`);
 /// `true` when some was released. A no-op on other C libraries.
 pub fn trim() -> bool {

@@ -126,7 +126,10 @@ impl Store {
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::LowSpace)
-            .cache_capacity(8 << 20)
+            // What the emperor keeps of the store in memory: records and
+            // snapshots are read back only on a restart, and a write needs
+            // only the pages it touches (8 MiB held ~8 MiB at 10 000 vassals).
+            .cache_capacity(2 << 20)
             // Flushed explicitly once per reconcile round; no background wake-ups.
             .flush_every_ms(None)
             .open()

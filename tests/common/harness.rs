@@ -192,6 +192,12 @@ impl Harness {
         kill(self.emperor_pid(), sig);
     }
 
+    /// `kill -9` of the emperor of this harness, waiting until it is gone;
+    /// another one may be started afterwards.
+    pub fn kill9_emperor(&mut self) {
+        self.emperor.take().expect("emperor started").kill9();
+    }
+
     /// Whether the emperor is still running.
     pub fn emperor_running(&mut self) -> bool {
         self.run().running()
