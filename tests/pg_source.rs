@@ -167,14 +167,21 @@ fn reads_until(sql: &mut PgClient, before: usize, what: &str, done: impl Fn() ->
 
 const ROWS: usize = 30;
 
-#[test]
-fn a_notified_row_is_read_alone() {
+/// A counted table of [`ROWS`] rows (see [`counted_db`]) in database `db`,
+/// and an emperor running every one of them.
+fn counted_emperor(db: &str) -> (std::sync::Arc<Postgres>, PgClient, Harness) {
     let pg = Postgres::shared();
-    let (mut sql, uri) = counted_db(&pg, "narrow_update", ROWS);
+    let (sql, uri) = counted_db(&pg, db, ROWS);
     let mut h = Harness::new();
     h.start(&[uri.as_str()]);
-    let pid = h.wait_start("row7.ini").pid;
     wait_until(DEADLINE, "every row started", || cond(h.recorded_names().len() == ROWS));
+    (pg, sql, h)
+}
+
+#[test]
+fn a_notified_row_is_read_alone() {
+    let (_pg, mut sql, h) = counted_emperor("narrow_update");
+    let pid = h.wait_start("row7.ini").pid;
     let before = reads(&mut sql);
 
     sql.exec(&format!("UPDATE vassals SET config = {} WHERE name = 'row7.ini'", lit(&config("v2"))));
@@ -196,12 +203,8 @@ fn a_notified_row_is_read_alone() {
 
 #[test]
 fn a_rename_stops_the_old_name_and_starts_the_new_one() {
-    let pg = Postgres::shared();
-    let (mut sql, uri) = counted_db(&pg, "narrow_rename", ROWS);
-    let mut h = Harness::new();
-    h.start(&[uri.as_str()]);
+    let (_pg, mut sql, h) = counted_emperor("narrow_rename");
     let old = h.wait_start("row3.ini").pid;
-    wait_until(DEADLINE, "every row started", || cond(h.recorded_names().len() == ROWS));
     let before = reads(&mut sql);
 
     sql.exec("UPDATE vassals SET name = 'renamed.ini' WHERE name = 'row3.ini'");
@@ -213,11 +216,7 @@ fn a_rename_stops_the_old_name_and_starts_the_new_one() {
 
 #[test]
 fn unnamed_notifications_and_truncate_run_the_whole_query() {
-    let pg = Postgres::shared();
-    let (mut sql, uri) = counted_db(&pg, "narrow_full", ROWS);
-    let mut h = Harness::new();
-    h.start(&[uri.as_str()]);
-    wait_until(DEADLINE, "every row started", || cond(h.recorded_names().len() == ROWS));
+    let (_pg, mut sql, h) = counted_emperor("narrow_full");
 
     // An older trigger's payload, or none: the whole query, once.
     for payload in ["", ", 'UPDATE'"] {
