@@ -4,7 +4,7 @@
 use crate::supervisor::{LastExit, ProcStatus};
 use reconciler::{ActualVassal, Controller, Phase, SourceId, VassalName};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -210,10 +210,12 @@ impl Tracker {
             let count = controller.desired().snapshot(id).map_or(0, |s| s.specs.len());
             table.desired.insert(id.0.clone(), count);
         }
+        // Collected in name order, then built in one pass (no search per insert).
+        let mut vassals = Vec::with_capacity(controller.actual().len());
         for (name, have) in controller.actual() {
             let proc = status(name);
             if let Some(view) = self.unchanged(name, have, &proc) {
-                table.vassals.insert(name.to_string(), view);
+                vassals.push((name.to_string(), view));
                 continue;
             }
             let started = match have.phase {
@@ -222,14 +224,15 @@ impl Tracker {
             };
             let view = actual_view(name, have, &proc, &clock);
             let made = Made { generation: have.generation, phase: have.phase, proc };
-            table.vassals.insert(name.to_string(), self.track(view, name, started, &clock, Some(made)));
+            vassals.push((name.to_string(), self.track(view, name, started, &clock, Some(made))));
         }
+        let mut idle_listed = HashSet::new();
         let desired = controller.desired();
         let idle = desired.stopped().iter().map(|n| (n, State::Stopped, "stopped by an operator"));
         let standby =
             desired.standby().iter().map(|n| (n, State::Standby, "singleton: another emperor may hold its lease"));
         for (name, state, reason) in idle.chain(standby) {
-            if controller.actual().contains_key(name) || table.vassals.contains_key(name.as_str()) {
+            if controller.actual().contains_key(name) || !idle_listed.insert(name) {
                 continue;
             }
             let Some(spec) = desired.offered(name) else { continue };
@@ -249,8 +252,9 @@ impl Tracker {
                 since_ready: None,
                 status_text: None,
             };
-            table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, None));
+            vassals.push((name.to_string(), self.track(view, name, None, &clock, None)));
         }
+        table.vassals = vassals.into_iter().collect();
         let build = self.builds;
         self.seen.retain(|_, seen| seen.build == build);
         table
