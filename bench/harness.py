@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+import pg_rows
+
 # ---------------------------------------------------------------- knobs
 
 
@@ -57,6 +59,8 @@ ADOPT_N = knob("ADOPT_N", 200 if QUICK else 10000, int)
 ADOPT_WAIT_S = knob("ADOPT_WAIT_S", 60.0, float)
 BURST_N = knob("BURST_N", 1000 if QUICK else 10000, int)  # vassals being started while new configs arrive (0 skips it)
 BURST_PROBES = knob("BURST_PROBES", 20, int)  # new configs written during that start
+PG_N = knob("PG_N", 1000 if QUICK else 10000, int)  # emperor only: rows of the pg:// table (0 skips it)
+PG_CHANGES = knob("PG_CHANGES", 20 if QUICK else 50, int)  # rows changed one after the other in it
 FLOOR_TRIALS = knob("FLOOR_TRIALS", 100 if QUICK else 500, int)
 SEED = knob("SEED", 7, int)
 ONLY = knob("ONLY", "")  # "uwsgi" or "emperor": run only that one
@@ -1077,6 +1081,8 @@ def render(res, args, meta):
         if b.get("term_exit_ms") is not None:
             rows.append((f"SIGTERM during the start of {b['n']} → emperor exited (every vassal stopped)", "—",
                          fmt_ms(b["term_exit_ms"]), "—", ""))
+    if E.get("pg") is not None:
+        rows.extend(pg_rows.render_rows(sys.modules[__name__], E["pg"]))
 
     out = []
     out.append(meta)
@@ -1170,7 +1176,7 @@ def main():
 
     knobs = ("TRIALS", "PERIOD_S", "FREQ", "SCALE_NS", "NATIVE_NS", "IDLE_S", "SETTLE_S", "SETTLE_MAX_S",
              "SETTLE_QUIET_PCT", "SCALE_WAIT_S", "ADOPT_N", "FLOOR_TRIALS", "UWSGI_MAX_N", "SEED", "BURST_N",
-             "BURST_PROBES")
+             "BURST_PROBES", "PG_N", "PG_CHANGES")
     res = {"knobs": {k: globals()[k] for k in knobs}, "uwsgi_label": args.uwsgi_label}
     ks = kinds(args)
     try:
@@ -1196,6 +1202,10 @@ def main():
         for k in ks:
             if k.key == "emperor" and BURST_N > 0:
                 res[k.key]["burst"] = burst(k, args, args.work, BURST_N)
+        for k in ks:
+            if k.key == "emperor" and PG_N > 0:
+                log(f"emperor: pg table of {PG_N} rows, {PG_CHANGES} rows changed")
+                res[k.key]["pg"] = pg_rows.run(sys.modules[__name__], args, args.work, PG_N, PG_CHANGES)
     finally:
         res["meta"] = machine(args)
         for pid in STARTED:

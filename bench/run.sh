@@ -17,7 +17,9 @@
 #   - emperor only: re-adoption of ADOPT_N running vassals after kill -9 of
 #     the emperor (uWSGI vassals die with their emperor);
 #   - emperor only: new configs and SIGTERM while BURST_N vassals are being
-#     started (uWSGI picks up a new config on its next 3 s scan anyway).
+#     started (uWSGI picks up a new config on its next 3 s scan anyway);
+#   - emperor only: one row of a PG_N-row pg:// table changed → its vassal
+#     reloaded, and the emperor's CPU per change.
 # The measurements are in bench/harness.py. Every wait is bounded; every
 # process started is tracked (by pid, and by a token in its environment) and
 # killed on exit.
@@ -40,6 +42,10 @@
 #                              are being started (their spawn latency), then SIGTERM during such a
 #                              start (how long starts go on after it); 0 skips it
 #   BURST_PROBES [20]          new configs written during that start, one after the other
+#   PG_N [10000] {1000}        emperor only: a private PostgreSQL (bench/pg_rows.py) with a pg://
+#                              table of PG_N rows, all running; PG_CHANGES [50] {20} rows' ts
+#                              updated one after the other → that vassal reloaded, and the
+#                              emperor's CPU per change; 0 skips it
 #   FLOOR_TRIALS [500] {100}   fork+exec floor trials
 #   NOFILE [min(hard limit, 20000)]   `ulimit -n` for both emperors
 #   ONLY [] (uwsgi|emperor)    run one side only
@@ -51,7 +57,8 @@
 #   BENCH_TMPDIR [/dev/shm if tmpfs with > 2 GiB free, else /tmp]   where the work dir goes
 #   KEEP [0]                   keep the work directory
 # Needs: bash, python3 (>= 3.8, standard library only), cc, cargo, uwsgi
-# (Debian: apt-get install gcc python3 uwsgi-core).
+# (Debian: apt-get install gcc python3 uwsgi-core), and for PG_N the
+# PostgreSQL server binaries (postgresql).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -132,7 +139,7 @@ ulimit -n "$NOFILE" || die "cannot set ulimit -n $NOFILE (hard limit $HARD)"
 PID_MAX=$(cat /proc/sys/kernel/pid_max)
 THREADS_MAX=$(cat /proc/sys/kernel/threads-max)
 MAX_N=0
-for n in ${SCALE_NS:-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000 25000} ${ADOPT_N:-10000} ${BURST_N:-10000}; do
+for n in ${SCALE_NS:-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000 25000} ${ADOPT_N:-10000} ${BURST_N:-10000} ${PG_N:-10000}; do
   ((n > MAX_N)) && MAX_N=$n
 done
 # every vassal is one process; each emperor holds at least one fd per vassal

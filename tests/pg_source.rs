@@ -135,3 +135,125 @@ fn listen_latency() {
     samples.sort();
     eprintln!("latency pg listen insert→spawn: n={} p50={:?} max={:?}", samples.len(), samples[10], samples[19]);
 }
+
+/// A database whose query counts the rows it reads: `counted()` (costed
+/// so that PostgreSQL calls it last, on rows every other condition kept)
+/// bumps the sequence `reads` once per row.
+fn counted_db(pg: &Postgres, db: &str, rows: usize) -> (PgClient, String) {
+    let mut sql = pg.create_db(db);
+    sql.exec(
+        "CREATE SEQUENCE reads;
+         CREATE FUNCTION counted(text) RETURNS boolean LANGUAGE plpgsql VOLATILE COST 10000
+             AS $$ BEGIN PERFORM nextval('reads'); RETURN true; END $$;",
+    );
+    sql.exec(&format!(
+        "INSERT INTO vassals (name, config) SELECT 'row' || i || '.ini', {} FROM generate_series(1, {rows}) AS i",
+        lit(&config("r"))
+    ));
+    (sql, uri(pg, db, "SELECT name, config, ts FROM vassals WHERE counted(name);listen=emperor_vassals"))
+}
+
+/// How many rows the source's queries have read so far.
+fn reads(sql: &mut PgClient) -> usize {
+    let rows = sql.rows("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM reads");
+    rows[0][0].as_deref().and_then(|n| n.parse().ok()).expect("the read count")
+}
+
+/// The rows read between `before` and when `done` holds.
+fn reads_until(sql: &mut PgClient, before: usize, what: &str, done: impl Fn() -> bool) -> usize {
+    wait_until(DEADLINE, what, || cond(done()));
+    reads(sql) - before
+}
+
+const ROWS: usize = 30;
+
+/// A counted table of [`ROWS`] rows (see [`counted_db`]) in database `db`,
+/// and an emperor running every one of them.
+fn counted_emperor(db: &str) -> (std::sync::Arc<Postgres>, PgClient, Harness) {
+    let pg = Postgres::shared();
+    let (sql, uri) = counted_db(&pg, db, ROWS);
+    let mut h = Harness::new();
+    h.start(&[uri.as_str()]);
+    wait_until(DEADLINE, "every row started", || cond(h.recorded_names().len() == ROWS));
+    (pg, sql, h)
+}
+
+#[test]
+fn a_notified_row_is_read_alone() {
+    let (_pg, mut sql, h) = counted_emperor("narrow_update");
+    let pid = h.wait_start("row7.ini").pid;
+    let before = reads(&mut sql);
+
+    sql.exec(&format!("UPDATE vassals SET config = {} WHERE name = 'row7.ini'", lit(&config("v2"))));
+    let read =
+        reads_until(&mut sql, before, "row7.ini reloaded", || received_config(&h, "row7.ini") == Some(config("v2")));
+    assert_eq!(read, 1, "only the notified row is read again");
+    assert_eq!(recvs(&h, "row7.ini", 1), 1);
+    assert!(alive(pid) && recvs(&h, "row8.ini", 1) == 0, "the other rows are left alone");
+
+    // A new row and the row that moved out of the query, one read each.
+    let before = reads(&mut sql);
+    insert(&mut sql, "new.ini", &config("n"), "");
+    sql.exec("DELETE FROM vassals WHERE name = 'row8.ini'");
+    let read = reads_until(&mut sql, before, "new.ini started, row8.ini stopped", || {
+        !h.starts("new.ini").is_empty() && h.events("row8.ini").iter().any(|e| e.is_recv(0))
+    });
+    assert_eq!(read, 1, "a deleted row is not found, so not read; the new one is");
+}
+
+#[test]
+fn a_rename_stops_the_old_name_and_starts_the_new_one() {
+    let (_pg, mut sql, h) = counted_emperor("narrow_rename");
+    let old = h.wait_start("row3.ini").pid;
+    let before = reads(&mut sql);
+
+    sql.exec("UPDATE vassals SET name = 'renamed.ini' WHERE name = 'row3.ini'");
+    h.wait_reaped(old, "the old name");
+    let read = reads_until(&mut sql, before, "renamed.ini started", || !h.starts("renamed.ini").is_empty());
+    assert_eq!(read, 1, "both names are looked up; only the new one exists");
+    wait_config(&h, "renamed.ini", &config("r"));
+}
+
+#[test]
+fn unnamed_notifications_and_truncate_run_the_whole_query() {
+    let (_pg, mut sql, h) = counted_emperor("narrow_full");
+
+    // An older trigger's payload, or none: the whole query, once.
+    for payload in ["", ", 'UPDATE'"] {
+        let before = reads(&mut sql);
+        sql.exec(&format!("NOTIFY emperor_vassals{payload}"));
+        wait_until(DEADLINE, format!("the whole query after NOTIFY{payload}"), || {
+            cond(reads(&mut sql) >= before + ROWS)
+        });
+    }
+    // A statement naming more rows than the source keeps apart: one whole query.
+    let before = reads(&mut sql);
+    sql.exec(&format!("UPDATE vassals SET config = {}", lit(&config("all"))));
+    let read = reads_until(&mut sql, before, "every row reloaded", || {
+        (1..=ROWS).all(|i| received_config(&h, &format!("row{i}.ini")) == Some(config("all")))
+    });
+    assert!(read < 3 * ROWS, "{ROWS} notifications coalesce: {read} rows read");
+
+    let pids: Vec<i32> = (1..=ROWS).map(|i| h.starts(&format!("row{i}.ini"))[0].pid).collect();
+    sql.exec("TRUNCATE vassals");
+    pids.into_iter().for_each(|pid| h.wait_reaped(pid, "truncated row"));
+}
+
+#[test]
+fn a_query_whose_rows_depend_on_each_other_is_never_narrowed() {
+    let pg = Postgres::shared();
+    let mut sql = pg.create_db("narrow_limit");
+    insert(&mut sql, "a.ini", &config("a"), "");
+    let mut h = Harness::new();
+    h.start(&[uri(
+        &pg,
+        "narrow_limit",
+        "SELECT name, config, ts FROM vassals ORDER BY ts DESC LIMIT 1;listen=emperor_vassals",
+    )
+    .as_str()]);
+    let a = h.wait_start("a.ini").pid;
+    // The newer row pushes a.ini out of the query without a.ini's notification.
+    insert(&mut sql, "b.ini", &config("b"), "");
+    h.wait_start("b.ini");
+    h.wait_reaped(a, "the row pushed out by the limit");
+}

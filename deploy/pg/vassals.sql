@@ -29,19 +29,48 @@ BEGIN
 END
 $$;
 
--- One notification per statement (not per row): the emperor re-reads its
--- whole query on each, and coalesces bursts anyway.
+-- One notification per changed row, its payload the row's name (OLD/NEW on
+-- a rename; `/` is never part of a vassal name): the emperor re-reads only
+-- those rows, through the index below. TRUNCATE, or a payload too long for
+-- NOTIFY, asks for the whole query, as does any other payload on the
+-- channel (a plain `NOTIFY emperor_vassals`, an older trigger's TG_OP).
+-- A statement touching many rows sends many notifications: the emperor
+-- coalesces them, and past a few dozen names runs the whole query once.
 CREATE OR REPLACE FUNCTION emperor_vassals_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    payload text;
 BEGIN
-    PERFORM pg_notify('emperor_vassals', TG_OP);
+    IF TG_OP = 'TRUNCATE' THEN
+        payload := TG_OP;
+    ELSIF TG_OP = 'INSERT' THEN
+        payload := NEW.name;
+    ELSIF TG_OP = 'DELETE' THEN
+        payload := OLD.name;
+    ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+        payload := OLD.name || '/' || NEW.name;
+    ELSE
+        payload := NEW.name;
+    END IF;
+    IF payload IS NULL OR octet_length(payload) >= 8000 THEN
+        payload := '*';
+    END IF;
+    PERFORM pg_notify('emperor_vassals', payload);
     RETURN NULL;
 END
 $$;
+
+-- The re-read of a notified row looks it up by name (the primary key leads
+-- with host, so it cannot serve a query that does not filter on host).
+CREATE INDEX IF NOT EXISTS vassals_name ON vassals (name);
 
 DROP TRIGGER IF EXISTS vassals_touch ON vassals;
 CREATE TRIGGER vassals_touch BEFORE UPDATE ON vassals
     FOR EACH ROW EXECUTE FUNCTION emperor_vassals_touch();
 
 DROP TRIGGER IF EXISTS vassals_notify ON vassals;
-CREATE TRIGGER vassals_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vassals
+CREATE TRIGGER vassals_notify AFTER INSERT OR UPDATE OR DELETE ON vassals
+    FOR EACH ROW EXECUTE FUNCTION emperor_vassals_notify();
+
+DROP TRIGGER IF EXISTS vassals_truncate ON vassals;
+CREATE TRIGGER vassals_truncate AFTER TRUNCATE ON vassals
     FOR EACH STATEMENT EXECUTE FUNCTION emperor_vassals_notify();

@@ -235,6 +235,7 @@ impl Collector for TableCollector {
         let vassals: Vec<&VassalView> = table
             .vassals
             .values()
+            .map(|v| &**v)
             .filter(|v| match self.per_vassal {
                 PerVassal::On => true,
                 PerVassal::Off => false,

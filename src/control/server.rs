@@ -145,7 +145,7 @@ fn vassal(context: &Context, table: &Table, segment: &str) -> (u16, String) {
     let Some(view) = name_of(segment).and_then(|n| table.vassals.get(&n)) else {
         return (404, error(&format!("no such vassal: {segment}")));
     };
-    let mut body = json!(view);
+    let mut body = json!(**view);
     if let Ok(name) = VassalName::parse(&view.name).or_else(|_| VassalName::parse_path(&view.name)) {
         let log = crate::supervisor::log_path(&context.log_dir, &name);
         let tail = super::logs::tail(&log, LOG_LINES);

@@ -108,7 +108,8 @@ async fn dump(mut stream: Box<dyn Connection>, context: Arc<StatsContext>) {
 }
 
 fn stats(table: &Table, sources: Vec<String>) -> Stats {
-    let listed = || table.vassals.values().filter(|v| !matches!(v.state, State::Stopped | State::Standby));
+    let listed =
+        || table.vassals.values().map(|v| &**v).filter(|v| !matches!(v.state, State::Stopped | State::Standby));
     Stats {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),

@@ -4,7 +4,8 @@
 use crate::supervisor::{LastExit, ProcStatus};
 use reconciler::{ActualVassal, Controller, Phase, SourceId, VassalName};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use super::counts::VassalCounts;
@@ -115,8 +116,9 @@ pub struct SourceView {
 /// Everything the read commands answer from, rebuilt after each round.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
-    /// Every vassal, by name.
-    pub vassals: BTreeMap<String, VassalView>,
+    /// Every vassal, by name (a view shared with the next table while the
+    /// vassal does not change).
+    pub vassals: BTreeMap<String, Arc<VassalView>>,
     /// How many vassals each source wants.
     pub desired: BTreeMap<String, usize>,
     /// `vassals` as a JSON array, made by the first reader that needs it.
@@ -126,36 +128,72 @@ pub struct Table {
 impl Table {
     /// Every vassal as a JSON array, serialized once per table.
     pub fn vassals_json(&self) -> &str {
-        self.json.get_or_init(|| serde_json::to_string(&self.vassals.values().collect::<Vec<_>>()).unwrap_or_default())
+        self.json.get_or_init(|| {
+            serde_json::to_string(&self.vassals.values().map(|v| &**v).collect::<Vec<_>>()).unwrap_or_default()
+        })
     }
 
     /// How many vassals are in each state.
     pub fn counts(&self) -> VassalCounts {
-        VassalCounts::of(self.vassals.values())
+        VassalCounts::of(self.vassals.values().map(|v| &**v))
     }
 }
 
 /// What the tracker remembers of a vassal between rounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Seen {
     generation: Option<u64>,
     state: State,
     since: SystemTime,
     restarts: u32,
+    /// The last view of a managed vassal, and what it was made from.
+    made: Option<(Made, Arc<VassalView>)>,
+    /// The build that last saw the vassal.
+    build: u64,
+}
+
+/// What a managed vassal's view is made from (with its version and source,
+/// compared with the view's own).
+#[derive(Debug, Clone, PartialEq)]
+struct Made {
+    generation: u64,
+    phase: Phase,
+    proc: ProcStatus,
 }
 
 /// Builds [`Table`]s, remembering between rounds what the controller does
-/// not keep: when each state began and how many restarts there were.
+/// not keep: when each state began and how many restarts there were. A
+/// vassal whose state did not change keeps its view (a round that changes
+/// one vassal of many makes one view, not one per vassal).
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     sources: Vec<SourceId>,
     seen: HashMap<VassalName, Seen>,
+    /// How many tables were built.
+    builds: u64,
 }
 
 impl Tracker {
     /// A tracker for an emperor with these sources.
     pub(crate) fn new(sources: Vec<SourceId>) -> Self {
-        Self { sources, seen: HashMap::new() }
+        Self { sources, seen: HashMap::new(), builds: 0 }
+    }
+
+    /// The view of `name` from the last table, if what it is made from is
+    /// unchanged (it is then seen by this build).
+    fn unchanged(&mut self, name: &VassalName, have: &ActualVassal, proc: &ProcStatus) -> Option<Arc<VassalView>> {
+        let build = self.builds;
+        let seen = self.seen.get_mut(name)?;
+        let (made, view) = seen.made.as_ref()?;
+        let same = made.generation == have.generation
+            && made.phase == have.phase
+            && made.proc == *proc
+            && view.version == have.version
+            && view.source == have.source.0;
+        same.then(|| {
+            seen.build = build;
+            view.clone()
+        })
     }
 
     /// The table at `now_ms` of the controller's clock.
@@ -166,26 +204,35 @@ impl Tracker {
         now_ms: u64,
     ) -> Table {
         let clock = Clock { wall: SystemTime::now(), now_ms };
+        self.builds += 1;
         let mut table = Table::default();
         for id in &self.sources {
             let count = controller.desired().snapshot(id).map_or(0, |s| s.specs.len());
             table.desired.insert(id.0.clone(), count);
         }
-        let mut seen = HashMap::with_capacity(self.seen.len());
+        // Collected in name order, then built in one pass (no search per insert).
+        let mut vassals = Vec::with_capacity(controller.actual().len());
         for (name, have) in controller.actual() {
+            let proc = status(name);
+            if let Some(view) = self.unchanged(name, have, &proc) {
+                vassals.push((name.to_string(), view));
+                continue;
+            }
             let started = match have.phase {
                 Phase::Running { since } => Some(clock.at(since)),
                 _ => None,
             };
-            let view = actual_view(name, have, &status(name), &clock);
-            table.vassals.insert(name.to_string(), self.track(view, name, started, &clock, &mut seen));
+            let view = actual_view(name, have, &proc, &clock);
+            let made = Made { generation: have.generation, phase: have.phase, proc };
+            vassals.push((name.to_string(), self.track(view, name, started, &clock, Some(made))));
         }
+        let mut idle_listed = HashSet::new();
         let desired = controller.desired();
         let idle = desired.stopped().iter().map(|n| (n, State::Stopped, "stopped by an operator"));
         let standby =
             desired.standby().iter().map(|n| (n, State::Standby, "singleton: another emperor may hold its lease"));
         for (name, state, reason) in idle.chain(standby) {
-            if controller.actual().contains_key(name) || table.vassals.contains_key(name.as_str()) {
+            if controller.actual().contains_key(name) || !idle_listed.insert(name) {
                 continue;
             }
             let Some(spec) = desired.offered(name) else { continue };
@@ -205,40 +252,49 @@ impl Tracker {
                 since_ready: None,
                 status_text: None,
             };
-            table.vassals.insert(name.to_string(), self.track(view, name, None, &clock, &mut seen));
+            vassals.push((name.to_string(), self.track(view, name, None, &clock, None)));
         }
-        self.seen = seen;
+        table.vassals = vassals.into_iter().collect();
+        let build = self.builds;
+        self.seen.retain(|_, seen| seen.build == build);
         table
     }
 
     /// Fills in what only the tracker knows (since when, restarts) and
-    /// remembers it in `seen` for the next round.
+    /// remembers it, with the view and what it was `made` from, for the
+    /// next round.
     fn track(
-        &self,
+        &mut self,
         mut view: VassalView,
         name: &VassalName,
         started: Option<SystemTime>,
         clock: &Clock,
-        seen: &mut HashMap<VassalName, Seen>,
-    ) -> VassalView {
-        let entry = self.observe(name, view.generation, view.state, started.unwrap_or(clock.wall));
+        made: Option<Made>,
+    ) -> Arc<VassalView> {
+        let (generation, state, build) = (view.generation, view.state, self.builds);
+        let now = started.unwrap_or(clock.wall);
+        let entry = match self.seen.get_mut(name) {
+            Some(entry) => entry,
+            None => self.seen.entry(name.clone()).or_insert(Seen {
+                generation,
+                state,
+                since: now,
+                restarts: 0,
+                made: None,
+                build,
+            }),
+        };
+        if entry.generation != generation || entry.state != state {
+            let restarted = generation.is_some() && entry.generation.is_some() && entry.generation != generation;
+            (entry.generation, entry.state, entry.since) = (generation, state, now);
+            entry.restarts += u32::from(restarted);
+        }
         view.since = Some(epoch(started.unwrap_or(entry.since)));
         view.restarts = entry.restarts;
-        seen.insert(name.clone(), entry);
+        let view = Arc::new(view);
+        entry.made = made.map(|made| (made, view.clone()));
+        entry.build = build;
         view
-    }
-
-    /// What to remember of `name` now: its state's start is kept while
-    /// state and generation stay; a new generation counts as a restart.
-    fn observe(&self, name: &VassalName, generation: Option<u64>, state: State, now: SystemTime) -> Seen {
-        match self.seen.get(name) {
-            Some(old) if old.generation == generation && old.state == state => *old,
-            Some(old) => {
-                let restarted = generation.is_some() && old.generation.is_some() && old.generation != generation;
-                Seen { generation, state, since: now, restarts: old.restarts + u32::from(restarted) }
-            }
-            None => Seen { generation, state, since: now, restarts: 0 },
-        }
     }
 }
 
@@ -366,6 +422,25 @@ mod tests {
         let stopped = &table.vassals["a.ini"];
         assert_eq!((stopped.state, stopped.pid, stopped.restarts), (State::Stopped, None, 1));
         assert_eq!(stopped.last_exit, Some(LastExit::Code(3)));
+    }
+
+    #[test]
+    fn an_unchanged_vassal_keeps_its_view() {
+        let (mut c, name) = controller();
+        let mut tracker = Tracker::new(vec![SourceId("dir:///v".into())]);
+        let first = tracker.build(&c, |_| ProcStatus::default(), 0);
+        let again = tracker.build(&c, |_| ProcStatus::default(), 5_000);
+        assert!(Arc::ptr_eq(&first.vassals["a.ini"], &again.vassals["a.ini"]), "nothing changed: the same view");
+        let spawned = |_: &VassalName| ProcStatus { pid: Some(7), ..ProcStatus::default() };
+        let table = tracker.build(&c, spawned, 6_000);
+        assert_eq!((table.vassals["a.ini"].pid, table.vassals["a.ini"].state), (Some(7), State::Starting));
+        c.on_exit(&name, 1, 20_000, &mut Ok);
+        let table = tracker.build(&c, spawned, 20_000);
+        assert_eq!(table.vassals["a.ini"].state, State::Crashed);
+        c.set_snapshot(&SourceId("dir:///v".into()), BTreeMap::new(), true);
+        c.reconcile(20_001, &mut Ok);
+        assert!(tracker.build(&c, spawned, 20_001).vassals.is_empty());
+        assert!(tracker.seen.is_empty(), "a vassal gone is forgotten");
     }
 
     #[test]

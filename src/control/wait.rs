@@ -54,7 +54,7 @@ mod tests {
             since_ready: None,
             status_text: None,
         };
-        Arc::new(Table { vassals: [("a.ini".to_owned(), view)].into(), ..Table::default() })
+        Arc::new(Table { vassals: [("a.ini".to_owned(), Arc::new(view))].into(), ..Table::default() })
     }
 
     #[tokio::test]

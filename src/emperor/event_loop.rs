@@ -229,11 +229,13 @@ impl<P: Processes> Emperor<P> {
             SourceEvent::Upsert(spec) => {
                 self.notify.settled(&spec.source);
                 self.metrics.source_event(&spec.source);
+                self.singletons.on_spec(&spec.source, &spec.name, Some(&spec), &mut self.controller);
                 self.controller.upsert(spec);
             }
             SourceEvent::Remove { source, name } => {
                 self.notify.settled(&source);
                 self.metrics.source_event(&source);
+                self.singletons.on_spec(&source, &name, None, &mut self.controller);
                 self.controller.remove(&source, &name);
             }
         }

@@ -92,6 +92,34 @@ impl Singletons {
         }
     }
 
+    /// Learns whether the one vassal `name` of `source` is a singleton from
+    /// its new spec (`None`: removed), like [`Singletons::on_specs`] for a
+    /// source that sends one vassal at a time.
+    pub(super) fn on_spec(
+        &mut self,
+        source: &SourceId,
+        name: &VassalName,
+        spec: Option<&VassalSpec>,
+        controller: &mut Controller,
+    ) {
+        if !self.tasks.contains_key(source) {
+            return;
+        }
+        let names = self.names.entry(source.clone()).or_default();
+        let now = spec.is_some_and(is_singleton);
+        if now == names.contains(name) {
+            return;
+        }
+        if now {
+            names.insert(name.clone());
+            let runs = self.held.contains_key(name) || self.recovering.contains_key(name);
+            controller.set_standby(name, !runs);
+        } else {
+            names.remove(name);
+            controller.set_standby(name, false);
+        }
+    }
+
     /// Carries out a lease task's order.
     pub(super) fn on_notice(&mut self, notice: Notice, controller: &mut Controller, procs: &mut impl Processes) {
         let Notice { name, order } = notice;

@@ -1,9 +1,8 @@
 //! Row validation shared by the database sources (`pg://`, `mongodb://`):
-//! turns decoded rows into [`VassalSpec`]s, skips bad rows with one warning
-//! each (not one per poll), and publishes a snapshot only when it changed.
+//! turns decoded rows into [`VassalSpec`]s and skips bad rows with one
+//! warning each (not one per poll).
 
 use crate::source::util::hash::fnv1a;
-use crate::source::{SourceContext, SourceEvent};
 use reconciler::{ConfigRef, NameError, SourceId, VassalName, VassalSpec};
 use std::collections::{BTreeMap, HashSet};
 
@@ -171,6 +170,29 @@ pub fn collect(source: &SourceId, rows: &[Row], complaints: &mut Complaints) -> 
     specs.into_values().collect()
 }
 
+/// Validates the rows a lookup of a few names returned, like [`collect`]
+/// but reporting without forgetting the other rows' complaints; `None` when
+/// a name comes twice (which of the two the whole query would use depends
+/// on its order: only the whole query can tell).
+pub fn collect_some(
+    source: &SourceId,
+    rows: &[Row],
+    complaints: &mut Complaints,
+) -> Option<BTreeMap<VassalName, VassalSpec>> {
+    let mut specs = BTreeMap::new();
+    for row in rows {
+        match spec(source, row) {
+            Ok(spec) => {
+                if specs.insert(spec.name.clone(), spec).is_some() {
+                    return None;
+                }
+            }
+            Err(problem) => complaints.report(source, row, &problem, &mut HashSet::new()),
+        }
+    }
+    Some(specs)
+}
+
 /// Remembers which bad rows were already reported, so each is logged once
 /// while it stays bad (and again if it is fixed and breaks later).
 #[derive(Debug, Default)]
@@ -191,29 +213,6 @@ impl Complaints {
             tracing::warn!(source = %source, vassal, %at, %problem, "skipping a bad row at {at}");
         }
         current.insert(key);
-    }
-}
-
-/// Sends snapshots, skipping one identical to the last one sent.
-pub struct Publisher {
-    ctx: SourceContext,
-    last: Option<Vec<VassalSpec>>,
-}
-
-impl Publisher {
-    /// A publisher that has sent nothing yet.
-    pub fn new(ctx: SourceContext) -> Self {
-        Self { ctx, last: None }
-    }
-
-    /// Sends `specs` unless they equal the last snapshot; `false` once the
-    /// emperor is shutting down.
-    pub async fn publish(&mut self, specs: Vec<VassalSpec>) -> bool {
-        if self.last.as_ref() == Some(&specs) {
-            return true;
-        }
-        self.last = Some(specs.clone());
-        self.ctx.send(SourceEvent::Snapshot { source: self.ctx.id.clone(), specs }).await
     }
 }
 

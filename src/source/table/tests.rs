@@ -5,6 +5,7 @@ use crate::source::util::retry::MIN_DELAY;
 use crate::source::{Envelope, Shutdown, SourceEvent};
 use reconciler::SourceId;
 use rows::Field;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{channel, Receiver};
 use tokio::sync::Notify;
@@ -20,6 +21,9 @@ struct Server {
     pending: usize,
     connects: Vec<Instant>,
     fetches: usize,
+    /// A pending signal naming rows.
+    marked: Option<Dirty>,
+    lookups: usize,
 }
 
 #[derive(Clone, Default)]
@@ -61,6 +65,13 @@ impl Backend for Fake {
         }
     }
 
+    async fn fetch_rows(&self, (): &mut (), names: &BTreeSet<String>) -> Result<Option<Vec<Row>>, Failure> {
+        let mut server = self.server.lock().unwrap();
+        server.lookups += 1;
+        let named = |r: &&Row| matches!(&r.name, Field::Value(n) if names.contains(n));
+        Ok(Some(server.rows.iter().filter(named).cloned().collect()))
+    }
+
     async fn changed(&self, (): &mut (), wait: Duration) -> Change {
         let deadline = Instant::now() + wait;
         loop {
@@ -69,6 +80,9 @@ impl Backend for Fake {
                 let mut server = self.server.lock().unwrap();
                 if server.down {
                     return Change::Lost("reset".into());
+                }
+                if let Some(dirty) = server.marked.take() {
+                    return Change::Rows(dirty);
                 }
                 if server.pending > 0 {
                     server.pending -= 1;
@@ -182,6 +196,46 @@ async fn a_bad_row_is_reported_once() {
     assert!(fake.get(|s| s.fetches) >= 3);
     let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     assert_eq!(text.matches("skipping a bad row").count(), 1, "{text}");
+}
+
+/// The next event, as `+name` (upsert) or `-name` (removal).
+async fn one_vassal(rx: &mut Receiver<Envelope>) -> String {
+    let envelope = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("an event in time");
+    match envelope.expect("the source is running").event {
+        SourceEvent::Upsert(spec) => format!("+{}", spec.name),
+        SourceEvent::Remove { name, .. } => format!("-{name}"),
+        other => panic!("expected one vassal, got {other:?}"),
+    }
+}
+
+fn marked(names: impl IntoIterator<Item = String>) -> Dirty {
+    let mut dirty = Dirty::default();
+    names.into_iter().for_each(|n| dirty.add(n));
+    dirty
+}
+
+#[tokio::test(start_paused = true)]
+async fn named_rows_are_read_alone_and_sent_one_by_one() {
+    let fake = Fake::default();
+    fake.with(|s| s.rows = vec![row("a.ini", "x"), row("b.ini", "y"), row("keep.ini", "k")]);
+    let (mut rx, _stop) = start(&fake);
+    assert_eq!(snapshot(&mut rx).await, ["a.ini", "b.ini", "keep.ini"]);
+    let fetches = fake.get(|s| s.fetches);
+    fake.with(|s| {
+        s.rows = vec![row("b.ini", "changed"), row("c.ini", "new"), row("keep.ini", "k")];
+        s.marked = Some(marked(["a.ini", "b.ini", "c.ini", "never.ini"].map(String::from)));
+    });
+    let events = [one_vassal(&mut rx).await, one_vassal(&mut rx).await, one_vassal(&mut rx).await];
+    assert_eq!(events, ["-a.ini", "+b.ini", "+c.ini"]);
+    assert_eq!(fake.get(|s| (s.lookups, s.fetches)), (1, fetches), "one lookup, no whole query");
+
+    // Too many names for the set: one whole query.
+    fake.with(|s| {
+        s.rows.truncate(1);
+        s.marked = Some(marked((0..=dirty::MAX_NAMES).map(|i| format!("{i}.ini"))));
+    });
+    assert_eq!(snapshot(&mut rx).await, ["b.ini"]);
+    assert_eq!(fake.get(|s| (s.lookups, s.fetches)), (1, fetches + 1));
 }
 
 struct LogWriter(Arc<Mutex<Vec<u8>>>);

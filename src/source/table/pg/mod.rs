@@ -3,16 +3,19 @@
 //!
 //! The query returns 3 to 6 columns `name, config, ts[, uid, gid[, socket]]`
 //! (default `SELECT name,config,ts FROM vassals`). One persistent connection:
-//! with `listen=CHANNEL` the source runs `LISTEN CHANNEL` and re-queries on
-//! every notification (bursts coalesce into one query), plus a safety-net
-//! re-query every `--resync` seconds (or `interval`); without it, it polls
-//! every `interval` seconds (default 3, as upstream). A lost connection or a
+//! with `listen=CHANNEL` the source runs `LISTEN CHANNEL`; a notification
+//! whose payload names rows (the shipped trigger's) re-reads only those
+//! ([`narrow`]), any other re-runs the whole query (bursts coalesce into one
+//! fetch), plus a safety-net whole query every `--resync` seconds (or
+//! `interval`); without it, it polls every `interval` seconds (default 3,
+//! as upstream). A lost connection or a
 //! failing query keeps the last snapshot (nothing is stopped) and is retried
 //! with exponential backoff. With `status=TABLE` (and optionally
 //! `status-heartbeat=SECS`) the emperor writes what runs on its host back to
 //! `TABLE` and `TABLE_hosts` ([`crate::fleet::status`]).
 
 use crate::fleet::status;
+use crate::source::table::dirty::Dirty;
 use crate::source::table::rows::{Field, Row};
 use crate::source::table::{self, Backend, Change, Failure};
 use crate::source::util::seconds;
@@ -21,13 +24,16 @@ use crate::source::{Built, Source, SourceContext, SourceError, SourceTask};
 use value::{self as pgvalue, Raw};
 
 mod lease;
+pub mod narrow;
 mod value;
 pub use lease::PgLeases;
 use reconciler::SourceId;
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{channel, error::TrySendError, Receiver};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 
 /// The query upstream runs when the URI has none.
 pub const DEFAULT_QUERY: &str = "SELECT name,config,ts FROM vassals";
@@ -182,10 +188,17 @@ impl Source for PgSource {
 }
 
 /// One connection: the client, and the notifications its connection task
-/// forwards (`Err` once the connection has ended).
+/// forwards (a wake-up, `Err` once the connection has ended; the rows they
+/// named wait in `dirty`).
 pub struct Conn {
     client: Client,
     notes: Receiver<Result<(), String>>,
+    dirty: Arc<Mutex<Dirty>>,
+    /// The lookup of a few rows, prepared on first use after each whole
+    /// query; `None` inside when the query cannot be narrowed.
+    lookup: Option<Option<Statement>>,
+    /// The column count of the last whole query.
+    columns: usize,
 }
 
 impl Backend for PgSource {
@@ -196,13 +209,16 @@ impl Backend for PgSource {
     /// notifications, and runs `LISTEN` when asked to.
     async fn connect(&self) -> Result<Conn, String> {
         let (client, mut connection) = self.config.connect(NoTls).await.map_err(|e| e.to_string())?;
-        // One pending notification is enough to re-query: a flood of
-        // NOTIFY costs no memory.
+        // One pending wake-up is enough, and the names coalesce in a small
+        // set: a flood of NOTIFY costs no memory.
         let (tx, notes) = channel(1);
+        let dirty = Arc::new(Mutex::new(Dirty::default()));
+        let marked = dirty.clone();
         tokio::spawn(async move {
             let end = loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(_))) => {
+                    Some(Ok(AsyncMessage::Notification(note))) => {
+                        narrow::note(note.payload(), &mut marked.lock().unwrap_or_else(|e| e.into_inner()));
                         if let Err(TrySendError::Closed(_)) = tx.try_send(Ok(())) {
                             return;
                         }
@@ -218,15 +234,11 @@ impl Backend for PgSource {
         if let Some(channel) = &self.listen {
             client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await.map_err(|e| e.to_string())?;
         }
-        Ok(Conn { client, notes })
+        Ok(Conn { client, notes, dirty, lookup: None, columns: 0 })
     }
 
     /// Runs the query once and decodes every row.
     async fn fetch(&self, conn: &mut Conn) -> Result<Vec<Row>, Failure> {
-        let fail = |e: tokio_postgres::Error| match e.is_closed() {
-            true => Failure::Lost(e.to_string()),
-            false => Failure::Query(error_message(e)),
-        };
         let statement = conn.client.prepare(&self.query).await.map_err(fail)?;
         let columns = statement.columns().len();
         if !(3..=6).contains(&columns) {
@@ -234,15 +246,35 @@ impl Backend for PgSource {
                 "the query returns {columns} column(s); expected 3 to 6: name, config, ts[, uid, gid[, socket]]"
             )));
         }
+        if columns != conn.columns {
+            (conn.lookup, conn.columns) = (None, columns);
+        }
         let result = conn.client.query(&statement, &[]).await.map_err(fail)?;
         Ok(result.iter().enumerate().map(|(i, row)| decode(i + 1, row)).collect())
+    }
+
+    /// Looks up the rows named `names` through the wrapped query.
+    async fn fetch_rows(&self, conn: &mut Conn, names: &BTreeSet<String>) -> Result<Option<Vec<Row>>, Failure> {
+        if conn.lookup.is_none() {
+            conn.lookup = Some(self.prepare_lookup(conn).await?);
+        }
+        let Some(Some(statement)) = &conn.lookup else { return Ok(None) };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        match conn.client.query(statement, &[&names]).await {
+            Ok(result) => Ok(Some(result.iter().enumerate().map(|(i, row)| decode(i + 1, row)).collect())),
+            Err(e) => {
+                // Prepared again next time (the table may have changed).
+                conn.lookup = None;
+                Err(fail(e))
+            }
+        }
     }
 
     async fn changed(&self, conn: &mut Conn, wait: Duration) -> Change {
         tokio::select! {
             biased;
             note = conn.notes.recv() => match note {
-                Some(Ok(())) => Change::Changed,
+                Some(Ok(())) => Change::Rows(conn.dirty.lock().unwrap_or_else(|e| e.into_inner()).take()),
                 Some(Err(e)) => Change::Lost(e),
                 None => Change::Lost("connection task ended".into()),
             },
@@ -252,6 +284,25 @@ impl Backend for PgSource {
 
     fn period(&self, _conn: &Conn, resync: Duration) -> Duration {
         self.poll_period(resync)
+    }
+}
+
+impl PgSource {
+    /// Prepares the lookup of a few rows by name: `None` when the query
+    /// cannot be wrapped, or PostgreSQL refuses the wrapped query (its name
+    /// column is not text, say): the whole query is then all there is, for
+    /// this connection.
+    async fn prepare_lookup(&self, conn: &Conn) -> Result<Option<Statement>, Failure> {
+        let Some(sql) = narrow::lookup(&self.query, conn.columns) else { return Ok(None) };
+        match conn.client.prepare(&sql).await {
+            Ok(statement) => Ok(Some(statement)),
+            Err(e) if e.is_closed() => Err(fail(e)),
+            Err(e) => {
+                let error = error_message(e);
+                tracing::debug!(source = %self.id, %error, "the query cannot look up single rows; every change re-runs it");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -266,6 +317,14 @@ fn decode(number: usize, row: &tokio_postgres::Row) -> Row {
         uid: pgvalue::int(col(3)),
         gid: pgvalue::int(col(4)),
         socket: pgvalue::text(col(5)),
+    }
+}
+
+/// A failed query: the connection is gone, or the server refused it.
+fn fail(e: tokio_postgres::Error) -> Failure {
+    match e.is_closed() {
+        true => Failure::Lost(e.to_string()),
+        false => Failure::Query(error_message(e)),
     }
 }
 
