@@ -76,6 +76,7 @@ impl Harness {
                 |_| false,
             ),
             trimmed_at: 0,
+            pace: super::pace::Pace::default(),
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
