@@ -172,7 +172,7 @@ impl<P: Processes> Emperor<P> {
                 self.report_conflicts();
             }
             wake = self.round();
-            rounds_due = self.controller.deferred_starts() > 0;
+            rounds_due = self.controller.deferred_starts() > 0 && !self.pace.stop_flag().is_raised();
             self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
             self.persist();
@@ -185,6 +185,11 @@ impl<P: Processes> Emperor<P> {
     /// (`None` while starts wait: the next round comes at the loop's next
     /// turn anyway).
     fn round(&mut self) -> Option<u64> {
+        if self.pace.stop_flag().is_raised() {
+            // A stop signal arrived and the loop's next turn takes it: a
+            // round now would only record intents for starts it cannot make.
+            return None;
+        }
         let now = self.now();
         self.pace.begin(Instant::now());
         self.controller.set_start_budget(Some(self.pace.round_starts()));

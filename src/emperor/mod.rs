@@ -102,7 +102,6 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
-    controller.set_start_budget(Some(pace::ROUND_STARTS));
     for id in &ids {
         controller.add_source(id.clone());
     }

@@ -15,10 +15,10 @@ use tokio::time::Instant;
 
 /// The time one round may spend starting vassals. A change that arrives
 /// during a large start waits about this long, plus its own round.
-pub(super) const ROUND_TIME: Duration = Duration::from_millis(20);
+const ROUND_TIME: Duration = Duration::from_millis(20);
 
 /// The most starts one round makes, however cheap they are.
-pub(super) const ROUND_STARTS: usize = 64;
+const ROUND_STARTS: usize = 64;
 
 /// How much of the last round's measured cost per start goes into the
 /// estimate (the rest is the estimate so far), in quarters: a single slow
