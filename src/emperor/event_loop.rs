@@ -91,6 +91,9 @@ impl<P: Processes> Emperor<P> {
         self.publish();
         self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
+            // Whether this turn only goes on with a large start (nothing
+            // else happened): its round's commit may wait (see `Pace::commit_due`).
+            let mut continuing = false;
             let deadline = self.deadline(wake);
             let table_due = self.control.table_due();
             tokio::select! {
@@ -152,7 +155,7 @@ impl<P: Processes> Emperor<P> {
                 }
                 // More starts wait: the next round, once the sources, the
                 // exits and the control socket had their turn.
-                () = tokio::task::yield_now(), if rounds_due => {}
+                () = tokio::task::yield_now(), if rounds_due => continuing = true,
             }
             if shutting_down {
                 // Nothing is started or respawned any more: no round, and no
@@ -175,7 +178,10 @@ impl<P: Processes> Emperor<P> {
             rounds_due = self.controller.deferred_starts() > 0 && !self.pace.stop_flag().is_raised();
             self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
-            self.persist();
+            if !continuing || !rounds_due || self.pace.commit_due(Instant::now()) {
+                self.persist();
+                self.pace.committed(Instant::now());
+            }
             self.publish();
             self.trim_after_burst();
         }

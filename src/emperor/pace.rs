@@ -20,6 +20,13 @@ const ROUND_TIME: Duration = Duration::from_millis(20);
 /// The most starts one round makes, however cheap they are.
 const ROUND_STARTS: usize = 64;
 
+/// How long the rounds of a large start may go without a commit of the
+/// journal: between two of them only their own starts happened, whose
+/// intents each round flushes anyway, so the commit (the events it
+/// releases, the pids recorded) can wait this long, and a round costs one
+/// flush instead of two.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
 /// How much of the last round's measured cost per start goes into the
 /// estimate (the rest is the estimate so far), in quarters: a single slow
 /// round does not shrink the next ones to one start.
@@ -40,6 +47,8 @@ pub(super) struct Pace {
     made: usize,
     /// Raised by a stop signal's handler: no further start.
     stop: StopFlag,
+    /// When the journal was last committed.
+    committed: Instant,
 }
 
 impl Default for Pace {
@@ -51,7 +60,15 @@ impl Default for Pace {
 impl Pace {
     /// Rounds of at most `time` and at most `most` starts.
     pub(super) fn new(time: Duration, most: usize) -> Self {
-        Self { time, most: most.max(1), per_start: None, began: Instant::now(), made: 0, stop: StopFlag::default() }
+        Self {
+            time,
+            most: most.max(1),
+            per_start: None,
+            began: Instant::now(),
+            made: 0,
+            stop: StopFlag::default(),
+            committed: Instant::now(),
+        }
     }
 
     /// The flag that ends every round at once (see [`Pace::may_start`]).
@@ -90,6 +107,18 @@ impl Pace {
             self.made += 1;
         }
         go
+    }
+
+    /// Whether a round that only went on with a large start must commit
+    /// the journal at `now` all the same: once [`COMMIT_EVERY`] has passed
+    /// since the last commit.
+    pub(super) fn commit_due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.committed) >= COMMIT_EVERY
+    }
+
+    /// The journal was committed at `now`.
+    pub(super) fn committed(&mut self, now: Instant) {
+        self.committed = now;
     }
 
     /// The round ends at `now`: its cost per start updates the estimate.
@@ -169,6 +198,17 @@ mod tests {
         assert!(!pace.may_start(t0), "not even within the round's time");
         pace.begin(t0);
         assert!(!pace.may_start(t0), "nor the first start of a round");
+    }
+
+    #[test]
+    fn a_commit_is_due_once_its_interval_has_passed() {
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        pace.committed(t0);
+        assert!(!pace.commit_due(t0 + 99 * MS));
+        assert!(pace.commit_due(t0 + COMMIT_EVERY));
+        pace.committed(t0 + COMMIT_EVERY);
+        assert!(!pace.commit_due(t0 + COMMIT_EVERY + MS));
     }
 
     #[test]
