@@ -92,7 +92,8 @@ impl<P: Processes> Emperor<P> {
         self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
             // Whether this turn only goes on with a large start (nothing
-            // else happened): its round's commit may wait (see `Pace::commit_due`).
+            // else happened): its round's commit and the status table may
+            // wait (see `Pace::commit_due`).
             let mut continuing = false;
             let deadline = self.deadline(wake);
             let table_due = self.control.table_due();
@@ -181,8 +182,8 @@ impl<P: Processes> Emperor<P> {
             if !continuing || !rounds_due || self.pace.commit_due(Instant::now()) {
                 self.persist();
                 self.pace.committed(Instant::now());
+                self.publish();
             }
-            self.publish();
             self.trim_after_burst();
         }
     }

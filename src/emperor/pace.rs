@@ -21,10 +21,12 @@ const ROUND_TIME: Duration = Duration::from_millis(20);
 const ROUND_STARTS: usize = 64;
 
 /// How long the rounds of a large start may go without a commit of the
-/// journal: between two of them only their own starts happened, whose
-/// intents each round flushes anyway, so the commit (the events it
-/// releases, the pids recorded) can wait this long, and a round costs one
-/// flush instead of two.
+/// journal and a new status table: between two of them only their own
+/// starts happened, whose intents each round flushes anyway, so the commit
+/// (the events it releases, the pids recorded) and the table (O(N) to
+/// build) can wait this long. A round then costs one flush, and a start of
+/// thousands in short rounds builds the table no more often than one in
+/// long rounds did.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// How much of the last round's measured cost per start goes into the
