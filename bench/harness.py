@@ -40,15 +40,21 @@ def knob(name, default, cast=str):
     return cast(value) if value != "" else default
 
 
+def knob_ns(name, default):
+    """A list of vassal counts: unset is the default, set but empty is none (those rows are skipped)."""
+    value = os.environ.get(name)
+    return [int(n) for n in (default if value is None else value).split()]
+
+
 QUICK = knob("QUICK", 0, int) == 1
 TRIALS = knob("TRIALS", 5 if QUICK else 20, int)
 PERIOD_S = knob("PERIOD_S", 3.0, float)  # jitter window: uWSGI's default scan period
 FREQ = knob("FREQ", "")  # uWSGI --emperor-freq (empty: its default, 3 s)
 WAIT_S = knob("WAIT_S", 15.0, float)  # bound of every per-event wait
-SCALE_NS = [int(n) for n in knob("SCALE_NS", "1000" if QUICK else "1000 10000").split()]
+SCALE_NS = knob_ns("SCALE_NS", "1000" if QUICK else "1000 10000")
 SCALE_WAIT_S = knob("SCALE_WAIT_S", 60.0 if QUICK else 300.0, float)  # bound of a convergence
 SCALE_STALL_S = knob("SCALE_STALL_S", 30.0, float)  # give up a convergence that makes no progress this long
-NATIVE_NS = [int(n) for n in knob("NATIVE_NS", "" if QUICK else "10000 25000").split()]  # emperor-only runs, native vassals
+NATIVE_NS = knob_ns("NATIVE_NS", "" if QUICK else "10000 25000")  # emperor-only runs, native vassals
 UWSGI_MAX_N = knob("UWSGI_MAX_N", 0, int)  # cap uWSGI's scale runs at this N (0: no cap)
 SETTLE_S = knob("SETTLE_S", 3.0 if QUICK else 15.0, float)
 SETTLE_MAX_S = knob("SETTLE_MAX_S", 10.0 if QUICK else 120.0, float)

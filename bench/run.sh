@@ -34,6 +34,8 @@
 #   NATIVE_NS ["10000 25000"] {""}   emperor-only scale runs with native vassals (the same binary
 #                              run directly, no control socket: no fd per vassal)
 #   UWSGI_MAX_N [0]            skip uWSGI scale runs above this N (0: no cap)
+#                              (SCALE_NS= or NATIVE_NS= set but empty skips those rows; every
+#                              other knob set empty takes its default)
 #   SETTLE_S [15] {3}  SETTLE_MAX_S [120] {10}  SETTLE_QUIET_PCT [1]   settle before the idle window
 #   IDLE_S [60] {10}           idle window (60 s spans one emperor --resync period)
 #   STOP_WAIT_S [120]          bound of each SIGTERM stop
@@ -139,7 +141,7 @@ ulimit -n "$NOFILE" || die "cannot set ulimit -n $NOFILE (hard limit $HARD)"
 PID_MAX=$(cat /proc/sys/kernel/pid_max)
 THREADS_MAX=$(cat /proc/sys/kernel/threads-max)
 MAX_N=0
-for n in ${SCALE_NS:-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000 25000} ${ADOPT_N:-10000} ${BURST_N:-10000} ${PG_N:-10000}; do
+for n in ${SCALE_NS-$([[ ${QUICK:-0} == 1 ]] && echo 1000 || echo "1000 10000")} ${NATIVE_NS-10000 25000} ${ADOPT_N:-10000} ${BURST_N:-10000} ${PG_N:-10000}; do
   ((n > MAX_N)) && MAX_N=$n
 done
 # every vassal is one process; each emperor holds at least one fd per vassal

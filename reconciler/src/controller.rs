@@ -3,11 +3,12 @@
 //! [`Executor`]. Time is passed in (ms), so it runs the same under a test
 //! clock as under the real one.
 
+use crate::rounds::{admit, Admission, Origin, Queues};
 use crate::{
     plan_for, Action, ActionKind, Actual, ActualVassal, BackoffPolicy, Conflict, Desired, Phase, SourceId, VassalName,
     VassalSpec,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why a start did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +43,18 @@ pub trait Executor {
     /// Starts `spec` as generation `generation` (the one announced to
     /// [`Executor::intend`]).
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError>;
+    /// Asked before each start of a round: whether the round may still make
+    /// it. An executor says no once the round has had its time or the
+    /// emperor is stopping; the round then makes none of its remaining
+    /// starts, which come first in the next round (see [`crate::rounds`]),
+    /// and hands them to [`Executor::withdraw`].
+    fn may_start(&mut self) -> bool {
+        true
+    }
+    /// The starts announced to [`Executor::intend`] that the round did not
+    /// make: what was prepared for them can go (a later round announces
+    /// them again, with new generations).
+    fn withdraw(&mut self, _starts: &[(VassalSpec, u64)]) {}
     /// Applies `spec` (a new version) to the running vassal of that name.
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome;
     /// Begins stopping the vassal `name`; returns `false` when nothing was
@@ -64,9 +77,10 @@ pub struct Controller {
     next_generation: u64,
     /// The most starts one round makes; `None`: no bound.
     start_budget: Option<usize>,
-    /// Names whose start a round held back (over its budget): the next
-    /// rounds start them, after the names made dirty since.
-    deferred: BTreeSet<VassalName>,
+    /// Names whose start a round held back (over its budget, or cut short
+    /// by its executor): the next rounds start them, after the names made
+    /// dirty since.
+    queued: Queues,
 }
 
 impl Controller {
@@ -94,7 +108,7 @@ impl Controller {
 
     /// How many starts the rounds have held back so far and not made yet.
     pub fn deferred_starts(&self) -> usize {
-        self.deferred.len()
+        self.queued.len()
     }
 
     /// Registers a source; until it reports a complete snapshot it causes no stop.
@@ -163,40 +177,43 @@ impl Controller {
         self.dirty.insert(name.clone());
     }
 
-    /// Plans and applies everything due at `now`; returns when to run the
+    /// Plans and applies everything due at `now`: reloads and stops, then
+    /// the starts in the order of [`crate::rounds`]. Returns when to run the
     /// next round: the next pending respawn, or `now` when starts were held
-    /// back by the start budget.
+    /// back (by the start budget, or because the executor ended the round).
     pub fn reconcile(&mut self, now: u64, exec: &mut impl Executor) -> Option<u64> {
         let mut names = std::mem::take(&mut self.dirty);
         let due: Vec<u64> = self.timers.range(..=now).map(|(t, _)| *t).collect();
         for t in due {
             names.extend(self.timers.remove(&t).unwrap_or_default());
         }
-        let backlog = self.take_backlog();
-        names.extend(backlog.iter().cloned());
+        let budget = self.start_budget.unwrap_or(usize::MAX);
+        // A queued name made dirty again is a change just made: it counts as fresh.
+        let queued: HashMap<VassalName, Origin> =
+            self.queued.take(budget).into_iter().filter(|(name, _)| !names.contains(name)).collect();
+        names.extend(queued.keys().cloned());
         let plan = plan_for(&self.desired, &self.actual, &names, now);
-        let admitted = self.admit(&plan.actions, &backlog);
-        let starts: Vec<(VassalSpec, u64)> = plan
-            .actions
+        let origin = |name: &VassalName| queued.get(name).copied().unwrap_or(Origin::Fresh);
+        let planned = plan.actions.iter().filter(|a| is_start(a)).map(|a| (a.name.clone(), origin(&a.name)));
+        let Admission { admitted, held } = admit(planned, budget);
+        for (name, origin) in held {
+            self.queued.hold(name, origin);
+        }
+        let starts: Vec<(VassalSpec, u64)> = admitted
             .iter()
-            .filter(|a| is_start(a) && admitted.contains(&a.name))
-            .map(|a| (self.desired.get(&a.name).expect("planned from desired").clone(), self.allocate_generation()))
+            .map(|name| (self.desired.get(name).expect("planned from desired").clone(), self.allocate_generation()))
             .collect();
         if !starts.is_empty() {
             exec.intend(&starts);
         }
-        let mut starts = starts.into_iter();
-        for action in &plan.actions {
+        for action in plan.actions.iter().filter(|a| !is_start(a)) {
             match action.kind {
-                ActionKind::Spawn | ActionKind::Respawn if !admitted.contains(&action.name) => {}
-                ActionKind::Spawn | ActionKind::Respawn => {
-                    let (spec, generation) = starts.next().expect("one generation per start");
-                    self.start(spec, generation, now, exec);
-                }
                 ActionKind::Reload => self.reload(&action.name, exec),
                 ActionKind::Stop => self.stop(&action.name, exec),
+                ActionKind::Spawn | ActionKind::Respawn => unreachable!("starts are made below"),
             }
         }
+        self.make_starts(starts, now, exec);
         for name in &names {
             if let Some(ActualVassal { phase: Phase::Crashed { restart_at }, .. }) = self.actual.get(name) {
                 if *restart_at > now {
@@ -205,36 +222,28 @@ impl Controller {
             }
         }
         let next_respawn = self.timers.keys().next().copied();
-        if self.deferred.is_empty() {
+        if self.queued.is_empty() {
             next_respawn
         } else {
             Some(now)
         }
     }
 
-    /// Up to one budget of the names held back by earlier rounds.
-    fn take_backlog(&mut self) -> BTreeSet<VassalName> {
-        let take = self.start_budget.unwrap_or(usize::MAX).min(self.deferred.len());
-        (0..take).filter_map(|_| self.deferred.pop_first()).collect()
-    }
-
-    /// The names whose start this round makes, within the budget: names
-    /// made dirty since the last round first (a change just made is not
-    /// queued behind a large start), then the backlog; the others are
-    /// held back for the next rounds.
-    fn admit(&mut self, actions: &[Action], backlog: &BTreeSet<VassalName>) -> BTreeSet<VassalName> {
-        let (old, fresh): (Vec<&Action>, Vec<&Action>) =
-            actions.iter().filter(|a| is_start(a)).partition(|a| backlog.contains(&a.name));
-        let budget = self.start_budget.unwrap_or(usize::MAX);
-        let mut admitted = BTreeSet::new();
-        for action in fresh.into_iter().chain(old) {
-            if admitted.len() < budget {
-                admitted.insert(action.name.clone());
-            } else {
-                self.deferred.insert(action.name.clone());
+    /// Makes the round's admitted starts in order, as long as the executor
+    /// lets the round go on; the rest are queued first for the next round.
+    fn make_starts(&mut self, starts: Vec<(VassalSpec, u64)>, now: u64, exec: &mut impl Executor) {
+        let mut starts = starts.into_iter();
+        for (spec, generation) in starts.by_ref() {
+            if !exec.may_start() {
+                let cut: Vec<(VassalSpec, u64)> = std::iter::once((spec, generation)).chain(starts).collect();
+                for (spec, _) in &cut {
+                    self.queued.withdraw(spec.name.clone());
+                }
+                exec.withdraw(&cut);
+                return;
             }
+            self.start(spec, generation, now, exec);
         }
-        admitted
     }
 
     /// The next unused generation, taken.

@@ -11,6 +11,7 @@ mod controller;
 mod model;
 mod name;
 mod plan;
+pub mod rounds;
 mod spec;
 
 pub use backoff::{Backoff, BackoffPolicy};

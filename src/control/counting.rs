@@ -82,6 +82,14 @@ impl<E: Executor> Executor for Counting<'_, E> {
         self.inner.intend(starts);
     }
 
+    fn may_start(&mut self) -> bool {
+        self.inner.may_start()
+    }
+
+    fn withdraw(&mut self, starts: &[(VassalSpec, u64)]) {
+        self.inner.withdraw(starts);
+    }
+
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
         let result = self.inner.start(spec, generation);
         if result.is_ok() {

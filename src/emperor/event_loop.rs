@@ -18,12 +18,6 @@ use tokio::time::Instant;
 /// wait for the flood to end, and a change from another source with it.
 const ROUND_EVENTS: usize = crate::source::supervise::CAPACITY;
 
-/// Starts one round makes at most. The rest wait for the next round, which
-/// comes at once, so that exits, signals, operators' commands and source
-/// changes are served while thousands of vassals start; a config that
-/// arrives meanwhile is started before the ones still waiting.
-pub(super) const ROUND_STARTS: usize = 64;
-
 /// Starts after which the heap is trimmed, once they are all made: a burst
 /// this large leaves megabytes freed but kept by the allocator.
 const TRIM_AFTER_STARTS: u64 = 512;
@@ -48,6 +42,8 @@ pub(super) struct Emperor<P> {
     pub(super) singletons: super::singletons::Singletons,
     /// The generation counter when the heap was last trimmed.
     pub(super) trimmed_at: u64,
+    /// How many starts a round makes, and for how long (see [`super::pace`]).
+    pub(super) pace: super::pace::Pace,
 }
 
 /// How the main loop ended.
@@ -87,16 +83,27 @@ impl<P: Processes> Emperor<P> {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Ending> {
         let mut signals = Signals::new().context("installing signal handlers")?;
+        // Checked before each start: a round in progress makes no further
+        // start once a stop signal has arrived.
+        let stop_signals = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+        let _raise = self.pace.stop_flag().raise_on(&stop_signals).context("installing signal handlers")?;
         let shutdown = futures::FutureExt::fuse(shutdown);
         tokio::pin!(shutdown);
         let mut wake: Option<u64> = None;
         let mut shutting_down = false;
         let mut sources_changed = false;
+        // Starts wait for the next round: it comes once the loop has served
+        // whatever else is ready.
+        let mut rounds_due = false;
         // The state recovery left, before any source has spoken; the
         // singletons found running are renewed at once.
         self.publish();
         self.singletons.publish(&self.controller, &mut self.supervisor);
         loop {
+            // Whether this turn only goes on with a large start (nothing
+            // else happened): its round's commit and the status table may
+            // wait (see `Pace::commit_due`).
+            let mut continuing = false;
             let deadline = self.deadline(wake);
             let table_due = self.control.table_due();
             tokio::select! {
@@ -156,8 +163,14 @@ impl<P: Processes> Emperor<P> {
                     let now = self.now();
                     self.observed(|controller, exec| controller.reload_all(now, exec));
                 }
+                // More starts wait: the next round, once the sources, the
+                // exits and the control socket had their turn.
+                () = tokio::task::yield_now(), if rounds_due => continuing = true,
             }
             if shutting_down {
+                // Nothing is started or respawned any more: no round, and no
+                // wake-up for one (an expired one would fire at every turn).
+                (wake, rounds_due) = (None, false);
                 self.persist();
                 self.control.release_events();
                 if self.supervisor.is_idle() {
@@ -171,14 +184,34 @@ impl<P: Processes> Emperor<P> {
             if std::mem::take(&mut sources_changed) {
                 self.report_conflicts();
             }
-            let now = self.now();
-            wake = self.observed(|controller, exec| controller.reconcile(now, exec));
+            wake = self.round();
+            rounds_due = self.controller.deferred_starts() > 0 && !self.pace.stop_flag().is_raised();
             self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
-            self.persist();
-            self.publish();
+            if !continuing || !rounds_due || self.pace.commit_due(Instant::now()) {
+                self.persist();
+                self.pace.committed(Instant::now());
+                self.publish();
+            }
             self.trim_after_burst();
         }
+    }
+
+    /// One reconcile round, paced; returns when the next respawn is due
+    /// (`None` while starts wait: the next round comes at the loop's next
+    /// turn anyway).
+    fn round(&mut self) -> Option<u64> {
+        if self.pace.stop_flag().is_raised() {
+            // A stop signal arrived and the loop's next turn takes it: a
+            // round now would only record intents for starts it cannot make.
+            return None;
+        }
+        let now = self.now();
+        self.pace.begin(Instant::now());
+        self.controller.set_start_budget(Some(self.pace.round_starts()));
+        let wake = self.observed(|controller, exec| controller.reconcile(now, exec));
+        self.pace.end(Instant::now());
+        wake.filter(|_| self.controller.deferred_starts() == 0)
     }
 
     /// Gives the heap's free memory back once a large burst of starts is
@@ -202,6 +235,7 @@ impl<P: Processes> Emperor<P> {
 
     fn shutdown(&mut self, signal: &str) -> bool {
         tracing::info!(signal, "stopping every vassal");
+        self.pace.stop_flag().raise();
         self.notify.stopping();
         let running =
             self.controller.actual().iter().filter(|(_, a)| matches!(a.phase, reconciler::Phase::Running { .. }));

@@ -13,6 +13,7 @@ mod dirs;
 mod event_loop;
 mod journal;
 mod observed;
+mod pace;
 mod processes;
 mod singletons;
 mod status_servers;
@@ -101,7 +102,6 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
     let counters = control::Counters::for_sources(&ids);
     let tracked: Vec<VassalName> = actual.iter().map(|(name, _)| name.clone()).collect();
     let mut controller = Controller::with_actual(policy, actual.into_iter().collect(), next_generation);
-    controller.set_start_budget(Some(event_loop::ROUND_STARTS));
     for id in &ids {
         controller.add_source(id.clone());
     }
@@ -152,6 +152,7 @@ pub async fn run(cli: Cli, shutdown: impl std::future::Future<Output = ()>) -> a
         metrics: control::LoopMetrics::new(counters, tracked),
         singletons,
         trimmed_at: next_generation,
+        pace: pace::Pace::default(),
     };
     let result = emperor.serve(src_rx, shutdown).await;
     monitors.iter().for_each(|task| task.abort());

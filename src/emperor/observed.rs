@@ -13,6 +13,8 @@ pub(super) struct Observed<'a, P> {
     hook: &'a mut Hook,
     /// Counts each action for `/metrics`.
     metrics: &'a mut LoopMetrics,
+    /// Whether the round may make one more start.
+    pace: &'a mut super::pace::Pace,
     /// Vassals that may now wait for a respawn (a failed start, an exit):
     /// the controller decides, so they are looked at after it did.
     maybe_crashed: Vec<(VassalName, u64, Option<String>)>,
@@ -21,6 +23,14 @@ pub(super) struct Observed<'a, P> {
 impl<P: Processes> Executor for Observed<'_, P> {
     fn intend(&mut self, starts: &[(VassalSpec, u64)]) {
         self.metrics.counting(&mut *self.procs).intend(starts);
+    }
+
+    fn may_start(&mut self) -> bool {
+        self.pace.may_start(tokio::time::Instant::now())
+    }
+
+    fn withdraw(&mut self, starts: &[(VassalSpec, u64)]) {
+        self.metrics.counting(&mut *self.procs).withdraw(starts);
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
@@ -88,6 +98,7 @@ impl<P: Processes> Emperor<P> {
             procs: &mut self.supervisor,
             hook: &mut self.control,
             metrics: &mut self.metrics,
+            pace: &mut self.pace,
             maybe_crashed: Vec::new(),
         };
         let result = act(&mut self.controller, &mut exec);

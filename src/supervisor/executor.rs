@@ -46,6 +46,18 @@ impl Executor for Supervisor {
         }
     }
 
+    /// Drops what [`Executor::intend`] prepared for starts the round did
+    /// not make. Their intents stay recorded: recovery finds no process for
+    /// them and starts them again if they are still wanted.
+    fn withdraw(&mut self, starts: &[(VassalSpec, u64)]) {
+        for (spec, generation) in starts {
+            let key = (spec.name.clone(), *generation);
+            self.prepared.remove(&key);
+            self.unrecorded.remove(&key);
+        }
+        tracing::debug!(withdrawn = starts.len(), "starts left for the next round");
+    }
+
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
         let result = self.start_proc(spec, generation).map_err(|failure| self.start_failed(&spec.name, failure));
         self.note_start(&spec.name, &result);

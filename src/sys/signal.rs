@@ -1,7 +1,10 @@
-//! Signals: the one table of names and numbers, and sending them by pid.
+//! Signals: the one table of names and numbers, sending them by pid, and a
+//! flag raised by the signal handler itself.
 
 use rustix::process::{Pid, Signal};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Signal names without the `SIG` prefix, with their numbers. Where two
 /// names share a number (`ABRT`, `IOT`), the first is the one displayed.
@@ -84,6 +87,51 @@ pub fn kill_group(pgid: i32, signal: i32) -> io::Result<()> {
     Ok(rustix::process::kill_process_group(pid(pgid)?, checked(signal)?)?)
 }
 
+/// A flag that the handler of a stop signal raises at once, when the
+/// signal arrives: code busy with a long piece of work (a round of starts)
+/// checks it between steps, without waiting for the event loop to hear of
+/// the signal. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Whether the flag was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Raises the flag (a stop asked for by other means than a signal).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Raises the flag whenever one of `signals` arrives, until the returned
+    /// guard is dropped. Other handlers of those signals (tokio's) still run.
+    pub fn raise_on(&self, signals: &[i32]) -> io::Result<RaiseOn> {
+        let mut ids = Vec::with_capacity(signals.len());
+        for &signal in signals {
+            let flag = Arc::clone(&self.0);
+            // SAFETY: the action only stores into an atomic, which is
+            // async-signal-safe; it allocates nothing and takes no lock.
+            let id = unsafe { signal_hook_registry::register(signal, move || flag.store(true, Ordering::SeqCst)) }?;
+            ids.push(id);
+        }
+        Ok(RaiseOn(ids))
+    }
+}
+
+/// Keeps a [`StopFlag`]'s signal actions installed; dropping it removes them.
+#[derive(Debug)]
+pub struct RaiseOn(Vec<signal_hook_registry::SigId>);
+
+impl Drop for RaiseOn {
+    fn drop(&mut self) {
+        for id in self.0.drain(..) {
+            signal_hook_registry::unregister(id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +154,21 @@ mod tests {
         assert!(checked(libc::SIGRTMAX()).is_ok());
         assert!(checked(0).is_err());
         assert!(checked(1000).is_err());
+    }
+
+    #[test]
+    fn a_signal_raises_the_flag_while_the_guard_lives() {
+        let flag = StopFlag::default();
+        let guard = flag.raise_on(&[libc::SIGUSR1]).unwrap();
+        assert!(!flag.is_raised());
+        // SIGUSR1 to this thread: the flag's action handles it (no other
+        // code of the crate uses SIGUSR1) before raise() returns.
+        // SAFETY: raise() only sends a signal, which has a handler now.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+        assert!(flag.is_raised(), "raised by the handler");
+        drop(guard);
+        let other = StopFlag::default();
+        other.raise();
+        assert!(other.is_raised() && flag.clone().is_raised());
     }
 }

@@ -2,6 +2,7 @@
 //! reports the exits a test makes up.
 
 use crate::emperor::processes::Processes;
+use crate::sys::signal::StopFlag;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +32,8 @@ struct State {
     running: BTreeMap<VassalName, u64>,
     /// Exits made up by the test, not yet taken by the loop.
     exits: VecDeque<(VassalName, u64)>,
+    /// Raised once this many starts were made (as a stop signal would).
+    stop_after: Option<(usize, StopFlag)>,
 }
 
 /// The fake; clones share it, so the test keeps one while the loop owns another.
@@ -48,6 +51,12 @@ impl Fake {
     /// A process already running (adopted at start-up).
     pub(super) fn adopt(&self, name: &str, generation: u64) {
         self.state().running.insert(vassal(name), generation);
+    }
+
+    /// Raises `flag` as the `starts`-th start is made, as a stop signal
+    /// arriving during it would.
+    pub(super) fn stop_after(&self, starts: usize, flag: StopFlag) {
+        self.state().stop_after = Some((starts, flag));
     }
 
     /// What the loop asked since the last call.
@@ -82,7 +91,13 @@ impl Fake {
 impl Executor for Fake {
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
         self.record(Did::Start(spec.name.to_string(), generation));
-        self.state().running.insert(spec.name.clone(), generation);
+        let mut state = self.state();
+        state.running.insert(spec.name.clone(), generation);
+        if let Some((starts, flag)) = &state.stop_after {
+            if state.running.len() == *starts {
+                flag.raise();
+            }
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 mod commands;
 mod events;
 mod fake;
+mod rounds;
 
 use super::event_loop::Emperor;
 use super::journal::Journal;
@@ -53,6 +54,11 @@ impl Harness {
 
     /// A loop over `controller` and `fake`, journaling into a fresh state dir.
     fn with(controller: Controller, fake: Fake) -> Self {
+        Self::paced(controller, fake, super::pace::Pace::default())
+    }
+
+    /// The same, with the rounds paced by `pace`.
+    fn paced(controller: Controller, fake: Fake, pace: super::pace::Pace) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = state::Store::open(dir.path()).expect("state store");
         let journal = Journal::new(store.clone(), controller.next_generation());
@@ -75,6 +81,7 @@ impl Harness {
                 |_| false,
             ),
             trimmed_at: 0,
+            pace,
         };
         let serve = tokio::spawn(emperor.serve(rx, async {
             let _ = requested.await;
