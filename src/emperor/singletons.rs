@@ -84,8 +84,7 @@ impl Singletons {
         let now: BTreeSet<VassalName> = specs.into_iter().filter(|s| is_singleton(s)).map(|s| s.name.clone()).collect();
         let before = self.names.insert(source.clone(), now.clone()).unwrap_or_default();
         for name in now.difference(&before) {
-            let runs = self.held.contains_key(name) || self.recovering.contains_key(name);
-            controller.set_standby(name, !runs);
+            self.standby_unless_running(name, controller);
         }
         for name in before.difference(&now) {
             controller.set_standby(name, false);
@@ -112,12 +111,18 @@ impl Singletons {
         }
         if now {
             names.insert(name.clone());
-            let runs = self.held.contains_key(name) || self.recovering.contains_key(name);
-            controller.set_standby(name, !runs);
+            self.standby_unless_running(name, controller);
         } else {
             names.remove(name);
             controller.set_standby(name, false);
         }
+    }
+
+    /// Puts a vassal that just became a singleton on standby, unless this
+    /// emperor already runs it (held or being re-adopted under its lease).
+    fn standby_unless_running(&self, name: &VassalName, controller: &mut Controller) {
+        let runs = self.held.contains_key(name) || self.recovering.contains_key(name);
+        controller.set_standby(name, !runs);
     }
 
     /// Carries out a lease task's order.
