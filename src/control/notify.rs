@@ -1,7 +1,7 @@
 //! What the emperor tells its service manager (systemd's `sd_notify`
 //! protocol) and its log about the vassals as a whole: `READY=1` once every
-//! source has delivered its first listing and the round acting on it has
-//! run, `STATUS=` with the `ctl list` footer, `WATCHDOG=1` from the main
+//! source has delivered its first listing and the rounds acting on it have
+//! started every vassal it names, `STATUS=` with the `ctl list` footer, `WATCHDOG=1` from the main
 //! loop, `STOPPING=1` on shutdown; and one summary line in the log whenever
 //! the counts change.
 
@@ -114,15 +114,18 @@ impl Notifier {
     }
 
     /// After a round: logs the summary line if the counts changed, updates
-    /// `STATUS=`, and sends `READY=1` once no source is waiting.
-    pub fn published(&mut self, counts: VassalCounts) {
+    /// `STATUS=`, and sends `READY=1` once no source is waiting and the
+    /// rounds hold back no start (`held_starts`): a first listing of many
+    /// vassals is started in several short rounds, and the service manager
+    /// hears "ready" after the last of them.
+    pub fn published(&mut self, counts: VassalCounts, held_starts: usize) {
         if self.logged != Some(counts) {
             let adopted = if self.logged.is_none() { self.adopted } else { 0 };
             tracing::info!("{}", counts.summary(adopted));
             self.logged = Some(counts);
         }
         let status = counts.to_string();
-        let ready = self.ready_by.is_some() && self.waiting.is_empty();
+        let ready = self.ready_by.is_some() && self.waiting.is_empty() && held_starts == 0;
         if ready || status != self.status {
             let ready = if ready { "READY=1\n" } else { "" };
             self.send(&format!("{ready}STATUS={status}"));
@@ -209,12 +212,14 @@ mod tests {
         let (a, b) = (SourceId("dir:///a".into()), SourceId("dir:///b".into()));
         let mut n = Notifier::new(Some(socket), None, vec![a.clone(), b.clone()], 0);
         n.settled(&a);
-        n.published(VassalCounts { running: 1, ..VassalCounts::default() });
+        n.published(VassalCounts { running: 1, ..VassalCounts::default() }, 0);
         assert_eq!(recv(&server), "STATUS=1 vassals: 1 running, 0 crashed (backing off), 0 held, 0 stopped");
         n.settled(&b);
-        n.published(VassalCounts { running: 1, ..VassalCounts::default() });
-        assert!(recv(&server).starts_with("READY=1\nSTATUS=1 vassals: 1 running"));
-        n.published(VassalCounts { held: 1, ..VassalCounts::default() });
+        n.published(VassalCounts { running: 2, ..VassalCounts::default() }, 1);
+        assert!(recv(&server).starts_with("STATUS=2 vassals: 2 running"), "a start held back holds READY=1 back");
+        n.published(VassalCounts { running: 3, ..VassalCounts::default() }, 0);
+        assert!(recv(&server).starts_with("READY=1\nSTATUS=3 vassals: 3 running"));
+        n.published(VassalCounts { held: 1, ..VassalCounts::default() }, 0);
         assert!(recv(&server).starts_with("STATUS=1 vassals: 0 running, 0 crashed (backing off), 1 held"));
         n.stopping();
         assert_eq!(recv(&server), "STOPPING=1");

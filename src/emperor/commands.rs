@@ -60,7 +60,7 @@ impl<P: Processes> Emperor<P> {
         let Some(counts) = self.control.publish(&self.controller, |name| supervisor.status(name), now) else {
             return;
         };
-        self.notify.published(counts);
+        self.notify.published(counts, self.controller.deferred_starts());
         self.metrics.set_healthy(self.notify.all_settled());
         self.metrics.kills(self.supervisor.kills());
     }
