@@ -10,6 +10,8 @@
 # same machine, with the same vassal binary, the same workloads, the same
 # trials and the same fd limit (set here with `ulimit -n`):
 #   - the floor: a bare fork+exec of the vassal until its first instruction;
+#     and, before each scale run, N vassals forked back to back and kept
+#     running (the floor of that convergence: `forkexec --keep N`);
 #   - latencies: spawn, reload, destroy (stop byte received, pid reaped) and
 #     respawn after SIGKILL: p50, p90 and max over TRIALS trials;
 #   - scale, for each N of SCALE_NS: convergence with N configs present at
