@@ -26,6 +26,7 @@ pub mod signal;
 pub mod socket;
 pub mod spawn;
 mod spawn_as;
+mod spawn_fds;
 pub mod umask;
 pub mod user;
 pub mod wait;
