@@ -19,14 +19,17 @@ use std::ffi::c_int;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// Slots taken when the emperor starts: stdin, the log, two channel ends
-/// and a few sockets, without growing the pool.
-const INITIAL_SLOTS: usize = 16;
+/// Slots taken when the emperor starts: the log and the two channel ends of
+/// a uWSGI-style vassal (stdin is the pool's own `/dev/null`). A spawn with
+/// more fds (a native vassal's sockets) takes more, once. Few: each is an
+/// fd less under the emperor's RLIMIT_NOFILE.
+const INITIAL_SLOTS: usize = 3;
 
 /// The low fd numbers kept for spawns, each on `/dev/null` between them.
 #[derive(Debug)]
 struct Slots {
-    /// `/dev/null`, put back into every slot after a spawn.
+    /// `/dev/null`, put back into every slot after a spawn; also the
+    /// child's stdin unless it is given another.
     null: OwnedFd,
     /// The slots, lowest first when taken at start.
     slots: Vec<OwnedFd>,
@@ -80,8 +83,8 @@ pub(super) struct Staged {
 pub(super) fn stage(fds: &[(c_int, c_int)]) -> std::io::Result<Staged> {
     let mut staged = Staged { pool: lock()?, used: 0, moves: Vec::with_capacity(fds.len() + 1), low: 3, parking: 3 };
     if !fds.iter().any(|&(_, target)| target == 0) {
-        staged.take_slot()?;
-        staged.push(staged.used - 1, 0);
+        let null = staged.pool().null.as_raw_fd();
+        staged.push(null, 0);
     }
     // `(source, slot index)`: a source with several targets is copied once.
     let mut filled: Vec<(c_int, usize)> = Vec::with_capacity(fds.len());
@@ -94,7 +97,8 @@ pub(super) fn stage(fds: &[(c_int, c_int)]) -> std::io::Result<Staged> {
                 staged.used - 1
             }
         };
-        staged.push(index, target);
+        let slot = staged.pool().slots[index].as_raw_fd();
+        staged.push(slot, target);
     }
     staged.moves.sort_unstable_by_key(|&(_, target)| target);
     let highest_target = staged.moves.last().map_or(2, |&(_, target)| target);
@@ -105,10 +109,6 @@ pub(super) fn stage(fds: &[(c_int, c_int)]) -> std::io::Result<Staged> {
 impl Staged {
     fn pool(&mut self) -> &mut Slots {
         self.pool.as_mut().expect("the pool is filled by lock()")
-    }
-
-    fn slots(&self) -> &[OwnedFd] {
-        &self.pool.as_ref().expect("the pool is filled by lock()").slots
     }
 
     /// The next free slot (on `/dev/null`), taking one more (the lowest
@@ -133,9 +133,8 @@ impl Staged {
         Ok(())
     }
 
-    /// Tells the child to place the fd of slot `index` at `target`.
-    fn push(&mut self, index: usize, target: c_int) {
-        let slot = self.slots()[index].as_raw_fd();
+    /// Tells the child to place `slot` (one of the pool's fds) at `target`.
+    fn push(&mut self, slot: c_int, target: c_int) {
         self.moves.push((slot, target));
         self.low = self.low.max(slot + 1);
     }
