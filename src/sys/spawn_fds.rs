@@ -291,6 +291,21 @@ mod tests {
         assert_eq!(fds, expected);
     }
 
+    #[test]
+    fn a_spawn_with_more_fds_than_slots_takes_more_slots() {
+        let log = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..super::INITIAL_SLOTS + 3).map(|_| UnixStream::pair().unwrap()).collect();
+        let moved = (3..).zip(&pairs).map(|(target, (_, theirs))| (theirs.as_raw_fd(), target)).collect();
+        let pid = spawn(sleeper(moved, &log)).unwrap();
+        let fds = fds_of(pid);
+        stop(pid);
+        let null = PathBuf::from("/dev/null");
+        let mut expected = BTreeMap::from([(0, null.clone()), (1, null.clone()), (2, null)]);
+        expected.extend((3..).zip(&pairs).map(|(target, (_, theirs))| (target, link_of(theirs))));
+        assert_eq!(fds, expected);
+    }
+
     /// The median time `spawn` takes (the caller's thread is held until
     /// the child has exec'd), over `trials` spawns of `true`.
     /// System CPU time of this process and its reaped children: the
