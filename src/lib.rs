@@ -35,6 +35,7 @@ pub fn run(cli: cli::Cli, shutdown: impl std::future::Future<Output = ()>) -> an
     if let Some(socket) = &cli.fd_holder {
         return supervisor::serve_fd_holder(socket).with_context(|| format!("fd holder on {}", socket.display()));
     }
+    sys::spawn::reserve_spawn_fds();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(emperor::run(cli, shutdown))
 }

@@ -324,7 +324,6 @@ mod tests {
             cwd: None,
             env: vec![("EMPEROR_ID".into(), id.clone()), ("EMPEROR_VASSAL".into(), "x:y.ini:7".into())],
             env_remove: Vec::new(),
-            keep_fds: Vec::new(),
             moved_fds: Vec::new(),
             log: std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap(),
             user: None,

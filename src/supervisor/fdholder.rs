@@ -49,7 +49,6 @@ impl FdHolder {
                 .chain(super::withheld_variables())
                 .map(str::to_owned)
                 .collect(),
-            keep_fds: Vec::new(),
             moved_fds: Vec::new(),
             log,
             user: None,

@@ -69,6 +69,14 @@ use std::time::Duration;
 fn withheld_variables() -> impl Iterator<Item = &'static str> {
     crate::source::CREDENTIAL_VARIABLES.iter().chain(crate::control::SERVICE_MANAGER_VARIABLES).copied()
 }
+/// Adds `fd` to the fds of a spawn at the lowest number above every other
+/// one but stdio (3 when it is the first), and returns that number: the
+/// vassal finds its channel there, whatever number it has in the emperor.
+fn pass_next(moved_fds: &mut Vec<(i32, i32)>, fd: i32) -> i32 {
+    let target = moved_fds.iter().map(|&(_, target)| target + 1).fold(3, i32::max);
+    moved_fds.push((fd, target));
+    target
+}
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use watch::Watched;
@@ -301,18 +309,18 @@ impl Supervisor {
         vars.extend(self.fence_env(&spec.name));
         vars.extend(sockets.env.iter().cloned());
         let mut remove: Vec<String> = withheld_variables().map(str::to_owned).collect();
-        let (mut control, mut config, mut keep_fds) = (None, None, Vec::new());
+        let (mut control, mut config, mut moved_fds) = (None, None, sockets.moved());
         match launch {
             Launch::Uwsgi { inline, .. } => {
                 let pair = Pair::new().map_err(|e| failed("socketpair", &e))?;
-                vars.push(("UWSGI_EMPEROR_FD".into(), pair.their_fd().to_string()));
-                keep_fds.push(pair.their_fd());
+                let fd = pass_next(&mut moved_fds, pair.their_fd());
+                vars.push(("UWSGI_EMPEROR_FD".into(), fd.to_string()));
                 if let Some(text) = inline {
                     let framed =
                         channel::frame_config(text.as_bytes()).map_err(|e| StartError::Invalid(e.to_string()))?;
                     let cfg = Pair::new().map_err(|e| failed("socketpair", &e))?;
-                    vars.push(("UWSGI_EMPEROR_FD_CONFIG".into(), cfg.their_fd().to_string()));
-                    keep_fds.push(cfg.their_fd());
+                    let fd = pass_next(&mut moved_fds, cfg.their_fd());
+                    vars.push(("UWSGI_EMPEROR_FD_CONFIG".into(), fd.to_string()));
                     config = Some((cfg, framed));
                 }
                 control = Some(pair);
@@ -328,19 +336,8 @@ impl Supervisor {
         self.hold_output(&spec.name, generation, &output);
         let output::Output { writer: log, pipe } = output;
         let umask = Some(self.settings.vassal_umask);
-        let moved_fds = sockets.moved();
-        let request = spawn::SpawnRequest {
-            program,
-            args,
-            cwd,
-            env: vars,
-            env_remove: remove,
-            keep_fds,
-            moved_fds,
-            log,
-            user,
-            umask,
-        };
+        let request =
+            spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, moved_fds, log, user, umask };
         let user = request.user.clone();
         let pid = spawn::spawn(request).map_err(|e| {
             self.release(spec.name.as_str(), generation);

@@ -2,8 +2,9 @@
 //!
 //! This is the only module of the crate allowed `unsafe` code. Most calls go
 //! through `rustix`, which is safe; raw `libc` remains only where `rustix`
-//! has no wrapper: `posix_spawn`, the vfork-style `clone` of a spawn under
-//! another identity (and what its child does before exec), `close_range`,
+//! has no wrapper: the vfork-style `clone` of a spawn (and what its child
+//! does before exec), `close_range` (and `unshare` where the kernel lacks
+//! `CLOSE_RANGE_UNSHARE`),
 //! `waitid` on any child (its siginfo pid), `pidfd_send_signal` with
 //! `PIDFD_SIGNAL_PROCESS_GROUP`, the passwd/group database (with
 //! `getgrouplist`), `umask`, `poll`, `clock_gettime` and `malloc_trim`. Every `unsafe` block says why it is
@@ -26,6 +27,7 @@ pub mod signal;
 pub mod socket;
 pub mod spawn;
 mod spawn_as;
+mod spawn_fds;
 pub mod umask;
 pub mod user;
 pub mod wait;
