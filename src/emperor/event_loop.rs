@@ -209,6 +209,7 @@ impl<P: Processes> Emperor<P> {
         let now = self.now();
         self.pace.begin(Instant::now());
         self.controller.set_start_budget(Some(self.pace.round_starts()));
+        self.controller.set_intent_batch(self.pace.intent_batch());
         let wake = self.observed(|controller, exec| controller.reconcile(now, exec));
         self.pace.end(Instant::now());
         wake.filter(|_| self.controller.deferred_starts() == 0)

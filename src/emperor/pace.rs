@@ -6,8 +6,10 @@
 //! thousands of vassals is therefore cut into short rounds, bounded by time
 //! ([`ROUND_TIME`]) as well as by count ([`ROUND_STARTS`]): the count a round
 //! is offered follows the measured cost of a start, so that the starts it
-//! admits (and whose intents it records) fit in its time; and once the time
-//! is spent, or a stop signal has arrived, it makes no further start.
+//! admits fit in its time; and once the time is spent, or a stop signal has
+//! arrived, it makes no further start. A round that records intents records
+//! them for [`ROUND_STARTS`] starts all the same, whatever it makes: the
+//! rounds that follow make the rest without a flush of their own.
 
 use crate::sys::signal::StopFlag;
 use std::time::Duration;
@@ -22,11 +24,10 @@ const ROUND_STARTS: usize = 64;
 
 /// How long the rounds of a large start may go without a commit of the
 /// journal and a new status table: between two of them only their own
-/// starts happened, whose intents each round flushes anyway, so the commit
-/// (the events it releases, the pids recorded) and the table (O(N) to
-/// build) can wait this long. A round then costs one flush, and a start of
-/// thousands in short rounds builds the table no more often than one in
-/// long rounds did.
+/// starts happened, whose intents were made durable before them, so the
+/// commit (the events it releases, the pids recorded) and the table (O(N)
+/// to build) can wait this long. A start of thousands in short rounds then
+/// builds the table no more often than one in long rounds did.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// How much of the last round's measured cost per start goes into the
@@ -88,6 +89,13 @@ impl Pace {
             }
             _ => self.most,
         }
+    }
+
+    /// How many starts a round that records intents announces in all (see
+    /// [`reconciler::Controller::set_intent_batch`]): the most a round makes,
+    /// so that a large start flushes its intents once per that many starts.
+    pub(super) fn intent_batch(&self) -> usize {
+        self.most
     }
 
     /// A round begins at `now`.
