@@ -194,8 +194,8 @@ proptest! {
         let mut c = controller(budget, count);
         c.set_intent_batch(batch);
         let amqp = SourceId("amqp".into());
-        let mut ex = Cutting::default();
-        ex.wanted = (0..count).map(|i| (format!("s{i:03}.ini"), "v1".to_string())).collect();
+        let wanted = (0..count).map(|i| (format!("s{i:03}.ini"), "v1".to_string())).collect();
+        let mut ex = Cutting { wanted, ..Cutting::default() };
         let mut ever: BTreeSet<String> = ex.wanted.keys().cloned().collect();
         let mut messaged: Vec<String> = Vec::new();
         let mut now = 0;
