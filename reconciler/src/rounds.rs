@@ -55,9 +55,11 @@ pub type Planned = (VassalName, Origin, bool);
 /// within each origin), admits up to `budget` of them and holds back the
 /// others. While prepared starts wait and no change just made needs an
 /// intent, the round makes only prepared ones: it records nothing. A round
-/// that records intents anyway also announces the next starts that need
-/// one, up to `batch` starts in all, so that the following rounds need not
-/// record theirs. Pure, so that the order is tested apart from any process.
+/// that records intents for the backlog also announces the next starts that
+/// need one, up to `batch` starts in all, so that the following rounds need
+/// not record theirs; a round with a change just made announces none ahead,
+/// so that the change waits for no more than its round makes. Pure, so that
+/// the order is tested apart from any process.
 pub fn admit(starts: impl IntoIterator<Item = Planned>, budget: usize, batch: usize) -> Admission {
     let mut starts: Vec<Planned> = starts.into_iter().collect();
     starts.sort_by_key(|(_, origin, _)| *origin);
@@ -68,7 +70,7 @@ pub fn admit(starts: impl IntoIterator<Item = Planned>, budget: usize, batch: us
         let made = admission.admitted.len();
         if made < budget && (prepared || !only_prepared) {
             admission.admitted.push(name);
-        } else if !prepared && !only_prepared && made + admission.ahead.len() < batch {
+        } else if !prepared && !only_prepared && !fresh_needs_intent && made + admission.ahead.len() < batch {
             admission.ahead.push(name);
         } else {
             admission.held.push((name, origin));
@@ -216,10 +218,12 @@ mod tests {
         assert!(got.ahead.is_empty());
         assert_eq!(got.held, [(n("b.ini"), Origin::Backlog)]);
         let changed = waiting.into_iter().chain([(n("new.ini"), Origin::Fresh, false)]);
-        let got = admit(changed, 2, 4);
+        let got = admit(changed.clone(), 2, 4);
         assert_eq!(got.admitted, [n("new.ini"), n("p.ini")], "the change first, then the prepared one");
-        assert_eq!(got.ahead, [n("b.ini")], "its intent goes with the change's");
-        assert!(got.held.is_empty());
+        assert!(got.ahead.is_empty(), "nothing announced ahead of a change");
+        assert_eq!(got.held, [(n("b.ini"), Origin::Backlog)]);
+        let got = admit(changed, 3, 4);
+        assert_eq!(got.admitted, [n("new.ini"), n("p.ini"), n("b.ini")], "the backlog goes on within the budget");
     }
 
     #[test]

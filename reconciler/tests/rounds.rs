@@ -154,7 +154,7 @@ fn a_round_that_records_intents_announces_a_batch_and_the_next_rounds_record_non
         }
     }
     assert_eq!(ex.started.len(), 20);
-    assert_eq!(ex.intends, 3, "8 + 8 + 4 announced");
+    assert_eq!(ex.intends, 4, "3 (the first round's changes), then 8 + 8 + 1 announced");
     assert!(ex.announced.is_empty() && ex.withdrawn.is_empty());
 }
 
@@ -166,6 +166,10 @@ fn a_prepared_start_whose_spec_changed_or_went_is_withdrawn_never_made() {
     ex.round(usize::MAX);
     c.reconcile(1, &mut ex);
     assert_eq!(ex.started, ["s000.ini"]);
+    ex.round(0);
+    c.reconcile(2, &mut ex);
+    assert_eq!(ex.announced.len(), 2, "s001 and s002 prepared, not made");
+    ex.round(usize::MAX);
     let dir = SourceId("dir".into());
     let specs = [spec("s000.ini", "dir"), versioned("s001.ini", "dir", "v2")].map(|s| (s.name.clone(), s));
     c.set_snapshot(&dir, specs.into_iter().collect(), true);

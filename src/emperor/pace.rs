@@ -7,9 +7,9 @@
 //! ([`ROUND_TIME`]) as well as by count ([`ROUND_STARTS`]): the count a round
 //! is offered follows the measured cost of a start, so that the starts it
 //! admits fit in its time; and once the time is spent, or a stop signal has
-//! arrived, it makes no further start. A round that records intents records
-//! them for [`ROUND_STARTS`] starts all the same, whatever it makes: the
-//! rounds that follow make the rest without a flush of their own.
+//! arrived, it makes no further start. A round that records intents for the
+//! backlog records them for [`ROUND_STARTS`] starts all the same, whatever it
+//! makes: the rounds that follow make the rest without a flush of their own.
 
 use crate::sys::signal::StopFlag;
 use std::time::Duration;
