@@ -3,7 +3,7 @@
 //! [`Executor`]. Time is passed in (ms), so it runs the same under a test
 //! clock as under the real one.
 
-use crate::rounds::{admit, Admission, Origin, Queues};
+use crate::rounds::{admit, Admission, Origin, Prepared, Queues};
 use crate::{
     plan_for, Action, ActionKind, Actual, ActualVassal, BackoffPolicy, Conflict, Desired, Phase, SourceId, VassalName,
     VassalSpec,
@@ -37,23 +37,25 @@ pub enum ReloadOutcome {
 /// Performs actions on real processes. Implementations own all side effects.
 pub trait Executor {
     /// Called once per round, before any of them happens, with every start
-    /// the round will make and the generation each will get: the place to
-    /// record intents durably in one go.
+    /// the round will make and the generation each will get, and the starts
+    /// it announces for the next rounds: the place to record intents durably
+    /// in one go. A start announced and not made yet stays announced (with
+    /// its generation) until it is made or [withdrawn](Executor::withdraw).
     fn intend(&mut self, _starts: &[(VassalSpec, u64)]) {}
     /// Starts `spec` as generation `generation` (the one announced to
-    /// [`Executor::intend`]).
+    /// [`Executor::intend`], by this round or an earlier one).
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError>;
     /// Asked before each start of a round: whether the round may still make
     /// it. An executor says no once the round has had its time or the
     /// emperor is stopping; the round then makes none of its remaining
-    /// starts, which come first in the next round (see [`crate::rounds`]),
-    /// and hands them to [`Executor::withdraw`].
+    /// starts, which come first in the next round (see [`crate::rounds`])
+    /// and stay announced.
     fn may_start(&mut self) -> bool {
         true
     }
-    /// The starts announced to [`Executor::intend`] that the round did not
-    /// make: what was prepared for them can go (a later round announces
-    /// them again, with new generations).
+    /// Starts announced to [`Executor::intend`] that will not be made with
+    /// that generation (their spec changed, or they are no longer wanted):
+    /// what was prepared for them can go.
     fn withdraw(&mut self, _starts: &[(VassalSpec, u64)]) {}
     /// Applies `spec` (a new version) to the running vassal of that name.
     fn reload(&mut self, spec: &VassalSpec) -> ReloadOutcome;
@@ -77,6 +79,10 @@ pub struct Controller {
     next_generation: u64,
     /// The most starts one round makes; `None`: no bound.
     start_budget: Option<usize>,
+    /// How many starts a round that records intents announces in all.
+    intent_batch: usize,
+    /// Starts announced and not made yet, kept for the next rounds.
+    prepared: Prepared,
     /// Names whose start a round held back (over its budget, or cut short
     /// by its executor): the next rounds start them, after the names made
     /// dirty since.
@@ -104,6 +110,15 @@ impl Controller {
     /// sources' changes waiting until the last one is started.
     pub fn set_start_budget(&mut self, budget: Option<usize>) {
         self.start_budget = budget.map(|b| b.max(1));
+    }
+
+    /// Lets a round that records intents announce up to `batch` starts in
+    /// all, beyond its budget: the ones it does not make stay prepared, and
+    /// the next rounds make them without recording anything, so that a
+    /// large start pays one flush of the intents per `batch` starts rather
+    /// than one per round (see [`crate::rounds`]).
+    pub fn set_intent_batch(&mut self, batch: usize) {
+        self.intent_batch = batch;
     }
 
     /// How many starts the rounds have held back so far and not made yet.
@@ -189,22 +204,37 @@ impl Controller {
         }
         let budget = self.start_budget.unwrap_or(usize::MAX);
         // A queued name made dirty again is a change just made: it counts as fresh.
-        let queued: HashMap<VassalName, Origin> =
-            self.queued.take(budget).into_iter().filter(|(name, _)| !names.contains(name)).collect();
+        let queued: HashMap<VassalName, Origin> = self
+            .queued
+            .take(budget.max(self.intent_batch))
+            .into_iter()
+            .filter(|(name, _)| !names.contains(name))
+            .collect();
         names.extend(queued.keys().cloned());
         let plan = plan_for(&self.desired, &self.actual, &names, now);
+        let planned: BTreeSet<&VassalName> = plan.actions.iter().filter(|a| is_start(a)).map(|a| &a.name).collect();
+        let desired = &self.desired;
+        let stale =
+            self.prepared.drop_stale(&names, |name| planned.contains(name).then(|| desired.get(name)).flatten());
+        if !stale.is_empty() {
+            exec.withdraw(&stale);
+        }
         let origin = |name: &VassalName| queued.get(name).copied().unwrap_or(Origin::Fresh);
-        let planned = plan.actions.iter().filter(|a| is_start(a)).map(|a| (a.name.clone(), origin(&a.name)));
-        let Admission { admitted, held } = admit(planned, budget);
+        let planned = planned.into_iter().map(|name| (name.clone(), origin(name), self.prepared.contains(name)));
+        let Admission { admitted, ahead, held } = admit(planned, budget, self.intent_batch);
         for (name, origin) in held {
             self.queued.hold(name, origin);
         }
-        let starts: Vec<(VassalSpec, u64)> = admitted
-            .iter()
-            .map(|name| (self.desired.get(name).expect("planned from desired").clone(), self.allocate_generation()))
-            .collect();
-        if !starts.is_empty() {
-            exec.intend(&starts);
+        let starts: Vec<(VassalSpec, u64)> = admitted.iter().map(|name| self.start_of(name)).collect();
+        let ahead: Vec<(VassalSpec, u64)> = ahead.iter().map(|name| self.start_of(name)).collect();
+        let unannounced: Vec<(VassalSpec, u64)> =
+            starts.iter().filter(|(spec, _)| !self.prepared.contains(&spec.name)).chain(&ahead).cloned().collect();
+        if !unannounced.is_empty() {
+            exec.intend(&unannounced);
+        }
+        for start in ahead {
+            self.queued.withdraw(start.0.name.clone());
+            self.prepared.keep(start);
         }
         for action in plan.actions.iter().filter(|a| !is_start(a)) {
             match action.kind {
@@ -230,19 +260,30 @@ impl Controller {
     }
 
     /// Makes the round's admitted starts in order, as long as the executor
-    /// lets the round go on; the rest are queued first for the next round.
+    /// lets the round go on; the rest are queued first for the next round,
+    /// prepared.
     fn make_starts(&mut self, starts: Vec<(VassalSpec, u64)>, now: u64, exec: &mut impl Executor) {
         let mut starts = starts.into_iter();
         for (spec, generation) in starts.by_ref() {
             if !exec.may_start() {
-                let cut: Vec<(VassalSpec, u64)> = std::iter::once((spec, generation)).chain(starts).collect();
-                for (spec, _) in &cut {
-                    self.queued.withdraw(spec.name.clone());
+                for start in std::iter::once((spec, generation)).chain(starts) {
+                    self.queued.withdraw(start.0.name.clone());
+                    self.prepared.keep(start);
                 }
-                exec.withdraw(&cut);
                 return;
             }
+            self.prepared.take(&spec.name);
             self.start(spec, generation, now, exec);
+        }
+    }
+
+    /// The spec and generation `name` is started with: the prepared ones
+    /// (announced by an earlier round for the same spec), or the desired
+    /// spec with the next unused generation.
+    fn start_of(&mut self, name: &VassalName) -> (VassalSpec, u64) {
+        match self.prepared.get(name) {
+            Some(start) => start.clone(),
+            None => (self.desired.get(name).expect("planned from desired").clone(), self.allocate_generation()),
         }
     }
 

@@ -188,10 +188,17 @@ impl<P: Processes> Emperor<P> {
             rounds_due = self.controller.deferred_starts() > 0 && !self.pace.stop_flag().is_raised();
             self.singletons.publish(&self.controller, &mut self.supervisor);
             self.metrics.round_done();
-            if !continuing || !rounds_due || self.pace.commit_due(Instant::now()) {
+            let now = Instant::now();
+            let settled = !continuing || !rounds_due;
+            if settled || self.pace.commit_due(now) {
                 self.persist();
-                self.pace.committed(Instant::now());
-                self.publish();
+                self.pace.committed(now);
+                if settled || self.pace.table_due(now) {
+                    self.publish();
+                    self.pace.published(now);
+                } else {
+                    self.control.release_events();
+                }
             }
             self.trim_after_burst();
         }
@@ -209,6 +216,7 @@ impl<P: Processes> Emperor<P> {
         let now = self.now();
         self.pace.begin(Instant::now());
         self.controller.set_start_budget(Some(self.pace.round_starts()));
+        self.controller.set_intent_batch(self.pace.intent_batch());
         let wake = self.observed(|controller, exec| controller.reconcile(now, exec));
         self.pace.end(Instant::now());
         wake.filter(|_| self.controller.deferred_starts() == 0)

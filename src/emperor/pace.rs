@@ -6,8 +6,10 @@
 //! thousands of vassals is therefore cut into short rounds, bounded by time
 //! ([`ROUND_TIME`]) as well as by count ([`ROUND_STARTS`]): the count a round
 //! is offered follows the measured cost of a start, so that the starts it
-//! admits (and whose intents it records) fit in its time; and once the time
-//! is spent, or a stop signal has arrived, it makes no further start.
+//! admits fit in its time; and once the time is spent, or a stop signal has
+//! arrived, it makes no further start. A round that records intents for the
+//! backlog records them for [`ROUND_STARTS`] starts all the same, whatever it
+//! makes: the rounds that follow make the rest without a flush of their own.
 
 use crate::sys::signal::StopFlag;
 use std::time::Duration;
@@ -22,12 +24,17 @@ const ROUND_STARTS: usize = 64;
 
 /// How long the rounds of a large start may go without a commit of the
 /// journal and a new status table: between two of them only their own
-/// starts happened, whose intents each round flushes anyway, so the commit
-/// (the events it releases, the pids recorded) and the table (O(N) to
-/// build) can wait this long. A round then costs one flush, and a start of
-/// thousands in short rounds builds the table no more often than one in
-/// long rounds did.
+/// starts happened, whose intents were made durable before them, so the
+/// commit (the events it releases, the pids recorded) and the table (O(N)
+/// to build) can wait this long. A start of thousands in short rounds then
+/// builds the table no more often than one in long rounds did.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the rounds of a large start may go without a new status table:
+/// the longest a table may be late (see `control::hook`). Building it costs
+/// O(N) whatever changed, and at every commit it was a large share of the
+/// emperor's CPU during a start of thousands.
+const TABLE_EVERY: Duration = Duration::from_millis(200);
 
 /// How much of the last round's measured cost per start goes into the
 /// estimate (the rest is the estimate so far), in quarters: a single slow
@@ -51,6 +58,8 @@ pub(super) struct Pace {
     stop: StopFlag,
     /// When the journal was last committed.
     committed: Instant,
+    /// When the status table was last built.
+    published: Instant,
 }
 
 impl Default for Pace {
@@ -70,6 +79,7 @@ impl Pace {
             made: 0,
             stop: StopFlag::default(),
             committed: Instant::now(),
+            published: Instant::now(),
         }
     }
 
@@ -88,6 +98,13 @@ impl Pace {
             }
             _ => self.most,
         }
+    }
+
+    /// How many starts a round that records intents announces in all (see
+    /// [`reconciler::Controller::set_intent_batch`]): the most a round makes,
+    /// so that a large start flushes its intents once per that many starts.
+    pub(super) fn intent_batch(&self) -> usize {
+        self.most
     }
 
     /// A round begins at `now`.
@@ -121,6 +138,18 @@ impl Pace {
     /// The journal was committed at `now`.
     pub(super) fn committed(&mut self, now: Instant) {
         self.committed = now;
+    }
+
+    /// Whether a round that only went on with a large start must build the
+    /// status table at `now` all the same: once [`TABLE_EVERY`] has passed
+    /// since the last one.
+    pub(super) fn table_due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.published) >= TABLE_EVERY
+    }
+
+    /// The status table was built at `now`.
+    pub(super) fn published(&mut self, now: Instant) {
+        self.published = now;
     }
 
     /// The round ends at `now`: its cost per start updates the estimate.
@@ -211,6 +240,15 @@ mod tests {
         assert!(pace.commit_due(t0 + COMMIT_EVERY));
         pace.committed(t0 + COMMIT_EVERY);
         assert!(!pace.commit_due(t0 + COMMIT_EVERY + MS));
+    }
+
+    #[test]
+    fn a_table_is_due_less_often_than_a_commit() {
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        pace.published(t0);
+        assert!(!pace.table_due(t0 + COMMIT_EVERY), "a commit is due, not a table");
+        assert!(pace.table_due(t0 + TABLE_EVERY));
     }
 
     #[test]

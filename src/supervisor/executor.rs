@@ -46,16 +46,21 @@ impl Executor for Supervisor {
         }
     }
 
-    /// Drops what [`Executor::intend`] prepared for starts the round did
-    /// not make. Their intents stay recorded: recovery finds no process for
-    /// them and starts them again if they are still wanted.
+    /// Drops what [`Executor::intend`] prepared for starts that will not be
+    /// made with that generation (a start the round did not make keeps it
+    /// for a later round). Their intents stay recorded until overwritten:
+    /// recovery finds no process for them and starts them again if they are
+    /// still wanted.
     fn withdraw(&mut self, starts: &[(VassalSpec, u64)]) {
         for (spec, generation) in starts {
             let key = (spec.name.clone(), *generation);
             self.prepared.remove(&key);
             self.unrecorded.remove(&key);
         }
-        tracing::debug!(withdrawn = starts.len(), "starts left for the next round");
+        tracing::debug!(
+            withdrawn = starts.len(),
+            "prepared starts dropped: their spec changed or they are no longer wanted"
+        );
     }
 
     fn start(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartError> {
