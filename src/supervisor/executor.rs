@@ -7,7 +7,12 @@ use super::{channel, ondemand, tyrant, Proc, Settings, Supervisor};
 use crate::sys::spawn;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
+use std::collections::HashMap;
 use std::time::Instant;
+
+/// Room for prepared starts kept between rounds (a round of a few starts
+/// allocates nothing).
+const SPARE_PREPARED: usize = 64;
 
 impl Executor for Supervisor {
     /// Parses the configs of the round's starts and records their intents,
@@ -55,6 +60,7 @@ impl Executor for Supervisor {
             self.prepared.remove(&key);
             self.unrecorded.remove(&key);
         }
+        self.release_prepared();
         tracing::debug!(withdrawn = starts.len(), "starts left for the next round");
     }
 
@@ -237,6 +243,19 @@ fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> 
 }
 
 impl Supervisor {
+    /// Gives back the room of the round's prepared starts once they are all
+    /// made: a map keeps the capacity of its largest round (a large start
+    /// prepares thousands of launches of a few hundred bytes each), which
+    /// would stay allocated for the rest of the emperor's life.
+    fn release_prepared(&mut self) {
+        if self.prepared.is_empty() && self.prepared.capacity() > SPARE_PREPARED {
+            self.prepared = HashMap::new();
+        }
+        if self.unrecorded.is_empty() && self.unrecorded.capacity() > SPARE_PREPARED {
+            self.unrecorded = HashMap::new();
+        }
+    }
+
     /// Starts `spec` as `generation`: the body of [`Executor::start`].
     fn start_proc(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartFailure> {
         let key = (spec.name.clone(), generation);
@@ -245,7 +264,9 @@ impl Supervisor {
             self.intend(&[(spec.clone(), generation)]);
         }
         let launch = self.prepared.remove(&key).expect("prepared above");
-        if let Some(cause) = self.unrecorded.remove(&key) {
+        let unrecorded = self.unrecorded.remove(&key);
+        self.release_prepared();
+        if let Some(cause) = unrecorded {
             return Err(StartFailure::Held(format!("its spawn intent cannot be recorded in the state store: {cause}")));
         }
         let launch = launch.map_err(|e| {
