@@ -236,7 +236,7 @@ pub(super) fn stop_timeout(launch: &Launch, settings: &Settings) -> std::time::D
     }
 }
 
-fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
+fn write_byte(stream: &std::os::unix::net::UnixStream, byte: u8) -> std::io::Result<()> {
     // Straight to the socket: tokio's try_write would refuse until the
     // reactor has seen the socket writable.
     crate::sys::scm::send_byte(stream, byte)
