@@ -258,7 +258,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             flag: Format::from_extension(record.name.extension()).and_then(Format::uwsgi_flag).unwrap_or("--ini"),
             inline: None,
         },
-        Mode::Native => Launch::Native(NativeSpec {
+        Mode::Native => Launch::Native(Box::new(NativeSpec {
             singleton: false,
             exec: vec!["(adopted)".into()],
             chdir: None,
@@ -270,7 +270,7 @@ fn fallback_launch(record: &VassalRecord) -> Launch {
             reload: ReloadMode::Restart,
             sockets: Vec::new(),
             readiness: Default::default(),
-        }),
+        })),
     }
 }
 

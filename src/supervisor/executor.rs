@@ -7,7 +7,12 @@ use super::{channel, ondemand, tyrant, Proc, Settings, Supervisor};
 use crate::sys::spawn;
 use reconciler::{Executor, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::{Intent, Mode};
+use std::collections::HashMap;
 use std::time::Instant;
+
+/// Room for prepared starts kept between rounds (a round of a few starts
+/// allocates nothing).
+const SPARE_PREPARED: usize = 64;
 
 impl Executor for Supervisor {
     /// Parses the configs of the round's starts and records their intents,
@@ -57,6 +62,7 @@ impl Executor for Supervisor {
             self.prepared.remove(&key);
             self.unrecorded.remove(&key);
         }
+        self.release_prepared();
         tracing::debug!(
             withdrawn = starts.len(),
             "prepared starts dropped: their spec changed or they are no longer wanted"
@@ -235,13 +241,26 @@ pub(super) fn stop_timeout(launch: &Launch, settings: &Settings) -> std::time::D
     }
 }
 
-fn write_byte(stream: &tokio::net::UnixStream, byte: u8) -> std::io::Result<()> {
+fn write_byte(stream: &std::os::unix::net::UnixStream, byte: u8) -> std::io::Result<()> {
     // Straight to the socket: tokio's try_write would refuse until the
     // reactor has seen the socket writable.
     crate::sys::scm::send_byte(stream, byte)
 }
 
 impl Supervisor {
+    /// Gives back the room of the round's prepared starts once they are all
+    /// made: a map keeps the capacity of its largest round (a large start
+    /// prepares thousands of launches of a few hundred bytes each), which
+    /// would stay allocated for the rest of the emperor's life.
+    fn release_prepared(&mut self) {
+        if self.prepared.is_empty() && self.prepared.capacity() > SPARE_PREPARED {
+            self.prepared = HashMap::new();
+        }
+        if self.unrecorded.is_empty() && self.unrecorded.capacity() > SPARE_PREPARED {
+            self.unrecorded = HashMap::new();
+        }
+    }
+
     /// Starts `spec` as `generation`: the body of [`Executor::start`].
     fn start_proc(&mut self, spec: &VassalSpec, generation: u64) -> Result<(), StartFailure> {
         let key = (spec.name.clone(), generation);
@@ -250,7 +269,9 @@ impl Supervisor {
             self.intend(&[(spec.clone(), generation)]);
         }
         let launch = self.prepared.remove(&key).expect("prepared above");
-        if let Some(cause) = self.unrecorded.remove(&key) {
+        let unrecorded = self.unrecorded.remove(&key);
+        self.release_prepared();
+        if let Some(cause) = unrecorded {
             return Err(StartFailure::Held(format!("its spawn intent cannot be recorded in the state store: {cause}")));
         }
         let launch = launch.map_err(|e| {

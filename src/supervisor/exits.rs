@@ -12,7 +12,8 @@ use crate::sys;
 use reconciler::VassalName;
 use std::time::Instant;
 
-/// Something a watched process did, reported by its watch task.
+/// Something a watched process did: reported by its exit watch task, read
+/// from its control channel, or a connection to its on-demand socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ProcEvent {
     /// The vassal.
@@ -62,6 +63,7 @@ impl Supervisor {
             let wake = tokio::select! {
                 Some(()) = self.sigchld.recv() => Wake::Child,
                 Some(event) = self.event_rx.recv() => Wake::Event(event),
+                () = self.channels.readable() => Wake::Channel,
                 () = notify_readable(self.notify.as_ref()) => Wake::Notification,
                 () = sleep_until(deadline) => Wake::Deadline,
                 () = self.holder.broken() => Wake::Holder,
@@ -72,6 +74,7 @@ impl Supervisor {
                 // exit is read before the exit is reaped.
                 Wake::Child => {
                     self.read_notifications();
+                    self.read_channels();
                     self.reap_children();
                 }
                 Wake::Event(event) => {
@@ -82,6 +85,7 @@ impl Supervisor {
                     }
                 }
                 Wake::Notification => self.read_notifications(),
+                Wake::Channel => self.read_channels(),
                 // Pings still queued count before a watchdog is judged.
                 Wake::Deadline => {
                     self.read_notifications();
@@ -129,7 +133,7 @@ impl Supervisor {
         self.exits.pop_front()
     }
 
-    fn on_event(&mut self, ProcEvent { name, generation, kind }: ProcEvent) {
+    pub(super) fn on_event(&mut self, ProcEvent { name, generation, kind }: ProcEvent) {
         match kind {
             ProcEventKind::Exited => {
                 // What it said before it went (STOPPING=1) counts first.
@@ -166,6 +170,9 @@ impl Supervisor {
             return;
         }
         let proc = self.procs.remove(name).expect("checked above");
+        if let Some(slot) = proc.slot {
+            self.channels.forget(slot, generation);
+        }
         self.timed.remove(name);
         self.fence_exited(name);
         if self.native_pids.get(&proc.pid()) == Some(name) {
@@ -294,6 +301,8 @@ enum Wake {
     Event(ProcEvent),
     /// A native vassal's notification is waiting.
     Notification,
+    /// A control channel has bytes or hung up.
+    Channel,
     /// A stop timeout, heartbeat deadline or the pulse.
     Deadline,
     /// The fd holder went away, or another attempt to start one is due.

@@ -17,8 +17,9 @@ pub enum Launch {
         /// Inline config text.
         inline: Option<String>,
     },
-    /// Run a program directly.
-    Native(NativeSpec),
+    /// Run a program directly (boxed: a running uWSGI-style vassal's
+    /// launch then costs a few words, not the size of a native spec).
+    Native(Box<NativeSpec>),
 }
 
 /// Which sources may choose the program a vassal runs (`--native`).
@@ -136,7 +137,7 @@ pub fn load(spec: &VassalSpec) -> Result<Launch, LaunchError> {
     }
     match vassal::parse(format, &text) {
         Ok(VassalConfig::Uwsgi { flag }) => Ok(Launch::Uwsgi { flag, inline: inline.then_some(text) }),
-        Ok(VassalConfig::Native(native)) => Ok(Launch::Native(native)),
+        Ok(VassalConfig::Native(native)) => Ok(Launch::Native(Box::new(native))),
         Err(source) => Err(LaunchError::Config { origin, source }),
     }
 }
@@ -258,7 +259,7 @@ mod tests {
             sockets: Vec::new(),
             readiness: Default::default(),
         };
-        let cl = command_line(&s, &Launch::Native(native), "uwsgi");
+        let cl = command_line(&s, &Launch::Native(Box::new(native)), "uwsgi");
         assert_eq!(cl.program, "python3");
         assert_eq!(cl.args, ["-m", "http.server"]);
         assert_eq!(cl.cwd, Some(PathBuf::from("/srv/vassals/www")));

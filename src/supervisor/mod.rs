@@ -11,6 +11,7 @@
 mod address;
 mod adopt;
 mod channel;
+mod channels;
 mod executor;
 mod exits;
 mod fd_reserve;
@@ -116,6 +117,8 @@ pub struct Supervisor {
     /// The live processes; boxed, so that the map's spare slots (it grows
     /// by doubling) cost a pointer each rather than a whole entry.
     procs: HashMap<VassalName, Box<Proc>>,
+    /// The control channels of the uWSGI-style vassals.
+    channels: channels::Channels,
     /// Where the watch tasks report (the sending side they clone).
     event_tx: UnboundedSender<ProcEvent>,
     event_rx: UnboundedReceiver<ProcEvent>,
@@ -175,7 +178,8 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with no process yet, writing its vassal records through
     /// its own handle on the state store; `state_dir` is where its fd
-    /// holder listens. Fails only if SIGCHLD cannot be watched.
+    /// holder listens. Fails only if SIGCHLD or the control channels cannot
+    /// be watched.
     pub fn new(settings: Settings, store: Store, state_dir: &Path) -> std::io::Result<Self> {
         let sigchld = signal(SignalKind::child())?;
         let (event_tx, event_rx) = unbounded_channel();
@@ -192,6 +196,7 @@ impl Supervisor {
             settings,
             store,
             procs: HashMap::new(),
+            channels: channels::Channels::new()?,
             event_tx,
             event_rx,
             sigchld,

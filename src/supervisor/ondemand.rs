@@ -361,7 +361,7 @@ mod tests {
             crate::vassal::Format::Ini,
             "[vassal]\nexec = app\nsocket = :8001\nsocket = /run/app.sock\n",
         ) {
-            Ok(crate::vassal::VassalConfig::Native(native)) => Launch::Native(native),
+            Ok(crate::vassal::VassalConfig::Native(native)) => Launch::Native(Box::new(native)),
             other => panic!("{other:?}"),
         };
         let s = spec(&dir.path().join("app.ini"), Some(":8000"));

@@ -19,12 +19,14 @@ pub(super) struct Proc {
     pub(super) handle: Handle,
     pub(super) spec: VassalSpec,
     pub(super) launch: Launch,
-    pub(super) control: Option<Arc<tokio::net::UnixStream>>,
+    pub(super) control: Option<Arc<UnixStream>>,
+    /// Its control channel's slot in the supervisor's channel set.
+    pub(super) slot: Option<u32>,
     pub(super) config: Option<(UnixStream, Vec<u8>)>,
     pub(super) state: ProcState,
     /// Whether it is ready, and its status text.
     pub(super) readiness: Readiness,
-    /// The task reading its control channel (and, adopted, its pidfd).
+    /// The task waiting for the exit of an adopted process (on its pidfd).
     pub(super) task: Option<tokio::task::JoinHandle<()>>,
 }
 

@@ -124,7 +124,7 @@ mod tests {
     }
 
     fn native(uid: Option<&str>, gid: Option<&str>) -> Launch {
-        Launch::Native(NativeSpec {
+        Launch::Native(Box::new(NativeSpec {
             singleton: false,
             exec: vec!["true".into()],
             chdir: None,
@@ -136,7 +136,7 @@ mod tests {
             reload: ReloadMode::Restart,
             sockets: Vec::new(),
             readiness: Default::default(),
-        })
+        }))
     }
 
     const UWSGI: Launch = Launch::Uwsgi { flag: "--ini", inline: None };

@@ -1,8 +1,10 @@
 //! Watching one vassal process: its messages through its control channel
+//! (read with every other channel, see [`Channels`](super::channels::Channels))
 //! and, for a re-adopted process, its exit through a pidfd (the exits of
 //! our own children arrive through SIGCHLD). A re-adopted process with a
 //! control channel gets its pidfd only once the channel hangs up.
 
+use super::channels::Heard;
 use super::exits::{ProcEvent, ProcEventKind};
 use super::launch::Launch;
 use super::proc::{Proc, ProcState};
@@ -13,7 +15,6 @@ use reconciler::{VassalName, VassalSpec};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// A process about to be watched, and its channels.
 pub(super) struct Watched {
@@ -35,27 +36,73 @@ impl Supervisor {
                 .inspect_err(|e| tracing::warn!(vassal = %w.spec.name, error = %e, "cannot read the control channel"))
                 .ok()
         });
-        let exit = match &w.handle {
-            Handle::Adopted(adopted) => Some(adopted.clone()),
+        let slot = control.as_ref().and_then(|c| {
+            self.channels
+                .watch(&w.spec.name, w.generation, c.clone())
+                .inspect_err(|e| tracing::warn!(vassal = %w.spec.name, error = %e, "cannot watch the control channel"))
+                .ok()
+        });
+        let task = match &w.handle {
+            // Its exit shows as the channel's hang-up first (see `hung_up`).
+            Handle::Adopted(_) if slot.is_some() => None,
+            Handle::Adopted(adopted) => Some(self.watch_exit(w.spec.name.clone(), w.generation, adopted.clone())),
             Handle::Child(pid) => {
                 self.children.insert(*pid, (w.spec.name.clone(), w.generation));
                 None
             }
         };
-        let task = (exit.is_some() || control.is_some()).then(|| {
-            let watch = watch(w.spec.name.clone(), w.generation, exit, control.clone(), self.event_tx.clone());
-            tokio::spawn(watch)
-        });
         Proc {
             generation: w.generation,
             handle: w.handle,
             spec: w.spec,
             launch: w.launch,
             control,
+            slot,
             config: w.config,
             state,
             readiness,
             task,
+        }
+    }
+
+    /// A task that reports the exit of an adopted process (a readable
+    /// pidfd: the one kept, or one opened now).
+    fn watch_exit(&self, name: VassalName, generation: u64, adopted: Adopted) -> tokio::task::JoinHandle<()> {
+        let events = self.event_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(pidfd) = adopted.pidfd() {
+                let _ = pidfd.readable().await;
+            }
+            let _ = events.send(ProcEvent { name, generation, kind: ProcEventKind::Exited });
+        })
+    }
+
+    /// Serves what the control channels ready now brought: their bytes as
+    /// messages; a hang-up is logged and, for an adopted process, starts
+    /// the wait for its exit (the channel hung up: it has exited, or is about to).
+    pub(super) fn read_channels(&mut self) {
+        for (name, generation, heard) in self.channels.drain() {
+            match heard {
+                Heard::Bytes(bytes) => {
+                    for byte in bytes {
+                        self.on_event(ProcEvent { name: name.clone(), generation, kind: ProcEventKind::Message(byte) });
+                    }
+                }
+                Heard::HungUp => {
+                    self.on_event(ProcEvent { name: name.clone(), generation, kind: ProcEventKind::Eof });
+                    self.hung_up(name, generation);
+                }
+            }
+        }
+    }
+
+    /// Waits for the exit of the adopted process whose channel hung up.
+    fn hung_up(&mut self, name: VassalName, generation: u64) {
+        let Some(proc) = self.procs.get(&name).filter(|p| p.generation == generation) else { return };
+        let Handle::Adopted(adopted) = &proc.handle else { return };
+        let task = self.watch_exit(name.clone(), generation, adopted.clone());
+        if let Some(proc) = self.procs.get_mut(&name) {
+            proc.task = Some(task);
         }
     }
 
@@ -87,54 +134,8 @@ impl Supervisor {
 }
 
 /// The emperor's end of a control channel, non-blocking, shared by the
-/// watch task (reads) and the supervisor (one-byte writes).
-fn control_of(control: UnixStream) -> std::io::Result<Arc<tokio::net::UnixStream>> {
+/// channel set (reads) and the supervisor (one-byte writes).
+fn control_of(control: UnixStream) -> std::io::Result<Arc<UnixStream>> {
     control.set_nonblocking(true)?;
-    Ok(Arc::new(tokio::net::UnixStream::from_std(control)?))
-}
-
-/// Watches one process: its control channel until it hangs up and then,
-/// adopted, its exit (a readable pidfd: the one kept when there is no
-/// channel, or one opened after the hang-up). One step after the other, so
-/// that the task of each of thousands of vassals stays small.
-async fn watch(
-    name: VassalName,
-    generation: u64,
-    adopted: Option<Adopted>,
-    control: Option<Arc<tokio::net::UnixStream>>,
-    events: UnboundedSender<ProcEvent>,
-) {
-    let send = |kind| events.send(ProcEvent { name: name.clone(), generation, kind }).is_ok();
-    if let Some(control) = control {
-        if !read_control(&control, &send).await {
-            return;
-        }
-        send(ProcEventKind::Eof);
-    }
-    let Some(adopted) = adopted else { return };
-    // The channel hung up (or there is none): the process has exited, or is about to.
-    if let Ok(pidfd) = adopted.pidfd() {
-        let _ = pidfd.readable().await;
-    }
-    send(ProcEventKind::Exited);
-}
-
-/// Passes on the bytes of a control channel until it hangs up; `false`
-/// when nobody hears them any more.
-async fn read_control(control: &tokio::net::UnixStream, send: &impl Fn(ProcEventKind) -> bool) -> bool {
-    loop {
-        if control.readable().await.is_err() {
-            return true;
-        }
-        let mut buf = [0u8; 64];
-        match control.try_read(&mut buf) {
-            Ok(n) if n > 0 => {
-                if !buf[..n].iter().all(|b| send(ProcEventKind::Message(*b))) {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            _ => return true,
-        }
-    }
+    Ok(Arc::new(control))
 }

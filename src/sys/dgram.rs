@@ -22,8 +22,9 @@ pub fn bind_abstract(name: &[u8]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Registers a socket from [`bind_abstract`] with the runtime, to await
-/// datagrams (the socket turns readable).
+/// Registers a socket from [`bind_abstract`] (or any fd that turns
+/// readable, such as an epoll set) with the runtime, to await datagrams
+/// (the socket turns readable).
 pub fn into_async(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd owns its fd for its whole life and always reports
     // that same fd, as registration requires.
