@@ -22,7 +22,9 @@ const QUEUE: usize = 64;
 /// there are and however many rounds run (a large start runs hundreds).
 const SHARE: u32 = 20;
 
-/// The longest a round's changes wait to be in the table.
+/// The longest a round's changes wait to be in the table; also how long
+/// the table waits while the rounds hold starts back (a large start): only
+/// its own starts happen meanwhile, and each build is O(N).
 const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// A command for the main loop, with where to send its outcome.
@@ -51,7 +53,7 @@ pub struct Hook {
     sources: Option<SourceWatch>,
     /// Whether the emperor is stopping every vassal (exits are then no crashes).
     stopping_all: bool,
-    /// When the last table was built, and how long that took.
+    /// When the last table was built, and how long the next one waits.
     built: Option<(Instant, Duration)>,
     /// Whether a round ran since the last table was built.
     stale: bool,
@@ -199,8 +201,9 @@ impl Hook {
     /// outcomes of the commands that round carried out; returns how many
     /// vassals are in each state (also published to the sources that read
     /// them). Without outcomes to send, a table built less than [`SHARE`]
-    /// times its cost ago is not built again yet: `None`, and
-    /// [`Hook::table_due`] says when to call again.
+    /// times its cost ago (or [`MAX_DELAY`] ago, while the rounds hold
+    /// starts back) is not built again yet: `None`, and [`Hook::table_due`]
+    /// says when to call again.
     pub fn publish(
         &mut self,
         controller: &Controller,
@@ -220,7 +223,8 @@ impl Hook {
             self.table.send_replace(Arc::new(table));
         }
         self.events.release();
-        self.built = Some((started, started.elapsed()));
+        let wait = if controller.deferred_starts() > 0 { MAX_DELAY } else { started.elapsed() * SHARE };
+        self.built = Some((started, wait.min(MAX_DELAY)));
         self.stale = false;
         for (reply, outcome) in self.replies.drain(..) {
             let _ = reply.send(outcome);
@@ -235,6 +239,6 @@ impl Hook {
 
     /// The earliest time the table may be built again.
     fn next_build(&self) -> Option<Instant> {
-        self.built.map(|(at, cost)| at + (cost * SHARE).min(MAX_DELAY))
+        self.built.map(|(at, wait)| at + wait)
     }
 }

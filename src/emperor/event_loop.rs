@@ -193,12 +193,7 @@ impl<P: Processes> Emperor<P> {
             if settled || self.pace.commit_due(now) {
                 self.persist();
                 self.pace.committed(now);
-                if settled || self.pace.table_due(now) {
-                    self.publish();
-                    self.pace.published(now);
-                } else {
-                    self.control.release_events();
-                }
+                self.publish();
             }
             self.trim_after_burst();
         }

@@ -23,18 +23,12 @@ const ROUND_TIME: Duration = Duration::from_millis(20);
 const ROUND_STARTS: usize = 64;
 
 /// How long the rounds of a large start may go without a commit of the
-/// journal and a new status table: between two of them only their own
-/// starts happened, whose intents were made durable before them, so the
-/// commit (the events it releases, the pids recorded) and the table (O(N)
-/// to build) can wait this long. A start of thousands in short rounds then
-/// builds the table no more often than one in long rounds did.
+/// journal: between two commits only their own starts happened, whose
+/// intents were made durable before them, so the commit (the events it
+/// releases, the pids recorded) can wait this long. Each commit offers a
+/// status table, which `control::hook` builds less often while starts are
+/// held back (each build is O(N)).
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
-
-/// How long the rounds of a large start may go without a new status table:
-/// the longest a table may be late (see `control::hook`). Building it costs
-/// O(N) whatever changed, and at every commit it was a large share of the
-/// emperor's CPU during a start of thousands.
-const TABLE_EVERY: Duration = Duration::from_millis(200);
 
 /// How much of the last round's measured cost per start goes into the
 /// estimate (the rest is the estimate so far), in quarters: a single slow
@@ -58,8 +52,6 @@ pub(super) struct Pace {
     stop: StopFlag,
     /// When the journal was last committed.
     committed: Instant,
-    /// When the status table was last built.
-    published: Instant,
 }
 
 impl Default for Pace {
@@ -79,7 +71,6 @@ impl Pace {
             made: 0,
             stop: StopFlag::default(),
             committed: Instant::now(),
-            published: Instant::now(),
         }
     }
 
@@ -138,18 +129,6 @@ impl Pace {
     /// The journal was committed at `now`.
     pub(super) fn committed(&mut self, now: Instant) {
         self.committed = now;
-    }
-
-    /// Whether a round that only went on with a large start must build the
-    /// status table at `now` all the same: once [`TABLE_EVERY`] has passed
-    /// since the last one.
-    pub(super) fn table_due(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.published) >= TABLE_EVERY
-    }
-
-    /// The status table was built at `now`.
-    pub(super) fn published(&mut self, now: Instant) {
-        self.published = now;
     }
 
     /// The round ends at `now`: its cost per start updates the estimate.
@@ -240,15 +219,6 @@ mod tests {
         assert!(pace.commit_due(t0 + COMMIT_EVERY));
         pace.committed(t0 + COMMIT_EVERY);
         assert!(!pace.commit_due(t0 + COMMIT_EVERY + MS));
-    }
-
-    #[test]
-    fn a_table_is_due_less_often_than_a_commit() {
-        let mut pace = Pace::default();
-        let t0 = Instant::now();
-        pace.published(t0);
-        assert!(!pace.table_due(t0 + COMMIT_EVERY), "a commit is due, not a table");
-        assert!(pace.table_due(t0 + TABLE_EVERY));
     }
 
     #[test]
