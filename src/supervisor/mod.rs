@@ -299,7 +299,7 @@ impl Supervisor {
             .map(tyrant::credentials);
         let failed = |what: &str, e: &dyn std::fmt::Display| StartError::Failed(format!("{what}: {e}"));
         let output = self.vassal_output(&spec.name).map_err(|e| failed("cannot open the log file", &e))?;
-        let sockets = self.ondemand.pass(&spec.name, launch).map_err(|e| failed("cannot pass the sockets", &e))?;
+        let sockets = self.ondemand.pass(&spec.name, launch);
         let own_pid = self.own_pid_variables(launch, &sockets);
         let (program, mut args) = match own_pid.is_empty() {
             true => (program, args),

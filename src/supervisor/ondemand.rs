@@ -17,11 +17,10 @@ use super::launch::{self, Launch};
 use super::proc::Proc;
 use super::sockets::HeldSockets;
 use super::{executor::mode_of, Settings, Supervisor};
-use crate::sys::socket::dup_at_least;
 use reconciler::{ConfigRef, ReloadOutcome, StartError, VassalName, VassalSpec};
 use state::Intent;
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The supervisor's on-demand state and held sockets.
@@ -105,10 +104,11 @@ pub(super) fn sockets_change(old: (&VassalSpec, &Launch), new: (&VassalSpec, &La
     wanted(old.0, old.1, settings) != wanted(new.0, new.1, settings)
 }
 
-/// The sockets of one spawn, copied above the numbers they take in the
-/// child; the copies close once the spawn is done.
+/// The sockets of one spawn: the held sockets' own fds and the numbers
+/// they take in the child (the spawn stages them; see `sys::spawn_fds`).
+/// Valid while the sockets are held, i.e. for the spawn being made.
 pub(super) struct Passed {
-    copies: Vec<(OwnedFd, i32)>,
+    fds: Vec<(RawFd, i32)>,
     /// `LISTEN_FDS` and `LISTEN_FDNAMES`, for a native vassal.
     pub(super) env: Vec<(String, String)>,
     /// Whether the program must run through the `LISTEN_PID` shim.
@@ -118,7 +118,7 @@ pub(super) struct Passed {
 impl Passed {
     /// `(source, target)` pairs for the spawn request.
     pub(super) fn moved(&self) -> Vec<(i32, i32)> {
-        self.copies.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect()
+        self.fds.clone()
     }
 }
 
@@ -131,24 +131,19 @@ impl OnDemand {
     /// The sockets `name` gets when run as `launch`: the on-demand socket
     /// as fd 0 for a uWSGI-style vassal; every socket as fds 3… for a
     /// native one.
-    pub(super) fn pass(&self, name: &VassalName, launch: &Launch) -> std::io::Result<Passed> {
+    pub(super) fn pass(&self, name: &VassalName, launch: &Launch) -> Passed {
         let held = self.sockets.of(name);
-        let none = Passed { copies: Vec::new(), env: Vec::new(), listen_pid: false };
+        let none = Passed { fds: Vec::new(), env: Vec::new(), listen_pid: false };
         match (launch, held.first()) {
-            (_, None) => Ok(none),
-            (Launch::Uwsgi { .. }, Some(first)) => {
-                Ok(Passed { copies: vec![(dup_at_least(&first.fd, 3)?, 0)], ..none })
-            }
+            (_, None) => none,
+            (Launch::Uwsgi { .. }, Some(first)) => Passed { fds: vec![(first.fd.as_raw_fd(), 0)], ..none },
             (Launch::Native(_), Some(_)) => {
                 let count = held.len() as i32;
-                let copies = (3..)
-                    .zip(held)
-                    .map(|(target, h)| Ok((dup_at_least(&h.fd, 3 + count)?, target)))
-                    .collect::<std::io::Result<_>>()?;
+                let fds = (3..).zip(held).map(|(target, h)| (h.fd.as_raw_fd(), target)).collect();
                 let label = stem(name).replace(':', "_");
                 let names = vec![label; held.len()].join(":");
                 let env = vec![("LISTEN_FDS".into(), count.to_string()), ("LISTEN_FDNAMES".into(), names)];
-                Ok(Passed { copies, env, listen_pid: true })
+                Passed { fds, env, listen_pid: true }
             }
         }
     }

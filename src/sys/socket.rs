@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -32,13 +32,6 @@ pub fn listen_unix(path: &Path) -> io::Result<OwnedFd> {
     Ok(listener.into())
 }
 
-/// A close-on-exec copy of `fd` numbered `min` or above: spawning moves such
-/// copies onto their target numbers below `min` without one overwriting
-/// another's source.
-pub fn dup_at_least(fd: impl AsFd, min: i32) -> io::Result<OwnedFd> {
-    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
-}
-
 /// Registers a copy of a listening socket with the runtime, to await a
 /// pending connection (the socket turns readable) without accepting it.
 pub fn watch_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
@@ -52,7 +45,6 @@ pub fn watch_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedF
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_tcp_listener_queues_a_connection_before_any_accept() {
@@ -76,12 +68,5 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
         std::os::unix::net::UnixStream::connect(&path).unwrap();
-    }
-
-    #[test]
-    fn copies_land_at_or_above_the_floor() {
-        let fd = listen_tcp("127.0.0.1", 0).unwrap();
-        let copy = dup_at_least(&fd, 40).unwrap();
-        assert!(copy.as_raw_fd() >= 40);
     }
 }
