@@ -108,13 +108,13 @@ impl Executor for Supervisor {
             proc.spec = spec.clone();
             proc.launch = launch;
         }
-        let (generation, pid, mode) = (proc.generation, proc.pid(), mode_of(&proc.launch));
+        let (generation, process, mode) = (proc.generation, proc.identity(), mode_of(&proc.launch));
         if outcome == ReloadOutcome::Restarting {
             self.timed.insert(spec.name.clone());
             self.not_idle(&spec.name);
         }
-        tracing::info!(vassal = %spec.name, pid, outcome = ?outcome, "vassal reload");
-        let _ = self.record(spec, generation, mode, Some(pid), Intent::Run);
+        tracing::info!(vassal = %spec.name, pid = process.0, outcome = ?outcome, "vassal reload");
+        let _ = self.record(spec, generation, mode, Some(process), Intent::Run);
         outcome
     }
 
@@ -128,10 +128,11 @@ impl Executor for Supervisor {
             begin_stop(proc, &self.settings);
             crate::failpoint::hit("stop-after-signal");
         }
-        let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
+        let (spec, generation, process, mode) =
+            (proc.spec.clone(), proc.generation, proc.identity(), mode_of(&proc.launch));
         self.timed.insert(name.clone());
-        tracing::info!(vassal = %name, pid, "stopping vassal");
-        let _ = self.record(&spec, generation, mode, Some(pid), Intent::Stop);
+        tracing::info!(vassal = %name, pid = process.0, "stopping vassal");
+        let _ = self.record(&spec, generation, mode, Some(process), Intent::Stop);
         true
     }
 
@@ -294,7 +295,7 @@ impl Supervisor {
             Ok(proc) => {
                 crate::failpoint::hit("spawn-before-pid");
                 tracing::info!(vassal = %spec.name, pid = proc.pid(), generation, "vassal spawned");
-                let _ = self.record(spec, generation, mode, Some(proc.pid()), Intent::Run);
+                let _ = self.record(spec, generation, mode, Some(proc.identity()), Intent::Run);
                 self.procs.insert(spec.name.clone(), Box::new(proc));
                 self.watch_fence(&spec.name);
                 Ok(())

@@ -344,7 +344,10 @@ impl Supervisor {
         let request =
             spawn::SpawnRequest { program, args, cwd, env: vars, env_remove: remove, moved_fds, log, user, umask };
         let user = request.user.clone();
-        let pid = spawn::spawn(request).map_err(|e| {
+        let window = crate::sys::proc::BootWindow::open();
+        let spawned = spawn::spawn(request);
+        let start_time = window.start_time();
+        let pid = spawned.map_err(|e| {
             self.release(spec.name.as_str(), generation);
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -364,7 +367,7 @@ impl Supervisor {
             }
         }
         let control = control.map(|pair| pair.ours);
-        let handle = Handle::Child(pid);
+        let handle = Handle::Child(pid, start_time);
         Ok(self.watch_proc(Watched { generation, handle, spec: spec.clone(), launch: launch.clone(), control, config }))
     }
 }

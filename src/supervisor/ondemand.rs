@@ -190,7 +190,13 @@ impl Supervisor {
         match result {
             Ok(proc) => {
                 tracing::info!(vassal = %name, pid = proc.pid(), generation, "connection: on-demand vassal started");
-                let _ = self.record(&waiting.spec, generation, mode_of(&waiting.launch), Some(proc.pid()), Intent::Run);
+                let _ = self.record(
+                    &waiting.spec,
+                    generation,
+                    mode_of(&waiting.launch),
+                    Some(proc.identity()),
+                    Intent::Run,
+                );
                 self.procs.insert(name.clone(), Box::new(proc));
                 self.note_start(name, &Ok(()));
                 self.ondemand.changed = true;

@@ -36,6 +36,11 @@ impl Proc {
         self.handle.pid()
     }
 
+    /// Its process id and start time (see [`Handle::identity`]).
+    pub(super) fn identity(&self) -> (i32, Option<u64>) {
+        self.handle.identity()
+    }
+
     /// The watchdog interval of a native vassal that has one.
     pub(super) fn watchdog(&self) -> Option<Duration> {
         match &self.launch {

@@ -15,8 +15,9 @@ use tokio::io::unix::AsyncFd;
 #[derive(Debug, Clone)]
 pub enum Handle {
     /// Our child: its pid (and group id) cannot be reused before we reap it,
-    /// and SIGCHLD tells us when it exits.
-    Child(i32),
+    /// and SIGCHLD tells us when it exits; with its start time when the
+    /// spawn knew it (see [`proc::BootWindow`]).
+    Child(i32, Option<u64>),
     /// A re-adopted process: reached only through a pidfd.
     Adopted(Adopted),
 }
@@ -77,14 +78,23 @@ impl Handle {
     /// The process id.
     pub fn pid(&self) -> i32 {
         match self {
-            Handle::Child(pid) | Handle::Adopted(Adopted { pid, .. }) => *pid,
+            Handle::Child(pid, _) | Handle::Adopted(Adopted { pid, .. }) => *pid,
+        }
+    }
+
+    /// The process id and start time, which together name the process in
+    /// its record; the start time is read from `/proc` unless known.
+    pub fn identity(&self) -> (i32, Option<u64>) {
+        match self {
+            Handle::Child(pid, known) => (*pid, known.or_else(|| proc::start_time(*pid))),
+            Handle::Adopted(adopted) => (adopted.pid, Some(adopted.start_time)),
         }
     }
 
     /// Sends `signal` to the process itself.
     pub fn signal(&self, sig: i32) -> std::io::Result<()> {
         match self {
-            Handle::Child(pid) => signal::kill(*pid, sig),
+            Handle::Child(pid, _) => signal::kill(*pid, sig),
             Handle::Adopted(adopted) => adopted.signal(sig, false),
         }
     }
@@ -92,7 +102,7 @@ impl Handle {
     /// Sends `signal` to the process group the process leads.
     pub fn signal_group(&self, sig: i32) -> std::io::Result<()> {
         match self {
-            Handle::Child(pid) => signal::kill_group(*pid, sig),
+            Handle::Child(pid, _) => signal::kill_group(*pid, sig),
             Handle::Adopted(adopted) => adopted.signal(sig, true),
         }
     }

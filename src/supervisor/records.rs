@@ -6,7 +6,6 @@
 
 use super::executor::mode_of;
 use super::Supervisor;
-use crate::sys;
 use reconciler::{VassalName, VassalSpec};
 use state::{Intent, Mode, VassalRecord};
 use std::time::{Duration, Instant};
@@ -15,14 +14,15 @@ use std::time::{Duration, Instant};
 const RETRY: Duration = Duration::from_secs(1);
 
 impl Supervisor {
-    /// Writes a vassal's record (not yet durable); a failure is reported
+    /// Writes a vassal's record (not yet durable), with its process's
+    /// identity (pid and start time) if one runs; a failure is reported
     /// once per outage of the store.
     pub(super) fn record(
         &mut self,
         spec: &VassalSpec,
         generation: u64,
         mode: Mode,
-        pid: Option<i32>,
+        process: Option<(i32, Option<u64>)>,
         intent: Intent,
     ) -> Result<(), state::StateError> {
         let record = VassalRecord {
@@ -31,8 +31,8 @@ impl Supervisor {
             version: spec.version.clone(),
             generation,
             mode,
-            pid,
-            start_time: pid.and_then(sys::proc::start_time),
+            pid: process.map(|(pid, _)| pid),
+            start_time: process.and_then(|(_, start_time)| start_time),
             intent,
         };
         let written = self.store.put_vassal(&record);
@@ -64,8 +64,9 @@ impl Supervisor {
         for name in &names {
             let Some(proc) = self.procs.get(name) else { continue };
             let intent = if proc.state.is_stopping() { Intent::Stop } else { Intent::Run };
-            let (spec, generation, pid, mode) = (proc.spec.clone(), proc.generation, proc.pid(), mode_of(&proc.launch));
-            let _ = self.record(&spec, generation, mode, Some(pid), intent);
+            let (spec, generation, process, mode) =
+                (proc.spec.clone(), proc.generation, proc.identity(), mode_of(&proc.launch));
+            let _ = self.record(&spec, generation, mode, Some(process), intent);
         }
         if self.stale_records.is_empty() {
             tracing::info!(records = names.len(), "vassal records written again after the state store outage");

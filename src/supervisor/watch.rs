@@ -46,7 +46,7 @@ impl Supervisor {
             // Its exit shows as the channel's hang-up first (see `hung_up`).
             Handle::Adopted(_) if slot.is_some() => None,
             Handle::Adopted(adopted) => Some(self.watch_exit(w.spec.name.clone(), w.generation, adopted.clone())),
-            Handle::Child(pid) => {
+            Handle::Child(pid, _) => {
                 self.children.insert(*pid, (w.spec.name.clone(), w.generation));
                 None
             }

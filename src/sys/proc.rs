@@ -65,6 +65,41 @@ pub fn start_time(pid: i32) -> Option<u64> {
     stat(pid).map(|s| s.start_time)
 }
 
+/// The boot clock read just before a process is created: the kernel
+/// stamps a new process with that clock, in clock ticks in
+/// `/proc/PID/stat`, so a process created between two readings that fall
+/// in the same tick started in that tick. A spawn then knows its child's
+/// start time without reading `/proc` (most spawns take far less than a
+/// tick of 10 ms).
+#[derive(Debug, Clone, Copy)]
+pub struct BootWindow(Option<u64>);
+
+impl BootWindow {
+    /// Opens the window: reads the boot clock.
+    pub fn open() -> Self {
+        Self(boot_ticks())
+    }
+
+    /// The start time (clock ticks since boot) of a process created since
+    /// [`BootWindow::open`], when the clock is still in the same tick.
+    pub fn start_time(self) -> Option<u64> {
+        let before = self.0?;
+        (boot_ticks()? == before).then_some(before)
+    }
+}
+
+/// The boot clock (`CLOCK_BOOTTIME`, which the kernel's process start
+/// times follow) in clock ticks.
+fn boot_ticks() -> Option<u64> {
+    static NS_PER_TICK: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let per_tick = (*NS_PER_TICK.get_or_init(|| {
+        // SAFETY: sysconf only reads a system setting.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(ticks).ok().filter(|&t| t > 0 && 1_000_000_000 % t == 0).map(|t| 1_000_000_000 / t)
+    }))?;
+    Some(super::clock::boottime_ns() / per_tick)
+}
+
 /// Parses the text of a stat file.
 fn parse(text: &str) -> Option<Stat> {
     // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
@@ -80,6 +115,23 @@ fn parse(text: &str) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_time_known_at_spawn_is_the_one_in_proc() {
+        let mut known = 0;
+        for _ in 0..50 {
+            let window = BootWindow::open();
+            let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+            let pid = child.id() as i32;
+            if let Some(at) = window.start_time() {
+                assert_eq!(Some(at), start_time(pid), "pid {pid}");
+                known += 1;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        assert!(known > 0, "every spawn of 50 straddled a clock tick");
+    }
 
     #[test]
     fn parses_a_command_with_spaces_and_parentheses() {
