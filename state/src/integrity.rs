@@ -14,8 +14,11 @@
 
 use crate::{decode, encode, StateError, Store, VassalRecord};
 use reconciler::{VassalName, VassalSpec};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// The key of the flush count in the `meta` tree.
 const SEAL_KEY: &str = "seal";
@@ -25,6 +28,9 @@ const SEAL_KEY: &str = "seal";
 pub(crate) struct Seal {
     file: PathBuf,
     count: AtomicU64,
+    /// The seal file, kept open: a flush rewrites it in place (a count of
+    /// fixed width) instead of creating and truncating it each time.
+    open: Mutex<Option<File>>,
 }
 
 impl Seal {
@@ -50,7 +56,7 @@ impl Seal {
             );
             return Err(StateError::Damaged { path: dir.join("state.sled"), reason });
         }
-        Ok(Self { file, count: AtomicU64::new(stored) })
+        Ok(Self { file, count: AtomicU64::new(stored), open: Mutex::new(None) })
     }
 
     /// Writes the next count into the database, before a flush; returns it.
@@ -64,7 +70,15 @@ impl Seal {
     /// A seal file that cannot be written only weakens the check.
     pub(crate) fn sealed(&self, next: u64) {
         self.count.store(next, Ordering::Release);
-        let _ = std::fs::write(&self.file, format!("{next}\n"));
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.is_none() {
+            *open = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&self.file).ok();
+        }
+        // 20 digits hold any u64: every count covers the one before it.
+        let written = open.as_ref().map(|file| file.write_all_at(format!("{next:020}\n").as_bytes(), 0));
+        if !matches!(written, Some(Ok(()))) {
+            *open = None;
+        }
     }
 }
 
