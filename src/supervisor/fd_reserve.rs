@@ -12,10 +12,11 @@ pub(super) const RESERVE: usize = 32;
 /// the fd holder, the spawn's own).
 const PER_START: usize = 10;
 
-/// How many starts one probe may vouch for: a probe checks that the fds
-/// of this many starts are free besides the reserve, and the starts that
-/// follow it closely go ahead without a probe of their own (a probe costs
-/// two system calls per fd, a large share of a start's CPU).
+/// How many starts one probe may vouch for during a burst of starts: it
+/// checks that the fds of this many starts are free besides the reserve,
+/// and the starts that follow it closely go ahead without a probe of their
+/// own (a probe costs two system calls per fd, a large share of a start's
+/// CPU). A lone start probes for itself alone.
 const VOUCHED: usize = 16;
 
 /// How long a probe vouches for the starts that follow it: the starts of
@@ -28,7 +29,7 @@ pub(super) struct FdReserve {
     /// An open `/dev/null`, duplicated to count free fds.
     probe: Option<File>,
     /// Starts the last probe vouched for that have not happened yet, and
-    /// until when it vouches for them.
+    /// until when it vouches for them (and a start is part of a burst).
     vouched: (usize, Instant),
 }
 
@@ -43,11 +44,12 @@ impl FdReserve {
     pub(super) fn check(&mut self) -> Result<(), String> {
         let Some(probe) = &self.probe else { return Ok(()) };
         let now = Instant::now();
-        if self.vouched.0 > 0 && now < self.vouched.1 {
+        let burst = now < self.vouched.1;
+        if burst && self.vouched.0 > 0 {
             self.vouched.0 -= 1;
             return Ok(());
         }
-        let free = Self::free(probe, RESERVE + PER_START * VOUCHED);
+        let free = Self::free(probe, RESERVE + PER_START * if burst { VOUCHED } else { 1 });
         let starts = free.count.saturating_sub(RESERVE) / PER_START;
         if starts == 0 {
             return Err(format!(
@@ -95,7 +97,9 @@ mod tests {
     fn a_probe_vouches_for_the_starts_that_closely_follow_it() {
         let mut reserve = FdReserve::new();
         reserve.check().unwrap();
-        assert_eq!(reserve.vouched.0, VOUCHED - 1);
+        assert_eq!(reserve.vouched.0, 0, "a lone start probes for itself");
+        reserve.check().unwrap();
+        assert_eq!(reserve.vouched.0, VOUCHED - 1, "the next one, close after it, for a burst");
         for left in (0..VOUCHED - 1).rev() {
             reserve.check().unwrap();
             assert_eq!(reserve.vouched.0, left);
@@ -104,6 +108,6 @@ mod tests {
         assert_eq!(reserve.vouched.0, VOUCHED - 1, "a new probe once they are used up");
         reserve.vouched.1 = Instant::now();
         reserve.check().unwrap();
-        assert_eq!(reserve.vouched.0, VOUCHED - 1, "a new probe once its time is up");
+        assert_eq!(reserve.vouched.0, 0, "a lone start again once its time is up");
     }
 }
