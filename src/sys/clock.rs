@@ -6,18 +6,21 @@ use std::time::{Duration, Instant};
 
 /// Nanoseconds of CLOCK_MONOTONIC now.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a live timespec the call fills in; CLOCK_MONOTONIC
-    // always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    now_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// Nanoseconds of CLOCK_BOOTTIME now (the clock of process start times).
 pub fn boottime_ns() -> u64 {
+    now_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// Nanoseconds of `clock` now.
+fn now_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: as in `monotonic_ns`; CLOCK_BOOTTIME exists since Linux 2.6.39.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // SAFETY: `ts` is a live timespec the call fills in; both clocks used
+    // here exist on every kernel the emperor runs on (CLOCK_BOOTTIME since
+    // Linux 2.6.39).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
