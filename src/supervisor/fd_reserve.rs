@@ -49,37 +49,32 @@ impl FdReserve {
             self.vouched.0 -= 1;
             return Ok(());
         }
-        let free = Self::free(probe, RESERVE + PER_START * if burst { VOUCHED } else { 1 });
-        let starts = free.count.saturating_sub(RESERVE) / PER_START;
-        if starts == 0 {
-            return Err(format!(
-                "too few file descriptors left ({}): {} free, a start needs {PER_START} and the emperor keeps {RESERVE} for its sources, control socket and logs; raise RLIMIT_NOFILE",
-                free.error.map_or_else(|| "none".to_owned(), |e| e.to_string()),
-                free.count
-            ));
-        }
-        self.vouched = (starts - 1, now + VOUCHED_FOR);
+        let free = match Self::free(probe, RESERVE + PER_START * if burst { VOUCHED } else { 1 }) {
+            Ok(free) => free,
+            Err((free, e)) if free < RESERVE + PER_START => {
+                return Err(format!(
+                    "too few file descriptors left ({e}): {free} free, a start needs {PER_START} and the emperor keeps {RESERVE} for its sources, control socket and logs; raise RLIMIT_NOFILE"
+                ))
+            }
+            Err((free, _)) => free,
+        };
+        self.vouched = ((free - RESERVE) / PER_START - 1, now + VOUCHED_FOR);
         Ok(())
     }
 
-    /// How many of `wanted` fds could be opened (the copies are closed
-    /// again at once), and the error that stopped the count short.
-    fn free(probe: &File, wanted: usize) -> Free {
+    /// How many fds could be opened, `wanted` at most (the copies are
+    /// closed again at once); short of `wanted`, with the error that
+    /// stopped the count.
+    fn free(probe: &File, wanted: usize) -> Result<usize, (usize, std::io::Error)> {
         let mut copies = Vec::with_capacity(wanted);
         while copies.len() < wanted {
             match probe.try_clone() {
                 Ok(copy) => copies.push(copy),
-                Err(e) => return Free { count: copies.len(), error: Some(e) },
+                Err(e) => return Err((copies.len(), e)),
             }
         }
-        Free { count: copies.len(), error: None }
+        Ok(wanted)
     }
-}
-
-/// What a probe found.
-struct Free {
-    count: usize,
-    error: Option<std::io::Error>,
 }
 
 #[cfg(test)]
