@@ -306,8 +306,6 @@ mod tests {
         assert_eq!(fds, expected);
     }
 
-    /// The median time `spawn` takes (the caller's thread is held until
-    /// the child has exec'd), over `trials` spawns of `true`.
     /// System CPU time of this process and its reaped children: the
     /// kernel's fd-table work at clone and at exec, whatever the load.
     fn system_cpu() -> std::time::Duration {
@@ -323,6 +321,9 @@ mod tests {
         of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
     }
 
+    /// The median time `spawn` takes (the caller's thread is held until
+    /// the child has exec'd) over `trials` spawns of `true`, and the system
+    /// CPU each took.
     fn spawn_p50(trials: usize) -> (std::time::Duration, std::time::Duration) {
         let cpu = system_cpu();
         let log = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
